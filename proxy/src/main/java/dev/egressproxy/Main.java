@@ -1,0 +1,146 @@
+package dev.egressproxy;
+
+import dev.egressproxy.config.ConfigException;
+import dev.egressproxy.config.ConfigLoader;
+import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.metrics.StandardBinders;
+import dev.egressproxy.policy.AllowlistEntry;
+import dev.egressproxy.server.ProxyServer;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.CountDownLatch;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Command line entry point.
+ *
+ * <pre>
+ * java -jar egress-proxy.jar [--config FILE]    run (FILE over the shipped defaults; or EGRESS_PROXY_CONFIG)
+ * java -jar egress-proxy.jar --check-config FILE  validate FILE, print the allowlist, exit 0 or 2
+ * java -jar egress-proxy.jar --version
+ * </pre>
+ */
+public final class Main {
+
+    /** Exit status for a configuration that does not load. */
+    public static final int EXIT_CONFIG = 2;
+    /** Exit status for wrong arguments. */
+    public static final int EXIT_USAGE = 64;
+
+    private Main() {
+    }
+
+    public static void main(String[] args) throws Exception {
+        int status = run(args, System.getenv(), System.out, System.err);
+        if (status >= 0) {
+            System.exit(status);
+        }
+    }
+
+    /** Runs the command; returns an exit status, or -1 when the proxy is serving until shutdown. */
+    static int run(String[] args, Map<String, String> env, PrintStream out, PrintStream err) throws Exception {
+        Path config = null;
+        boolean check = false;
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--config", "-c", "--check-config" -> {
+                    check |= args[i].equals("--check-config");
+                    if (i + 1 >= args.length) {
+                        err.println(args[i] + " needs a file argument");
+                        return EXIT_USAGE;
+                    }
+                    config = Path.of(args[++i]);
+                }
+                case "--version" -> {
+                    out.println("egress-proxy " + version());
+                    return 0;
+                }
+                case "--help", "-h" -> {
+                    usage(out);
+                    return 0;
+                }
+                default -> {
+                    err.println("unknown argument: " + args[i]);
+                    usage(err);
+                    return EXIT_USAGE;
+                }
+            }
+        }
+        if (config == null && env.get("EGRESS_PROXY_CONFIG") != null && !env.get("EGRESS_PROXY_CONFIG").isBlank()) {
+            config = Path.of(env.get("EGRESS_PROXY_CONFIG"));
+        }
+        ProxyConfig cfg;
+        try {
+            cfg = ConfigLoader.load(config, env);
+        } catch (ConfigException e) {
+            err.println("egress-proxy: " + e.getMessage());
+            return EXIT_CONFIG;
+        }
+        if (check) {
+            out.println("configuration OK: " + (config == null ? "shipped defaults" : config));
+            out.println("listen " + cfg.listen().host() + ":" + cfg.listen().port() + ", admin "
+                    + (cfg.admin().enabled() ? cfg.admin().host() + ":" + cfg.admin().port() : "disabled"));
+            out.println("allowlist (" + cfg.allowlist().entries().size() + " entries):");
+            for (AllowlistEntry e : cfg.allowlist().entries()) {
+                out.println("  " + e.text());
+            }
+            return 0;
+        }
+        serve(cfg);
+        return -1;
+    }
+
+    private static void serve(ProxyConfig cfg) throws Exception {
+        Logger log = LoggerFactory.getLogger(Main.class);
+        PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        AutoCloseable binders = StandardBinders.bind(registry);
+        ProxyServer server = new ProxyServer(cfg, registry, version());
+        try {
+            server.start();
+        } catch (Exception e) {
+            log.error("egress-proxy could not start: {}", e.toString());
+            server.close();
+            System.exit(1);
+        }
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            log.info("egress-proxy stopping");
+            server.close();
+            try {
+                binders.close();
+            } catch (Exception ignored) {
+                // Shutting down anyway.
+            }
+            stopped.countDown();
+        }, "egress-shutdown"));
+        stopped.await();
+    }
+
+    private static void usage(PrintStream s) {
+        s.println("usage: egress-proxy [--config FILE] | --check-config FILE | --version");
+        s.println("  --config FILE        load FILE over the shipped defaults (also: EGRESS_PROXY_CONFIG)");
+        s.println("  --check-config FILE  validate FILE and print the resulting allowlist, then exit");
+        s.println("environment overrides: " + String.join(", ", ConfigLoader.ENV_KEYS.keySet()));
+    }
+
+    /** The version this jar was built as. */
+    public static String version() {
+        try (InputStream in = Main.class.getResourceAsStream("/egress-proxy-build.properties")) {
+            if (in != null) {
+                Properties p = new Properties();
+                p.load(in);
+                return p.getProperty("version", "unknown");
+            }
+        } catch (IOException ignored) {
+            // Fall through.
+        }
+        return "unknown";
+    }
+}

@@ -1,0 +1,430 @@
+package dev.egressproxy.config;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigList;
+import com.typesafe.config.ConfigObject;
+import com.typesafe.config.ConfigOrigin;
+import com.typesafe.config.ConfigParseOptions;
+import com.typesafe.config.ConfigResolveOptions;
+import com.typesafe.config.ConfigValue;
+import com.typesafe.config.ConfigValueFactory;
+import com.typesafe.config.ConfigValueType;
+import dev.egressproxy.policy.AllowlistEntry;
+import dev.egressproxy.policy.AuthorityParser;
+import dev.egressproxy.policy.CidrBlock;
+import dev.egressproxy.policy.MalformedTargetException;
+import dev.egressproxy.policy.Target;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.UnknownHostException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.TreeSet;
+
+/**
+ * Loads the configuration once and turns it into an immutable {@link ProxyConfig}. The only class
+ * that touches {@code com.typesafe.config}.
+ *
+ * <p>Layers, highest first: environment variables ({@link #ENV_KEYS}), the operator's file, the
+ * shipped default {@code egress-proxy.conf} (in the jar), then {@code reference.conf}, which holds
+ * every key and its default. Unknown keys are errors (a typo must not silently fall back to a
+ * default). Every problem is collected and reported at once.
+ */
+public final class ConfigLoader {
+
+    /** Root path of all our keys. */
+    public static final String ROOT = "egress-proxy";
+
+    /** Environment variables that override common keys, and the key each one sets. */
+    public static final Map<String, String> ENV_KEYS = envKeys();
+
+    private static final String SHIPPED_DEFAULT = "egress-proxy.conf";
+
+    private final List<String> problems = new ArrayList<>();
+    private final Path presetDir;
+
+    private ConfigLoader(Path presetDir) {
+        this.presetDir = presetDir;
+    }
+
+    private static Map<String, String> envKeys() {
+        Map<String, String> m = new LinkedHashMap<>();
+        m.put("EGRESS_PROXY_HOST", "listen.host");
+        m.put("EGRESS_PROXY_PORT", "listen.port");
+        m.put("EGRESS_PROXY_ADMIN_HOST", "admin.host");
+        m.put("EGRESS_PROXY_ADMIN_PORT", "admin.port");
+        m.put("EGRESS_PROXY_PRESETS", "allowlist.presets");
+        m.put("EGRESS_PROXY_ALLOW_HOSTS", "allowlist.hosts");
+        m.put("EGRESS_PROXY_ALLOW_PRIVATE", "destinations.allow-private");
+        m.put("EGRESS_PROXY_CONNECT_TIMEOUT", "timeouts.connect");
+        m.put("EGRESS_PROXY_MAX_CONNECTIONS", "limits.max-connections");
+        m.put("EGRESS_PROXY_ACCESS_LOG_FORMAT", "logging.access-format");
+        return Map.copyOf(m);
+    }
+
+    /**
+     * Loads {@code file} (may be {@code null}) over the shipped defaults, with environment overrides.
+     */
+    public static ProxyConfig load(Path file, Map<String, String> env) throws ConfigException {
+        Config fileConfig = ConfigFactory.empty();
+        Path presetDir = null;
+        if (file != null) {
+            if (!Files.isRegularFile(file)) {
+                throw new ConfigException(List.of("config file " + file + " does not exist or is not a file"));
+            }
+            try {
+                fileConfig = ConfigFactory.parseFile(file.toFile(), ConfigParseOptions.defaults().setAllowMissing(false));
+            } catch (com.typesafe.config.ConfigException e) {
+                throw new ConfigException(List.of(e.getMessage()));
+            }
+            presetDir = file.toAbsolutePath().getParent().resolve("presets");
+        }
+        Config shipped = ConfigFactory.parseResources(ConfigLoader.class, "/" + SHIPPED_DEFAULT);
+        Config layered = envOverlay(env).withFallback(fileConfig).withFallback(shipped);
+        return new ConfigLoader(presetDir).build(layered);
+    }
+
+    /** Loads HOCON text over {@code reference.conf} only (no shipped defaults, no environment). */
+    public static ProxyConfig fromString(String hocon) throws ConfigException {
+        Config parsed;
+        try {
+            parsed = ConfigFactory.parseString(hocon, ConfigParseOptions.defaults().setOriginDescription("config"));
+        } catch (com.typesafe.config.ConfigException e) {
+            throw new ConfigException(List.of(e.getMessage()));
+        }
+        return new ConfigLoader(null).build(parsed);
+    }
+
+    private static Config envOverlay(Map<String, String> env) {
+        Config overlay = ConfigFactory.empty();
+        for (Map.Entry<String, String> e : ENV_KEYS.entrySet()) {
+            String value = env.get(e.getKey());
+            if (value == null || value.isBlank()) {
+                continue;
+            }
+            String key = ROOT + "." + e.getValue();
+            ConfigValue v;
+            if (e.getValue().startsWith("allowlist.") || e.getValue().startsWith("destinations.")) {
+                List<String> items = Arrays.stream(value.split(",")).map(String::trim).filter(s -> !s.isEmpty()).toList();
+                v = ConfigValueFactory.fromIterable(items, "environment variable " + e.getKey());
+            } else {
+                v = ConfigValueFactory.fromAnyRef(value.trim(), "environment variable " + e.getKey());
+            }
+            overlay = overlay.withValue(key, v);
+        }
+        return overlay;
+    }
+
+    private ProxyConfig build(Config layered) throws ConfigException {
+        Config reference = ConfigFactory.parseResources(ConfigLoader.class, "/reference.conf");
+        Config config;
+        try {
+            config = layered.withFallback(reference).resolve(ConfigResolveOptions.defaults().setUseSystemEnvironment(true));
+            config.checkValid(reference, ROOT);
+        } catch (com.typesafe.config.ConfigException.ValidationFailed e) {
+            List<String> list = new ArrayList<>();
+            e.problems().forEach(p -> list.add(p.path() + " (" + where(p.origin()) + "): " + p.problem()));
+            throw new ConfigException(list);
+        } catch (com.typesafe.config.ConfigException e) {
+            throw new ConfigException(List.of(e.getMessage()));
+        }
+        checkUnknownKeys(config, reference);
+        Config c = config.getConfig(ROOT);
+
+        ProxyConfig.Listen listen = new ProxyConfig.Listen(nonEmpty(c, "listen.host"), port(c, "listen.port", true));
+        ProxyConfig.Admin admin = new ProxyConfig.Admin(c.getBoolean("admin.enabled"), nonEmpty(c, "admin.host"),
+                port(c, "admin.port", true));
+        List<String> presets = c.getStringList("allowlist.presets");
+        List<AllowlistEntry> entries = new ArrayList<>();
+        for (String preset : presets) {
+            entries.addAll(loadPreset(preset, c.getList("allowlist.presets")));
+        }
+        entries.addAll(entries(c.getList("allowlist.hosts"), "allowlist.hosts"));
+        if (entries.isEmpty()) {
+            problems.add(ROOT + ".allowlist: no hosts allowed (presets and hosts are both empty); "
+                    + "the proxy would refuse everything. Name a preset such as \"redhat-registry\" or list hosts.");
+        }
+        ProxyConfig.Allowlist allowlist = new ProxyConfig.Allowlist(presets, dedupe(entries));
+
+        List<CidrBlock> allowPrivate = new ArrayList<>();
+        ConfigList apList = c.getList("destinations.allow-private");
+        for (int i = 0; i < apList.size(); i++) {
+            ConfigValue v = apList.get(i);
+            String where = ROOT + ".destinations.allow-private[" + i + "] (" + where(v.origin()) + ")";
+            if (v.valueType() != ConfigValueType.STRING) {
+                problems.add(where + ": expected a CIDR string such as \"10.0.0.0/8\"");
+                continue;
+            }
+            try {
+                allowPrivate.add(CidrBlock.parse((String) v.unwrapped()));
+            } catch (IllegalArgumentException e) {
+                problems.add(where + ": " + e.getMessage());
+            }
+        }
+        ProxyConfig.Destinations destinations = new ProxyConfig.Destinations(allowPrivate,
+                connectTo(c.getObject("destinations.connect-to")));
+
+        List<InetSocketAddress> servers = new ArrayList<>();
+        List<String> serverTexts = c.getStringList("dns.servers");
+        for (int i = 0; i < serverTexts.size(); i++) {
+            InetSocketAddress a = literalSocketAddress(serverTexts.get(i), 53);
+            if (a == null) {
+                problems.add(ROOT + ".dns.servers[" + i + "] (" + where(c.getList("dns.servers").get(i).origin())
+                        + "): '" + serverTexts.get(i) + "' is not an IP address with an optional port");
+            } else {
+                servers.add(a);
+            }
+        }
+        ProxyConfig.Dns dns = new ProxyConfig.Dns(servers, positive(c, "dns.query-timeout"), nonNegative(c, "dns.min-ttl"),
+                nonNegative(c, "dns.max-ttl"), nonNegative(c, "dns.negative-ttl"));
+
+        ProxyConfig.Timeouts timeouts = new ProxyConfig.Timeouts(positive(c, "timeouts.connect"),
+                positive(c, "timeouts.request-head"), positive(c, "timeouts.idle"));
+
+        int maxConnections = intAtLeast(c, "limits.max-connections", 1);
+        int maxHead = bytes(c, "limits.max-request-head", 1024, 1024 * 1024);
+        int high = bytes(c, "limits.write-buffer-high", 1024, 64 * 1024 * 1024);
+        int low = bytes(c, "limits.write-buffer-low", 0, 64 * 1024 * 1024);
+        if (low > high) {
+            problems.add(ROOT + ".limits.write-buffer-low (" + where(c.getValue("limits.write-buffer-low").origin())
+                    + "): " + low + " bytes is above write-buffer-high (" + high + " bytes)");
+        }
+        ProxyConfig.Limits limits = new ProxyConfig.Limits(maxConnections, maxHead, high, low);
+        ProxyConfig.Metrics metrics = new ProxyConfig.Metrics(intAtLeast(c, "metrics.max-host-labels", 1),
+                intAtLeast(c, "metrics.denied-report-size", 1));
+
+        String format = c.getString("logging.access-format").toUpperCase(Locale.ROOT);
+        ProxyConfig.AccessLogFormat accessFormat = ProxyConfig.AccessLogFormat.TEXT;
+        try {
+            accessFormat = ProxyConfig.AccessLogFormat.valueOf(format);
+        } catch (IllegalArgumentException e) {
+            problems.add(ROOT + ".logging.access-format (" + where(c.getValue("logging.access-format").origin()) + "): '"
+                    + c.getString("logging.access-format") + "' is not one of text, json, squid");
+        }
+        if (admin.enabled() && admin.port() != 0 && admin.port() == listen.port()) {
+            problems.add(ROOT + ".admin.port: " + admin.port() + " is also the proxy port (" + ROOT
+                    + ".listen.port); give the admin listener its own port");
+        }
+        if (!problems.isEmpty()) {
+            throw new ConfigException(problems);
+        }
+        return new ProxyConfig(listen, admin, allowlist, destinations, dns, timeouts, limits, metrics,
+                new ProxyConfig.Logging(accessFormat));
+    }
+
+    private void checkUnknownKeys(Config config, Config reference) {
+        if (!config.hasPath(ROOT)) {
+            return;
+        }
+        String connectTo = ROOT + ".destinations.connect-to";
+        for (Map.Entry<String, ConfigValue> e : config.getConfig(ROOT).entrySet()) {
+            String path = ROOT + "." + e.getKey();
+            if (path.startsWith(connectTo + ".") || path.equals(connectTo)) {
+                continue;
+            }
+            if (!reference.hasPathOrNull(path)) {
+                String parent = path.substring(0, path.lastIndexOf('.'));
+                String known = reference.hasPath(parent) && reference.getValue(parent).valueType() == ConfigValueType.OBJECT
+                        ? "; known keys there: " + String.join(", ", new TreeSet<>(reference.getObject(parent).keySet()))
+                        : "";
+                problems.add(path + " (" + where(e.getValue().origin()) + "): unknown key" + known);
+            }
+        }
+    }
+
+    private List<AllowlistEntry> loadPreset(String name, ConfigList presetList) {
+        String where = ROOT + ".allowlist.presets (" + where(presetList.origin()) + ")";
+        if (!name.matches("[a-z0-9][a-z0-9-]*")) {
+            problems.add(where + ": '" + name + "' is not a preset name (lower-case letters, digits and '-')");
+            return List.of();
+        }
+        Config preset = null;
+        if (presetDir != null) {
+            Path file = presetDir.resolve(name + ".conf");
+            if (Files.isRegularFile(file)) {
+                preset = ConfigFactory.parseFile(file.toFile());
+            }
+        }
+        if (preset == null) {
+            Config resource = ConfigFactory.parseResources(ConfigLoader.class, "/presets/" + name + ".conf");
+            if (resource.hasPath("hosts")) {
+                preset = resource;
+            }
+        }
+        if (preset == null || !preset.hasPath("hosts")) {
+            problems.add(where + ": unknown preset '" + name + "'; shipped presets: redhat-registry, quay-cdn"
+                    + (presetDir != null ? " (also looked in " + presetDir + ")" : ""));
+            return List.of();
+        }
+        return entries(preset.getList("hosts"), "allowlist.presets." + name);
+    }
+
+    private List<AllowlistEntry> entries(ConfigList list, String path) {
+        List<AllowlistEntry> out = new ArrayList<>();
+        for (int i = 0; i < list.size(); i++) {
+            ConfigValue v = list.get(i);
+            String where = ROOT + "." + path + "[" + i + "] (" + where(v.origin()) + ")";
+            if (v.valueType() != ConfigValueType.STRING) {
+                problems.add(where + ": expected a string such as \"registry.redhat.io\" or \"*.quay.io:443\"");
+                continue;
+            }
+            try {
+                out.add(AllowlistEntry.parse((String) v.unwrapped()));
+            } catch (IllegalArgumentException e) {
+                problems.add(where + ": " + e.getMessage());
+            }
+        }
+        return out;
+    }
+
+    private static List<AllowlistEntry> dedupe(List<AllowlistEntry> entries) {
+        Map<String, AllowlistEntry> byText = new LinkedHashMap<>();
+        for (AllowlistEntry e : entries) {
+            byText.putIfAbsent(e.text(), e);
+        }
+        return List.copyOf(byText.values());
+    }
+
+    private Map<String, InetSocketAddress> connectTo(ConfigObject object) {
+        Map<String, InetSocketAddress> out = new LinkedHashMap<>();
+        for (Map.Entry<String, ConfigValue> e : object.entrySet()) {
+            String where = ROOT + ".destinations.connect-to.\"" + e.getKey() + "\" (" + where(e.getValue().origin()) + ")";
+            Target from;
+            try {
+                from = AuthorityParser.parseConnectAuthority(e.getKey());
+            } catch (MalformedTargetException ex) {
+                problems.add(where + ": key must be \"host:port\": " + ex.getMessage());
+                continue;
+            }
+            if (e.getValue().valueType() != ConfigValueType.STRING) {
+                problems.add(where + ": expected \"address:port\" such as \"127.0.0.1:8443\"");
+                continue;
+            }
+            String value = (String) e.getValue().unwrapped();
+            InetSocketAddress to = literalSocketAddress(value, -1);
+            if (to == null) {
+                problems.add(where + ": '" + value + "' is not an IP address and port such as \"127.0.0.1:8443\"");
+                continue;
+            }
+            out.put(from.authority(), to);
+        }
+        return out;
+    }
+
+    /** Parses {@code a.b.c.d[:port]} or {@code [v6][:port]} without any DNS lookup; null if invalid. */
+    static InetSocketAddress literalSocketAddress(String text, int defaultPort) {
+        try {
+            Target t = AuthorityParser.parseAuthority(text, defaultPort);
+            if (!t.isIpLiteral()) {
+                return null;
+            }
+            return new InetSocketAddress(InetAddress.getByAddress(t.ipLiteral().getAddress()), t.port());
+        } catch (MalformedTargetException | UnknownHostException e) {
+            return null;
+        }
+    }
+
+    private String nonEmpty(Config c, String path) {
+        String s = c.getString(path).trim();
+        if (s.isEmpty()) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): must not be empty");
+        }
+        return s;
+    }
+
+    private int port(Config c, String path, boolean allowZero) {
+        int p;
+        try {
+            p = c.getInt(path);
+        } catch (com.typesafe.config.ConfigException e) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): '" + c.getValue(path).unwrapped()
+                    + "' is not a port number");
+            return 0;
+        }
+        if (p < (allowZero ? 0 : 1) || p > 65535) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): " + p
+                    + " is not a port in 1-65535 (0 picks a free port)");
+        }
+        return p;
+    }
+
+    private int intAtLeast(Config c, String path, int min) {
+        int v;
+        try {
+            v = c.getInt(path);
+        } catch (com.typesafe.config.ConfigException e) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): '" + c.getValue(path).unwrapped()
+                    + "' is not a whole number");
+            return min;
+        }
+        if (v < min) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): " + v + " is below the minimum " + min);
+        }
+        return v;
+    }
+
+    private int bytes(Config c, String path, long min, long max) {
+        long v;
+        try {
+            v = c.getBytes(path);
+        } catch (com.typesafe.config.ConfigException e) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): '" + c.getValue(path).unwrapped()
+                    + "' is not a size such as 32KiB");
+            return (int) min;
+        }
+        if (v < min || v > max) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): " + v + " bytes is outside "
+                    + min + ".." + max);
+            return (int) min;
+        }
+        return (int) v;
+    }
+
+    private Duration positive(Config c, String path) {
+        Duration d = duration(c, path);
+        if (d.isZero() || d.isNegative()) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): must be positive, got " + d);
+            return Duration.ofSeconds(1);
+        }
+        return d;
+    }
+
+    private Duration nonNegative(Config c, String path) {
+        Duration d = duration(c, path);
+        if (d.isNegative()) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): must not be negative, got " + d);
+            return Duration.ZERO;
+        }
+        return d;
+    }
+
+    private Duration duration(Config c, String path) {
+        try {
+            return c.getDuration(path);
+        } catch (com.typesafe.config.ConfigException e) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): '" + c.getValue(path).unwrapped()
+                    + "' is not a duration such as 10s or 5m");
+            return Duration.ofSeconds(1);
+        }
+    }
+
+    private static String where(ConfigOrigin origin) {
+        if (origin == null) {
+            return "unknown origin";
+        }
+        String name = origin.filename() != null ? origin.filename()
+                : origin.resource() != null ? origin.resource() : origin.description();
+        if (origin.lineNumber() > 0 && !name.contains(": " + origin.lineNumber())) {
+            return name + ":" + origin.lineNumber();
+        }
+        return name;
+    }
+}

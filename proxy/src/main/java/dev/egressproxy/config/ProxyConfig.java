@@ -1,0 +1,95 @@
+package dev.egressproxy.config;
+
+import dev.egressproxy.policy.AllowlistEntry;
+import dev.egressproxy.policy.CidrBlock;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * The whole configuration, validated and immutable. Built once by {@link ConfigLoader}; nothing
+ * else reads Typesafe Config. Each nested record mirrors one block of {@code reference.conf}.
+ */
+public record ProxyConfig(
+        Listen listen,
+        Admin admin,
+        Allowlist allowlist,
+        Destinations destinations,
+        Dns dns,
+        Timeouts timeouts,
+        Limits limits,
+        Metrics metrics,
+        Logging logging) {
+
+    public ProxyConfig {
+        Objects.requireNonNull(listen, "listen");
+        Objects.requireNonNull(admin, "admin");
+        Objects.requireNonNull(allowlist, "allowlist");
+        Objects.requireNonNull(destinations, "destinations");
+        Objects.requireNonNull(dns, "dns");
+        Objects.requireNonNull(timeouts, "timeouts");
+        Objects.requireNonNull(limits, "limits");
+        Objects.requireNonNull(metrics, "metrics");
+        Objects.requireNonNull(logging, "logging");
+    }
+
+    /** {@code egress-proxy.listen}: where clients connect. */
+    public record Listen(String host, int port) {
+    }
+
+    /** {@code egress-proxy.admin}: the metrics and health listener. */
+    public record Admin(boolean enabled, String host, int port) {
+    }
+
+    /** {@code egress-proxy.allowlist}: presets named and every entry (presets expanded). */
+    public record Allowlist(List<String> presets, List<AllowlistEntry> entries) {
+        public Allowlist {
+            presets = List.copyOf(presets);
+            entries = List.copyOf(entries);
+        }
+    }
+
+    /**
+     * {@code egress-proxy.destinations}.
+     *
+     * @param allowPrivate CIDRs exempt from the private-address guard
+     * @param connectTo normalised {@code host:port} to the address dialled instead of resolving it
+     */
+    public record Destinations(List<CidrBlock> allowPrivate, Map<String, InetSocketAddress> connectTo) {
+        public Destinations {
+            allowPrivate = List.copyOf(allowPrivate);
+            connectTo = Map.copyOf(connectTo);
+        }
+    }
+
+    /** {@code egress-proxy.dns}: the asynchronous resolver. Empty {@code servers}: resolv.conf. */
+    public record Dns(List<InetSocketAddress> servers, Duration queryTimeout, Duration minTtl, Duration maxTtl,
+            Duration negativeTtl) {
+        public Dns {
+            servers = List.copyOf(servers);
+        }
+    }
+
+    /** {@code egress-proxy.timeouts}. */
+    public record Timeouts(Duration connect, Duration requestHead, Duration idle) {
+    }
+
+    /** {@code egress-proxy.limits}. Sizes in bytes. */
+    public record Limits(int maxConnections, int maxRequestHead, int writeBufferHigh, int writeBufferLow) {
+    }
+
+    /** {@code egress-proxy.metrics}. */
+    public record Metrics(int maxHostLabels, int deniedReportSize) {
+    }
+
+    /** {@code egress-proxy.logging}. */
+    public record Logging(AccessLogFormat accessFormat) {
+    }
+
+    /** The access-log line formats. */
+    public enum AccessLogFormat {
+        TEXT, JSON, SQUID
+    }
+}

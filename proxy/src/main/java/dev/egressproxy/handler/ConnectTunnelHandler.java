@@ -1,0 +1,199 @@
+package dev.egressproxy.handler;
+
+import dev.egressproxy.log.AccessRecord;
+import dev.egressproxy.metrics.DeniedReport;
+import dev.egressproxy.policy.Kind;
+import dev.egressproxy.policy.Reason;
+import dev.egressproxy.server.PipelineNames;
+import dev.egressproxy.upstream.UpstreamException;
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.ChannelPipeline;
+import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.handler.codec.http.HttpVersion;
+import io.netty.util.ReferenceCountUtil;
+import io.netty.util.concurrent.Future;
+import java.util.ArrayDeque;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Turns an allowed {@code CONNECT} into a tunnel. On the {@link ProxyRequest} it stops reading from
+ * the client, removes the HTTP decoder (bytes the client sent right behind the CONNECT head come
+ * out of the decoder as raw {@link ByteBuf}s and are kept), and asks the
+ * {@link dev.egressproxy.upstream.UpstreamConnector} for a connection on the same event loop. When
+ * it succeeds: write {@code 200 Connection established}, wait for that write to complete, remove the
+ * remaining HTTP handlers and itself, put a {@link RelayHandler} on each side, send the kept bytes
+ * upstream and start reading on both sides. When it fails: 403 if the resolved address is
+ * forbidden, 502/504 naming the host and the cause otherwise; then close.
+ *
+ * <p>Owns {@code requests_total} for CONNECTs that reach stage two, the upstream-failure and
+ * address-policy entries of the {@code /denied} report, and the access-log line of failed CONNECTs.
+ */
+public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
+
+    private static final Logger log = LoggerFactory.getLogger(ConnectTunnelHandler.class);
+
+    private final ProxyServices services;
+    private ProxyRequest request;
+    private final ArrayDeque<ByteBuf> early = new ArrayDeque<>();
+    private boolean clientGone;
+
+    public ConnectTunnelHandler(ProxyServices services) {
+        this.services = services;
+    }
+
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        if (msg instanceof ProxyRequest pr && pr.kind() == Kind.CONNECT) {
+            start(ctx, pr);
+        } else if (request != null) {
+            if (msg instanceof ByteBuf buf && buf.isReadable()) {
+                early.add(buf);
+            } else {
+                ReferenceCountUtil.release(msg);
+            }
+        } else {
+            ctx.fireChannelRead(msg);
+        }
+    }
+
+    private void start(ChannelHandlerContext ctx, ProxyRequest pr) {
+        request = pr;
+        ReferenceCountUtil.release(pr.request());
+        Channel client = ctx.channel();
+        client.config().setAutoRead(false);
+        ChannelPipeline p = ctx.pipeline();
+        removeIfPresent(p, PipelineNames.REQUEST_HEAD_TIMEOUT);
+        removeIfPresent(p, PipelineNames.HTTP_FORWARD);
+        // Removing the decoder hands any bytes it holds past the CONNECT head down the pipeline as
+        // a ByteBuf; the flow-control handler passes on what it queued when it is removed.
+        HttpServerCodec codec = (HttpServerCodec) p.get(PipelineNames.HTTP_CODEC);
+        codec.removeInboundHandler();
+        removeIfPresent(p, PipelineNames.FLOW_CONTROL);
+        removeIfPresent(p, PipelineNames.REQUEST_POLICY);
+
+        Future<Channel> connect = services.connector().connect(pr.target(), client.eventLoop(),
+                new ChannelInboundHandlerAdapter());
+        connect.addListener((Future<Channel> f) -> {
+            if (f.isSuccess()) {
+                connected(ctx, f.getNow());
+            } else {
+                failed(ctx, f.cause());
+            }
+        });
+    }
+
+    private void connected(ChannelHandlerContext ctx, Channel upstream) {
+        AccessRecord record = request.record();
+        services.metrics().request(Kind.CONNECT, request.decision().reason());
+        if (clientGone || !ctx.channel().isActive()) {
+            upstream.close();
+            record.status(200).error("client_closed");
+            services.accessLog().log(record);
+            releaseEarly();
+            return;
+        }
+        record.upstream(upstream.remoteAddress()).status(200);
+        Tunnel tunnel = new Tunnel(services, record, ctx.channel(), upstream);
+        upstream.pipeline().addLast(PipelineNames.RELAY, new RelayHandler(tunnel, upstream));
+        DefaultFullHttpResponse ok = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
+                new HttpResponseStatus(200, "Connection established"));
+        ctx.writeAndFlush(ok).addListener((ChannelFutureListener) w -> {
+            if (!w.isSuccess()) {
+                releaseEarly();
+                tunnel.close();
+                return;
+            }
+            ChannelPipeline p = ctx.pipeline();
+            // The 200 is out: from here on both sides carry raw bytes only.
+            removeIfPresent(p, PipelineNames.HTTP_CODEC);
+            p.addLast(PipelineNames.RELAY, new RelayHandler(tunnel, ctx.channel()));
+            ByteBuf buf;
+            while ((buf = early.poll()) != null) {
+                tunnel.countBytes(ctx.channel(), buf.readableBytes());
+                upstream.write(buf);
+            }
+            upstream.flush();
+            p.remove(this);
+            upstream.config().setAutoRead(true);
+            ctx.channel().config().setAutoRead(true);
+        });
+    }
+
+    private void failed(ChannelHandlerContext ctx, Throwable cause) {
+        releaseEarly();
+        AccessRecord record = request.record();
+        String authority = request.target().authority();
+        HttpResponseStatus status;
+        String code;
+        String text;
+        if (cause instanceof UpstreamException ue && ue.addressForbidden()) {
+            services.metrics().request(Kind.CONNECT, Reason.ADDRESS_NOT_ALLOWED);
+            services.metrics().denied(request.target().host(), Reason.ADDRESS_NOT_ALLOWED);
+            services.deniedReport().record(DeniedReport.Type.DENIED, authority, Reason.ADDRESS_NOT_ALLOWED.label(),
+                    record.client());
+            record.decision("denied", Reason.ADDRESS_NOT_ALLOWED.label(), "-");
+            log.warn("refused {} for {}: {}", authority, record.client(), ue.getMessage());
+            status = HttpResponseStatus.FORBIDDEN;
+            code = Reason.ADDRESS_NOT_ALLOWED.label();
+            text = ue.clientText();
+        } else if (cause instanceof UpstreamException ue) {
+            services.metrics().request(Kind.CONNECT, request.decision().reason());
+            services.deniedReport().record(DeniedReport.Type.UPSTREAM_FAILURE, authority,
+                    ue.failureCause().label(), record.client());
+            status = ue.failureCause().status();
+            code = ue.failureCause().reasonCode();
+            text = ue.clientText();
+            record.error(code);
+        } else {
+            log.warn("CONNECT {} failed unexpectedly", authority, cause);
+            services.metrics().request(Kind.CONNECT, request.decision().reason());
+            status = HttpResponseStatus.BAD_GATEWAY;
+            code = "upstream_error";
+            text = authority + " could not be reached";
+            record.error(code);
+        }
+        record.status(status.code());
+        services.accessLog().log(record);
+        if (ctx.channel().isActive()) {
+            ctx.writeAndFlush(ErrorResponses.response(status, text, code, null)).addListener(ChannelFutureListener.CLOSE);
+        }
+    }
+
+    private void releaseEarly() {
+        ByteBuf buf;
+        while ((buf = early.poll()) != null) {
+            buf.release();
+        }
+    }
+
+    private static void removeIfPresent(ChannelPipeline p, String name) {
+        if (p.get(name) != null) {
+            p.remove(name);
+        }
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+        clientGone = true;
+        releaseEarly();
+        ctx.fireChannelInactive();
+    }
+
+    @Override
+    public void handlerRemoved(ChannelHandlerContext ctx) {
+        releaseEarly();
+    }
+
+    @Override
+    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+        log.debug("client connection failed while connecting upstream: {}", String.valueOf(cause));
+        ctx.close();
+    }
+}

@@ -1,0 +1,204 @@
+package dev.egressproxy.handler;
+
+import dev.egressproxy.log.AccessRecord;
+import dev.egressproxy.metrics.DeniedReport;
+import dev.egressproxy.metrics.ProxyMetrics.Rejection;
+import dev.egressproxy.policy.AuthorityParser;
+import dev.egressproxy.policy.Decision;
+import dev.egressproxy.policy.Kind;
+import dev.egressproxy.policy.MalformedTargetException;
+import dev.egressproxy.policy.Reason;
+import dev.egressproxy.policy.Target;
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.handler.codec.DecoderResult;
+import io.netty.handler.codec.TooLongFrameException;
+import io.netty.handler.codec.http.HttpContent;
+import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpRequest;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.LastHttpContent;
+import io.netty.handler.codec.http.TooLongHttpHeaderException;
+import io.netty.handler.codec.http.TooLongHttpLineException;
+import io.netty.util.ReferenceCountUtil;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Decides every request. Consumes decoded {@link HttpRequest}s; refuses malformed ones (400, 414,
+ * 431), origin-form ones (400: the Host header never picks a destination) and destinations the
+ * allowlist does not name (403, with the host in the reason phrase); passes allowed ones on as a
+ * {@link ProxyRequest}, followed by their body ({@link HttpContent}) for plain HTTP. After a CONNECT
+ * the HTTP decoder is gone and raw {@link ByteBuf}s pass through to the tunnel handler.
+ *
+ * <p>Owns {@code requests_total} for denials, {@code denied_total}, the {@code /denied} report's
+ * refusals and the access-log line of refused requests.
+ */
+public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
+
+    private static final Logger log = LoggerFactory.getLogger(RequestPolicyHandler.class);
+
+    private final ProxyServices services;
+    private String connectionId;
+    private int exchanges;
+    /** True while the body of an allowed plain-HTTP request is passing through. */
+    private boolean forwardingBody;
+    /** True once an answer that closes the connection was sent: drop everything after it. */
+    private boolean closing;
+
+    public RequestPolicyHandler(ProxyServices services) {
+        this.services = services;
+    }
+
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        if (msg instanceof HttpRequest request) {
+            onRequest(ctx, request);
+        } else if (msg instanceof HttpContent content) {
+            if (forwardingBody && !closing) {
+                if (content instanceof LastHttpContent) {
+                    forwardingBody = false;
+                }
+                ctx.fireChannelRead(content);
+            } else {
+                content.release();
+            }
+        } else if (msg instanceof ByteBuf && !closing) {
+            // Bytes behind a CONNECT head, released by the removed HTTP decoder.
+            ctx.fireChannelRead(msg);
+        } else {
+            ReferenceCountUtil.release(msg);
+        }
+    }
+
+    private void onRequest(ChannelHandlerContext ctx, HttpRequest request) {
+        if (connectionId == null) {
+            connectionId = services.nextConnectionId();
+        }
+        AccessRecord record = new AccessRecord(connectionId + "-" + (++exchanges), ctx.channel().remoteAddress());
+        if (closing) {
+            ReferenceCountUtil.release(request);
+            return;
+        }
+        DecoderResult result = request.decoderResult();
+        if (result.isFailure()) {
+            ReferenceCountUtil.release(request);
+            rejectUnparsable(ctx, record, result.cause());
+            return;
+        }
+        boolean connect = HttpMethod.CONNECT.equals(request.method());
+        Kind kind = connect ? Kind.CONNECT : Kind.HTTP;
+        record.method(request.method().name());
+        String uri = request.uri();
+        Target target;
+        String pathAndQuery = "";
+        try {
+            if (connect) {
+                target = AuthorityParser.parseConnectAuthority(uri);
+            } else if (uri.startsWith("/") || uri.equals("*")) {
+                ReferenceCountUtil.release(request);
+                refuse(ctx, record, kind, null, Reason.ORIGIN_FORM_REQUEST, HttpResponseStatus.BAD_REQUEST,
+                        "egress-proxy is a forward proxy and needs an absolute URL",
+                        "Send absolute-form requests (GET http://host/path) or CONNECT host:port; "
+                                + "the Host header never picks a destination.");
+                return;
+            } else {
+                AuthorityParser.AbsoluteUri parsed = AuthorityParser.parseAbsoluteUri(uri);
+                target = parsed.target();
+                pathAndQuery = parsed.pathAndQuery();
+            }
+        } catch (MalformedTargetException e) {
+            ReferenceCountUtil.release(request);
+            refuse(ctx, record, kind, null, Reason.MALFORMED_REQUEST, HttpResponseStatus.BAD_REQUEST,
+                    "bad destination: " + e.getMessage(), null);
+            return;
+        }
+        record.target(target.authority());
+        if (!connect) {
+            int q = pathAndQuery.indexOf('?');
+            record.url("http://" + target.hostForAuthority() + (target.port() == 80 ? "" : ":" + target.port())
+                    + (q < 0 ? pathAndQuery : pathAndQuery.substring(0, q)));
+        }
+        Decision decision = services.policy().get().decide(target, kind);
+        if (!decision.allowed()) {
+            ReferenceCountUtil.release(request);
+            refuse(ctx, record, kind, target, decision.reason(), HttpResponseStatus.FORBIDDEN,
+                    denyPhrase(target, kind, decision.reason()), denyHint(target, kind, decision.reason()));
+            return;
+        }
+        record.decision(decision.verdict().label(), decision.reason().label(), decision.rule());
+        forwardingBody = !connect;
+        ctx.fireChannelRead(new ProxyRequest(kind, request, target, pathAndQuery, decision, record));
+    }
+
+    static String denyPhrase(Target target, Kind kind, Reason reason) {
+        String who = target.authority();
+        return switch (reason) {
+            case PORT_NOT_ALLOWED -> who + " is not in the egress allowlist (the host is, on other ports)";
+            case IP_LITERAL_NOT_ALLOWED -> who + " is an IP address not in the egress allowlist";
+            default -> who + " is not in the egress allowlist";
+        };
+    }
+
+    private static String denyHint(Target target, Kind kind, Reason reason) {
+        String entry = target.isIpLiteral() ? target.host() + "/32" : target.host();
+        if (target.port() != kind.defaultPort()) {
+            entry = entry + ":" + target.port();
+        }
+        return "Refused by egress-proxy (" + kind.label() + ", reason " + reason.label() + "). If this destination is "
+                + "legitimate, ask the proxy operator to add \"" + entry + "\" to egress-proxy.allowlist.hosts.";
+    }
+
+    private void rejectUnparsable(ChannelHandlerContext ctx, AccessRecord record, Throwable cause) {
+        HttpResponseStatus status;
+        String phrase;
+        String code;
+        if (cause instanceof TooLongHttpLineException) {
+            status = HttpResponseStatus.REQUEST_URI_TOO_LONG;
+            phrase = "request line longer than " + services.config().limits().maxRequestHead() + " bytes";
+            code = "uri_too_long";
+            services.metrics().rejected(Rejection.URI_TOO_LONG);
+        } else if (cause instanceof TooLongHttpHeaderException || cause instanceof TooLongFrameException) {
+            status = HttpResponseStatus.REQUEST_HEADER_FIELDS_TOO_LARGE;
+            phrase = "request headers larger than " + services.config().limits().maxRequestHead() + " bytes";
+            code = "head_too_large";
+            services.metrics().rejected(Rejection.HEAD_TOO_LARGE);
+        } else {
+            status = HttpResponseStatus.BAD_REQUEST;
+            phrase = "malformed HTTP request";
+            code = Reason.MALFORMED_REQUEST.label();
+            services.metrics().request(Kind.HTTP, Reason.MALFORMED_REQUEST);
+            log.debug("malformed request from {}: {}", record.client(), String.valueOf(cause));
+        }
+        record.decision("denied", code, "-").status(status.code());
+        respondAndClose(ctx, record, ErrorResponses.response(status, phrase, code, null));
+    }
+
+    private void refuse(ChannelHandlerContext ctx, AccessRecord record, Kind kind, Target target, Reason reason,
+            HttpResponseStatus status, String phrase, String hint) {
+        services.metrics().request(kind, reason);
+        if (target != null) {
+            services.metrics().denied(target.host(), reason);
+            services.deniedReport().record(DeniedReport.Type.DENIED, target.authority(), reason.label(), record.client());
+        }
+        record.decision("denied", reason.label(), "-").status(status.code());
+        respondAndClose(ctx, record, ErrorResponses.response(status, phrase, reason.label(), hint));
+    }
+
+    private void respondAndClose(ChannelHandlerContext ctx, AccessRecord record, Object response) {
+        closing = true;
+        forwardingBody = false;
+        services.accessLog().log(record);
+        // Nothing more is read from a connection whose answer closes it.
+        ctx.channel().config().setAutoRead(false);
+        ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
+    }
+
+    @Override
+    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+        log.debug("client connection {} failed: {}", connectionId, String.valueOf(cause));
+        ctx.close();
+    }
+}

@@ -1,0 +1,149 @@
+package dev.egressproxy.metrics;
+
+import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.server.PipelineNames;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandler.Sharable;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.SimpleChannelInboundHandler;
+import io.netty.channel.socket.SocketChannel;
+import io.netty.channel.socket.nio.NioServerSocketChannel;
+import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.FullHttpRequest;
+import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.handler.codec.http.HttpUtil;
+import io.netty.handler.codec.http.HttpVersion;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.util.function.BooleanSupplier;
+
+/**
+ * The admin listener, on its own port: {@code /metrics} (Prometheus text, or OpenMetrics when the
+ * scraper asks for it), {@code /healthz} (the process is alive), {@code /readyz} (listener bound and
+ * config loaded; 503 while starting or draining) and {@code /denied} (the JSON gap report).
+ */
+public final class AdminServer implements AutoCloseable {
+
+    private static final String OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    private static final String PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8";
+
+    private final ProxyConfig.Admin config;
+    private final PrometheusMeterRegistry registry;
+    private final DeniedReport report;
+    private final BooleanSupplier ready;
+    private final EventLoopGroup boss;
+    private final EventLoopGroup workers;
+    private Channel channel;
+
+    public AdminServer(ProxyConfig.Admin config, PrometheusMeterRegistry registry, DeniedReport report,
+            BooleanSupplier ready, EventLoopGroup boss, EventLoopGroup workers) {
+        this.config = config;
+        this.registry = registry;
+        this.report = report;
+        this.ready = ready;
+        this.boss = boss;
+        this.workers = workers;
+    }
+
+    public void start() throws InterruptedException {
+        AdminHandler handler = new AdminHandler();
+        channel = new ServerBootstrap()
+                .group(boss, workers)
+                .channel(NioServerSocketChannel.class)
+                .childHandler(new ChannelInitializer<SocketChannel>() {
+                    @Override
+                    protected void initChannel(SocketChannel ch) {
+                        ch.pipeline()
+                                .addLast(PipelineNames.ADMIN_HTTP_CODEC, new HttpServerCodec())
+                                .addLast(PipelineNames.ADMIN_AGGREGATOR, new HttpObjectAggregator(8192))
+                                .addLast(PipelineNames.ADMIN_HANDLER, handler);
+                    }
+                })
+                .bind(config.host(), config.port()).sync().channel();
+    }
+
+    public InetSocketAddress address() {
+        return (InetSocketAddress) channel.localAddress();
+    }
+
+    @Override
+    public void close() {
+        if (channel != null) {
+            channel.close().syncUninterruptibly();
+        }
+    }
+
+    /** Routes admin requests. Stateless, so one instance serves every admin connection. */
+    @Sharable
+    private final class AdminHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
+
+        @Override
+        protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest req) {
+            FullHttpResponse res;
+            if (!req.decoderResult().isSuccess()) {
+                res = text(HttpResponseStatus.BAD_REQUEST, "bad request\n");
+            } else if (!HttpMethod.GET.equals(req.method()) && !HttpMethod.HEAD.equals(req.method())) {
+                res = text(HttpResponseStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+            } else {
+                String path = req.uri();
+                int q = path.indexOf('?');
+                if (q >= 0) {
+                    path = path.substring(0, q);
+                }
+                res = switch (path) {
+                    case "/metrics" -> metrics(req);
+                    case "/healthz" -> text(HttpResponseStatus.OK, "ok\n");
+                    case "/readyz" -> ready.getAsBoolean()
+                            ? text(HttpResponseStatus.OK, "ready\n")
+                            : text(HttpResponseStatus.SERVICE_UNAVAILABLE, "not ready\n");
+                    case "/denied" -> body(HttpResponseStatus.OK, "application/json", report.toJson());
+                    default -> text(HttpResponseStatus.NOT_FOUND, "not found; try /metrics, /healthz, /readyz or /denied\n");
+                };
+            }
+            boolean keepAlive = HttpUtil.isKeepAlive(req);
+            HttpUtil.setKeepAlive(res, keepAlive);
+            if (HttpMethod.HEAD.equals(req.method())) {
+                res.content().clear();
+            }
+            var f = ctx.writeAndFlush(res);
+            if (!keepAlive) {
+                f.addListener(ChannelFutureListener.CLOSE);
+            }
+        }
+
+        private FullHttpResponse metrics(FullHttpRequest req) {
+            String accept = req.headers().get(HttpHeaderNames.ACCEPT, "");
+            String type = accept.contains("application/openmetrics-text") ? OPENMETRICS : PROMETHEUS_TEXT;
+            return body(HttpResponseStatus.OK, type, registry.scrape(type));
+        }
+
+        private FullHttpResponse text(HttpResponseStatus status, String text) {
+            return body(status, "text/plain; charset=utf-8", text);
+        }
+
+        private FullHttpResponse body(HttpResponseStatus status, String type, String text) {
+            ByteBuf content = Unpooled.copiedBuffer(text, StandardCharsets.UTF_8);
+            FullHttpResponse res = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, status, content);
+            res.headers().set(HttpHeaderNames.CONTENT_TYPE, type)
+                    .setInt(HttpHeaderNames.CONTENT_LENGTH, content.readableBytes());
+            return res;
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            ctx.close();
+        }
+    }
+}

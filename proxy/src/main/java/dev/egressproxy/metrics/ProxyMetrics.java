@@ -1,0 +1,250 @@
+package dev.egressproxy.metrics;
+
+import dev.egressproxy.policy.Kind;
+import dev.egressproxy.policy.Reason;
+import dev.egressproxy.upstream.FailureCause;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import java.time.Duration;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * Every meter the proxy publishes, defined once. Handlers call the methods here and never build
+ * meter names. Names are dotted; the Prometheus registry renders them in snake case with
+ * {@code _total} on counters and {@code _seconds} on timers (docs/metrics.md lists them all).
+ *
+ * <p>Labels are bounded: {@code kind}, {@code decision}, {@code reason}, {@code cause} and
+ * {@code direction} are enums. The {@code host} label on the gap metrics is the exception that is
+ * the product's point; it is capped by {@link HostLabels}.
+ */
+public final class ProxyMetrics {
+
+    /** {@code egress_proxy_requests_total{kind,decision,reason}}: every request or CONNECT decided. */
+    public static final String REQUESTS = "egress.proxy.requests";
+    /** {@code egress_proxy_denied_total{host,reason}}: refusals, by the refused host (capped). */
+    public static final String DENIED = "egress.proxy.denied";
+    /** {@code egress_proxy_host_labels_overflow_total{metric}}: host labels folded into _other_. */
+    public static final String HOST_LABELS_OVERFLOW = "egress.proxy.host.labels.overflow";
+    /** {@code egress_proxy_upstream_failures_total{host,cause}}: allowed hosts the proxy could not reach. */
+    public static final String UPSTREAM_FAILURES = "egress.proxy.upstream.failures";
+    /** {@code egress_proxy_upstream_connect_seconds{host}}: time to resolve and connect upstream. */
+    public static final String UPSTREAM_CONNECT = "egress.proxy.upstream.connect";
+    /** {@code egress_proxy_tunnels_active}: CONNECT tunnels open now. */
+    public static final String TUNNELS_ACTIVE = "egress.proxy.tunnels.active";
+    /** {@code egress_proxy_connections_active}: client connections open now. */
+    public static final String CONNECTIONS_ACTIVE = "egress.proxy.connections.active";
+    /** {@code egress_proxy_connections_limit}: the configured max-connections. */
+    public static final String CONNECTIONS_LIMIT = "egress.proxy.connections.limit";
+    /** {@code egress_proxy_rejected_total{reason}}: connections refused or closed by a limit. */
+    public static final String REJECTED = "egress.proxy.rejected";
+    /** {@code egress_proxy_bytes_total{direction}}: payload bytes relayed. */
+    public static final String BYTES = "egress.proxy.bytes";
+    /** {@code egress_proxy_tunnel_duration_seconds}: lifetime of CONNECT tunnels. */
+    public static final String TUNNEL_DURATION = "egress.proxy.tunnel.duration";
+    /** {@code egress_proxy_build_info{version}}: always 1; carries the version label. */
+    public static final String BUILD_INFO = "egress.proxy.build.info";
+
+    /** Histogram buckets for connect latency: loopback to a slow intercontinental handshake. */
+    private static final Duration[] CONNECT_BUCKETS = {
+        Duration.ofMillis(1), Duration.ofMillis(5), Duration.ofMillis(10), Duration.ofMillis(25),
+        Duration.ofMillis(50), Duration.ofMillis(100), Duration.ofMillis(250), Duration.ofMillis(500),
+        Duration.ofSeconds(1), Duration.ofMillis(2500), Duration.ofSeconds(5), Duration.ofSeconds(10)};
+
+    /** Histogram buckets for tunnel lifetime: a token fetch to a multi-gigabyte layer. */
+    private static final Duration[] TUNNEL_BUCKETS = {
+        Duration.ofMillis(10), Duration.ofMillis(100), Duration.ofSeconds(1), Duration.ofSeconds(10),
+        Duration.ofSeconds(60), Duration.ofMinutes(5), Duration.ofMinutes(30), Duration.ofHours(2)};
+
+    /** Rejection reasons, pre-registered so their series exist at zero. */
+    public enum Rejection {
+        CONNECTION_LIMIT("connection_limit"),
+        REQUEST_HEAD_TIMEOUT("request_head_timeout"),
+        HEAD_TOO_LARGE("head_too_large"),
+        URI_TOO_LONG("uri_too_long"),
+        IDLE_TIMEOUT("idle_timeout");
+
+        private final String label;
+
+        Rejection(String label) {
+            this.label = label;
+        }
+
+        public String label() {
+            return label;
+        }
+    }
+
+    private final MeterRegistry registry;
+    private final Map<Kind, Map<Reason, Counter>> requests = new EnumMap<>(Kind.class);
+    private final Map<Rejection, Counter> rejected = new EnumMap<>(Rejection.class);
+    private final HostLabels deniedHosts;
+    private final HostLabels failureHosts;
+    private final Map<String, Counter> deniedCounters = new ConcurrentHashMap<>();
+    private final Map<String, Counter> failureCounters = new ConcurrentHashMap<>();
+    private final Map<String, Timer> connectTimers = new ConcurrentHashMap<>();
+    private final Counter bytesToUpstream;
+    private final Counter bytesToClient;
+    private final Timer tunnelDuration;
+    private final AtomicInteger tunnelsActive = new AtomicInteger();
+    private final AtomicInteger connectionsActive = new AtomicInteger();
+    private final AtomicInteger connectionsLimit = new AtomicInteger();
+
+    public ProxyMetrics(MeterRegistry registry, int maxHostLabels, String version) {
+        this.registry = registry;
+        for (Kind kind : Kind.values()) {
+            Map<Reason, Counter> byReason = new EnumMap<>(Reason.class);
+            for (Reason reason : Reason.values()) {
+                boolean allowed = reason == Reason.HOST_ALLOWLISTED || reason == Reason.CIDR_ALLOWLISTED;
+                byReason.put(reason, Counter.builder(REQUESTS)
+                        .description("Requests and CONNECTs decided, by kind, decision and reason")
+                        .tag("kind", kind.label())
+                        .tag("decision", allowed ? "allowed" : "denied")
+                        .tag("reason", reason.label())
+                        .register(registry));
+            }
+            requests.put(kind, byReason);
+        }
+        for (Rejection r : Rejection.values()) {
+            rejected.put(r, Counter.builder(REJECTED)
+                    .description("Client connections refused or closed by a limit, by reason")
+                    .tag("reason", r.label())
+                    .register(registry));
+        }
+        deniedHosts = new HostLabels(maxHostLabels, overflowCounter("denied"));
+        failureHosts = new HostLabels(maxHostLabels, overflowCounter("upstream_failures"));
+        bytesToUpstream = bytesCounter("client_to_upstream");
+        bytesToClient = bytesCounter("upstream_to_client");
+        tunnelDuration = Timer.builder(TUNNEL_DURATION)
+                .description("Lifetime of CONNECT tunnels")
+                .serviceLevelObjectives(TUNNEL_BUCKETS)
+                .register(registry);
+        Gauge.builder(TUNNELS_ACTIVE, tunnelsActive, AtomicInteger::get)
+                .description("CONNECT tunnels open now").register(registry);
+        Gauge.builder(CONNECTIONS_ACTIVE, connectionsActive, AtomicInteger::get)
+                .description("Client connections open now").register(registry);
+        Gauge.builder(CONNECTIONS_LIMIT, connectionsLimit, AtomicInteger::get)
+                .description("Configured maximum of client connections (limits.max-connections)").register(registry);
+        Gauge.builder(BUILD_INFO, () -> 1)
+                .description("Build information; the value is always 1")
+                .tag("version", version)
+                .register(registry);
+    }
+
+    private Counter overflowCounter(String metric) {
+        return Counter.builder(HOST_LABELS_OVERFLOW)
+                .description("Host label values folded into _other_ because metrics.max-host-labels was reached")
+                .tag("metric", metric)
+                .register(registry);
+    }
+
+    private Counter bytesCounter(String direction) {
+        return Counter.builder(BYTES)
+                .description("Payload bytes relayed, by direction")
+                .tag("direction", direction)
+                .baseUnit("bytes")
+                .register(registry);
+    }
+
+    public MeterRegistry registry() {
+        return registry;
+    }
+
+    /**
+     * Creates the per-host series of the allowlisted exact hosts at zero, so that {@code rate()}
+     * and alerts work before the first failure.
+     */
+    public void registerAllowlistedHosts(List<String> hosts) {
+        for (String host : hosts) {
+            failureHosts.admit(host);
+            for (FailureCause cause : FailureCause.values()) {
+                failureCounter(host, cause);
+            }
+            connectTimer(host);
+        }
+    }
+
+    public void setConnectionsLimit(int limit) {
+        connectionsLimit.set(limit);
+    }
+
+    public void request(Kind kind, Reason reason) {
+        requests.get(kind).get(reason).increment();
+    }
+
+    public void denied(String host, Reason reason) {
+        String label = deniedHosts.label(host);
+        deniedCounters.computeIfAbsent(label + '\n' + reason.label(), k -> Counter.builder(DENIED)
+                .description("Requests refused, by refused host (capped, see metrics.max-host-labels) and reason")
+                .tag("host", label)
+                .tag("reason", reason.label())
+                .register(registry)).increment();
+    }
+
+    public void upstreamFailure(String host, FailureCause cause) {
+        failureCounter(failureHosts.label(host), cause).increment();
+    }
+
+    private Counter failureCounter(String hostLabel, FailureCause cause) {
+        return failureCounters.computeIfAbsent(hostLabel + '\n' + cause.label(), k -> Counter.builder(UPSTREAM_FAILURES)
+                .description("Allowed destinations the proxy could not reach, by host (capped) and cause")
+                .tag("host", hostLabel)
+                .tag("cause", cause.label())
+                .register(registry));
+    }
+
+    public void upstreamConnected(String host, long nanos) {
+        connectTimer(failureHosts.label(host)).record(nanos, TimeUnit.NANOSECONDS);
+    }
+
+    private Timer connectTimer(String hostLabel) {
+        return connectTimers.computeIfAbsent(hostLabel, h -> Timer.builder(UPSTREAM_CONNECT)
+                .description("Time to resolve and connect to an allowed upstream, by host")
+                .tag("host", h)
+                .serviceLevelObjectives(CONNECT_BUCKETS)
+                .register(registry));
+    }
+
+    public void rejected(Rejection rejection) {
+        rejected.get(rejection).increment();
+    }
+
+    public void bytesToUpstream(long n) {
+        bytesToUpstream.increment(n);
+    }
+
+    public void bytesToClient(long n) {
+        bytesToClient.increment(n);
+    }
+
+    public void tunnelOpened() {
+        tunnelsActive.incrementAndGet();
+    }
+
+    public void tunnelClosed(long nanos) {
+        tunnelsActive.decrementAndGet();
+        tunnelDuration.record(nanos, TimeUnit.NANOSECONDS);
+    }
+
+    public void connectionOpened() {
+        connectionsActive.incrementAndGet();
+    }
+
+    public void connectionClosed() {
+        connectionsActive.decrementAndGet();
+    }
+
+    public int connectionsActive() {
+        return connectionsActive.get();
+    }
+
+    public int tunnelsActive() {
+        return tunnelsActive.get();
+    }
+}

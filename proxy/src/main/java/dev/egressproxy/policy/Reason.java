@@ -1,0 +1,36 @@
+package dev.egressproxy.policy;
+
+/**
+ * Why a request was allowed or refused. The {@link #label()} is the single code that the metric
+ * label, the access-log field and the {@code X-Egress-Proxy-Reason} response header all carry, so
+ * the three always agree.
+ */
+public enum Reason {
+    /** The host matched an allowlist name or wildcard entry. */
+    HOST_ALLOWLISTED("host_allowlisted"),
+    /** The IP-literal destination matched an allowlist CIDR entry. */
+    CIDR_ALLOWLISTED("cidr_allowlisted"),
+    /** No allowlist entry names the host. */
+    HOST_NOT_ALLOWLISTED("host_not_allowlisted"),
+    /** The host is allowlisted, but not on the requested port. */
+    PORT_NOT_ALLOWED("port_not_allowed"),
+    /** The destination is an IP literal that no allowlist CIDR entry covers. */
+    IP_LITERAL_NOT_ALLOWED("ip_literal_not_allowed"),
+    /** The host is allowed, but every address it resolved to is private, loopback or reserved. */
+    ADDRESS_NOT_ALLOWED("address_not_allowed"),
+    /** The request or its authority could not be parsed safely. */
+    MALFORMED_REQUEST("malformed_request"),
+    /** An origin-form request ({@code GET /}): the proxy never routes by the Host header. */
+    ORIGIN_FORM_REQUEST("origin_form_request");
+
+    private final String label;
+
+    Reason(String label) {
+        this.label = label;
+    }
+
+    /** Stable snake_case code for metrics, logs and the reason header. */
+    public String label() {
+        return label;
+    }
+}

@@ -1,0 +1,32 @@
+package dev.egressproxy.server;
+
+/**
+ * Every handler name used in our pipelines, in one place, so the order can be read and a handler
+ * found or replaced by name. All start with {@code egress.}.
+ */
+public final class PipelineNames {
+
+    private PipelineNames() {
+    }
+
+    // Client side, in pipeline order.
+    public static final String CONNECTION_LIMIT = "egress.connection-limit";
+    public static final String IDLE = "egress.idle";
+    public static final String HTTP_CODEC = "egress.http-codec";
+    public static final String FLOW_CONTROL = "egress.flow-control";
+    public static final String REQUEST_HEAD_TIMEOUT = "egress.request-head-timeout";
+    public static final String REQUEST_POLICY = "egress.request-policy";
+    public static final String CONNECT_TUNNEL = "egress.connect-tunnel";
+    public static final String HTTP_FORWARD = "egress.http-forward";
+    /** Replaces the HTTP handlers on the client side once a tunnel is established. */
+    public static final String RELAY = "egress.relay";
+
+    // Upstream side.
+    public static final String UPSTREAM_HTTP_CODEC = "egress.upstream-http-codec";
+    public static final String UPSTREAM_RESPONSE = "egress.upstream-response";
+
+    // Admin listener.
+    public static final String ADMIN_HTTP_CODEC = "egress.admin-http-codec";
+    public static final String ADMIN_AGGREGATOR = "egress.admin-aggregator";
+    public static final String ADMIN_HANDLER = "egress.admin";
+}

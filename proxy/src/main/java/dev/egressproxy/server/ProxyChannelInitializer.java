@@ -1,0 +1,78 @@
+package dev.egressproxy.server;
+
+import dev.egressproxy.handler.ConnectTunnelHandler;
+import dev.egressproxy.handler.ConnectionLimitHandler;
+import dev.egressproxy.handler.HttpForwardHandler;
+import dev.egressproxy.handler.IdleCloseHandler;
+import dev.egressproxy.handler.ProxyServices;
+import dev.egressproxy.handler.RequestHeadTimeoutHandler;
+import dev.egressproxy.handler.RequestPolicyHandler;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelPipeline;
+import io.netty.channel.group.ChannelGroup;
+import io.netty.channel.socket.SocketChannel;
+import io.netty.handler.codec.http.HttpDecoderConfig;
+import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.handler.flow.FlowControlHandler;
+
+/**
+ * Builds a client connection's pipeline. In order:
+ *
+ * <pre>
+ *  connection-limit  count, refuse past limits.max-connections
+ *  idle              close after timeouts.idle without traffic
+ *  http-codec        HTTP/1.x decode + encode, head size limits      (removed for a tunnel)
+ *  flow-control      hold decoded messages while reading is paused  (removed for a tunnel)
+ *  request-head-timeout  408 if no complete head in time          (removed for a tunnel)
+ *  request-policy    parse the destination, allowlist decision      (removed for a tunnel)
+ *  connect-tunnel    CONNECT: connect upstream, 200, then relay     (replaced by relay)
+ *  http-forward      absolute-form requests: forward and stream     (removed for a tunnel)
+ * </pre>
+ *
+ * After a CONNECT succeeds the pipeline is {@code connection-limit, idle, relay}.
+ */
+public final class ProxyChannelInitializer extends ChannelInitializer<SocketChannel> {
+
+    private final ProxyServices services;
+    private final ConnectionLimitHandler connectionLimit;
+    private final ChannelGroup channels;
+
+    public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels) {
+        this.services = services;
+        this.channels = channels;
+        this.connectionLimit = new ConnectionLimitHandler(services.metrics(), services.config().limits().maxConnections());
+    }
+
+    @Override
+    protected void initChannel(SocketChannel ch) {
+        channels.add(ch);
+        ChannelPipeline p = ch.pipeline();
+        addConnectionHandlers(p);
+        addHttpHandlers(p);
+        addProxyHandlers(p);
+    }
+
+    private void addConnectionHandlers(ChannelPipeline p) {
+        p.addLast(PipelineNames.CONNECTION_LIMIT, connectionLimit);
+        p.addLast(PipelineNames.IDLE, new IdleCloseHandler(services.config().timeouts().idle(), services.metrics()));
+    }
+
+    private void addHttpHandlers(ChannelPipeline p) {
+        int maxHead = services.config().limits().maxRequestHead();
+        HttpDecoderConfig decoder = new HttpDecoderConfig()
+                .setMaxInitialLineLength(maxHead)
+                .setMaxHeaderSize(maxHead)
+                .setMaxChunkSize(64 * 1024)
+                .setValidateHeaders(true);
+        p.addLast(PipelineNames.HTTP_CODEC, new HttpServerCodec(decoder));
+        p.addLast(PipelineNames.FLOW_CONTROL, new FlowControlHandler());
+        p.addLast(PipelineNames.REQUEST_HEAD_TIMEOUT,
+                new RequestHeadTimeoutHandler(services.config().timeouts().requestHead(), services.metrics()));
+    }
+
+    private void addProxyHandlers(ChannelPipeline p) {
+        p.addLast(PipelineNames.REQUEST_POLICY, new RequestPolicyHandler(services));
+        p.addLast(PipelineNames.CONNECT_TUNNEL, new ConnectTunnelHandler(services));
+        p.addLast(PipelineNames.HTTP_FORWARD, new HttpForwardHandler(services));
+    }
+}

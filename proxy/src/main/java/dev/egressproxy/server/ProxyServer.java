@@ -1,0 +1,158 @@
+package dev.egressproxy.server;
+
+import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.handler.ProxyServices;
+import dev.egressproxy.log.AccessLog;
+import dev.egressproxy.metrics.AdminServer;
+import dev.egressproxy.metrics.DeniedReport;
+import dev.egressproxy.metrics.ProxyMetrics;
+import dev.egressproxy.policy.AddressPolicy;
+import dev.egressproxy.policy.Allowlist;
+import dev.egressproxy.policy.PolicyEngine;
+import dev.egressproxy.upstream.DnsResolvers;
+import dev.egressproxy.upstream.UpstreamConnector;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.buffer.PooledByteBufAllocator;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.WriteBufferWaterMark;
+import io.netty.channel.group.ChannelGroup;
+import io.netty.channel.group.DefaultChannelGroup;
+import io.netty.channel.nio.NioIoHandler;
+import io.netty.channel.socket.nio.NioDatagramChannel;
+import io.netty.channel.socket.nio.NioServerSocketChannel;
+import io.netty.channel.socket.nio.NioSocketChannel;
+import io.netty.util.concurrent.DefaultThreadFactory;
+import io.netty.util.concurrent.GlobalEventExecutor;
+import java.net.InetSocketAddress;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The running proxy: binds the proxy listener and the admin listener, owns the event loops, and
+ * stops them in order. Upstream connections run on the event loop of their client connection.
+ */
+public final class ProxyServer implements AutoCloseable {
+
+    private static final Logger log = LoggerFactory.getLogger(ProxyServer.class);
+
+    private final ProxyConfig config;
+    private final PrometheusMeterRegistry registry;
+    private final ProxyMetrics metrics;
+    private final AtomicReference<PolicyEngine> policy = new AtomicReference<>();
+    private final DeniedReport deniedReport;
+    private final ChannelGroup clientChannels = new DefaultChannelGroup("clients", GlobalEventExecutor.INSTANCE);
+    private final ChannelGroup upstreamChannels = new DefaultChannelGroup("upstreams", GlobalEventExecutor.INSTANCE);
+    private EventLoopGroup bossGroup;
+    private EventLoopGroup workerGroup;
+    private DnsResolvers resolvers;
+    private Channel listener;
+    private AdminServer admin;
+    private volatile boolean ready;
+
+    public ProxyServer(ProxyConfig config, PrometheusMeterRegistry registry, String version) {
+        this.config = config;
+        this.registry = registry;
+        this.metrics = new ProxyMetrics(registry, config.metrics().maxHostLabels(), version);
+        this.deniedReport = new DeniedReport(config.metrics().deniedReportSize());
+        PolicyEngine engine = new PolicyEngine(new Allowlist(config.allowlist().entries()),
+                new AddressPolicy(config.destinations().allowPrivate()));
+        policy.set(engine);
+        metrics.setConnectionsLimit(config.limits().maxConnections());
+        metrics.registerAllowlistedHosts(engine.allowlist().exactHosts());
+    }
+
+    /** Binds both listeners; returns once they accept connections. */
+    public ProxyServer start() throws InterruptedException {
+        int threads = Math.max(1, Runtime.getRuntime().availableProcessors());
+        bossGroup = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("egress-accept"), NioIoHandler.newFactory());
+        workerGroup = new MultiThreadIoEventLoopGroup(threads, new DefaultThreadFactory("egress-io"), NioIoHandler.newFactory());
+        resolvers = new DnsResolvers(config.dns(), NioDatagramChannel.class, NioSocketChannel.class);
+        UpstreamConnector connector = new UpstreamConnector(config, policy::get, metrics, resolvers, NioSocketChannel.class,
+                upstreamChannels);
+        ProxyServices services = new ProxyServices(config, policy::get, metrics, deniedReport,
+                new AccessLog(config.logging().accessFormat()), connector, new AtomicLong());
+
+        ProxyConfig.Limits limits = config.limits();
+        ServerBootstrap b = new ServerBootstrap()
+                .group(bossGroup, workerGroup)
+                .channel(NioServerSocketChannel.class)
+                .option(ChannelOption.SO_BACKLOG, 1024)
+                .option(ChannelOption.SO_REUSEADDR, true)
+                .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
+                .childOption(ChannelOption.TCP_NODELAY, true)
+                .childOption(ChannelOption.ALLOCATOR, PooledByteBufAllocator.DEFAULT)
+                .childOption(ChannelOption.WRITE_BUFFER_WATER_MARK,
+                        new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
+                .childHandler(new ProxyChannelInitializer(services, clientChannels));
+        listener = b.bind(config.listen().host(), config.listen().port()).sync().channel();
+        if (config.admin().enabled()) {
+            admin = new AdminServer(config.admin(), registry, deniedReport, () -> ready, bossGroup, workerGroup);
+            admin.start();
+        }
+        ready = true;
+        log.info("egress-proxy listening on {} (admin {}), allowlist: {} entries{}", proxyAddress(),
+                admin == null ? "disabled" : admin.address(), config.allowlist().entries().size(),
+                config.allowlist().presets().isEmpty() ? "" : " (presets " + String.join(", ", config.allowlist().presets()) + ")");
+        return this;
+    }
+
+    public InetSocketAddress proxyAddress() {
+        return (InetSocketAddress) listener.localAddress();
+    }
+
+    public InetSocketAddress adminAddress() {
+        return admin == null ? null : admin.address();
+    }
+
+    public ProxyMetrics metrics() {
+        return metrics;
+    }
+
+    public DeniedReport deniedReport() {
+        return deniedReport;
+    }
+
+    /** Client connections open now (for tests and the drain). */
+    public ChannelGroup clientChannels() {
+        return clientChannels;
+    }
+
+    /** Upstream connections open now. */
+    public ChannelGroup upstreamChannels() {
+        return upstreamChannels;
+    }
+
+    public boolean isReady() {
+        return ready;
+    }
+
+    /** Stops accepting, closes every connection and stops the event loops. */
+    @Override
+    public void close() {
+        ready = false;
+        if (listener != null) {
+            listener.close().syncUninterruptibly();
+        }
+        clientChannels.close().awaitUninterruptibly(5, TimeUnit.SECONDS);
+        upstreamChannels.close().awaitUninterruptibly(5, TimeUnit.SECONDS);
+        if (admin != null) {
+            admin.close();
+        }
+        if (resolvers != null) {
+            resolvers.close();
+        }
+        if (workerGroup != null) {
+            workerGroup.shutdownGracefully(0, 5, TimeUnit.SECONDS).awaitUninterruptibly(10, TimeUnit.SECONDS);
+        }
+        if (bossGroup != null) {
+            bossGroup.shutdownGracefully(0, 5, TimeUnit.SECONDS).awaitUninterruptibly(10, TimeUnit.SECONDS);
+        }
+    }
+}

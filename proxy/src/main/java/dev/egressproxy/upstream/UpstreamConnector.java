@@ -1,0 +1,209 @@
+package dev.egressproxy.upstream;
+
+import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.metrics.ProxyMetrics;
+import dev.egressproxy.policy.PolicyEngine;
+import dev.egressproxy.policy.Target;
+import io.netty.bootstrap.Bootstrap;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
+import io.netty.channel.ChannelHandler;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.ConnectTimeoutException;
+import io.netty.channel.EventLoop;
+import io.netty.channel.WriteBufferWaterMark;
+import io.netty.channel.group.ChannelGroup;
+import io.netty.channel.socket.SocketChannel;
+import io.netty.resolver.AddressResolver;
+import io.netty.resolver.dns.DnsNameResolverTimeoutException;
+import io.netty.util.concurrent.Future;
+import io.netty.util.concurrent.Promise;
+import java.net.ConnectException;
+import java.net.InetSocketAddress;
+import java.net.NoRouteToHostException;
+import java.net.SocketException;
+import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+import java.util.function.Supplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Opens upstream connections for allowed destinations. Resolution never blocks an event loop (the
+ * asynchronous DNS resolver runs on the caller's loop), every resolved address is checked against
+ * the address policy, and exactly the checked address is dialled, so a second lookup cannot return
+ * something else. {@code connect-to} mappings are trusted operator input and skip both DNS and the
+ * address check. The outbound channel runs on the inbound channel's event loop and class, so the
+ * two sides of a tunnel never need cross-thread handoff.
+ *
+ * <p>Owns the {@code upstream_connect_seconds} and {@code upstream_failures_total} metrics.
+ */
+public final class UpstreamConnector {
+
+    private static final Logger log = LoggerFactory.getLogger(UpstreamConnector.class);
+
+    private final ProxyConfig config;
+    private final Supplier<PolicyEngine> policy;
+    private final ProxyMetrics metrics;
+    private final DnsResolvers resolvers;
+    private final Class<? extends SocketChannel> channelClass;
+    private final ChannelGroup channels;
+
+    public UpstreamConnector(ProxyConfig config, Supplier<PolicyEngine> policy, ProxyMetrics metrics,
+            DnsResolvers resolvers, Class<? extends SocketChannel> channelClass, ChannelGroup channels) {
+        this.config = config;
+        this.policy = policy;
+        this.metrics = metrics;
+        this.resolvers = resolvers;
+        this.channelClass = channelClass;
+        this.channels = channels;
+    }
+
+    /**
+     * Resolves, checks and connects. The returned future succeeds with an active channel whose
+     * auto-read is off, or fails with an {@link UpstreamException}.
+     *
+     * @param handler the upstream channel's handler (an initializer or a single handler)
+     */
+    public Future<Channel> connect(Target target, EventLoop loop, ChannelHandler handler) {
+        Promise<Channel> promise = loop.newPromise();
+        long start = System.nanoTime();
+        InetSocketAddress pinned = config.destinations().connectTo().get(target.authority());
+        if (pinned != null) {
+            dial(target, pinned, loop, handler, promise, start);
+        } else if (target.isIpLiteral()) {
+            InetSocketAddress address = new InetSocketAddress(target.ipLiteral(), target.port());
+            if (checkAddress(target, address, promise)) {
+                dial(target, address, loop, handler, promise, start);
+            }
+        } else {
+            AddressResolver<InetSocketAddress> resolver = resolvers.resolver(loop);
+            resolver.resolveAll(InetSocketAddress.createUnresolved(target.host(), target.port()))
+                    .addListener((Future<List<InetSocketAddress>> f) -> {
+                        if (!f.isSuccess()) {
+                            fail(target, promise, FailureCause.DNS, target.authority() + " could not be resolved (" + dnsText(f.cause()) + ")",
+                                    "DNS lookup of " + target.host() + " failed: " + f.cause());
+                            return;
+                        }
+                        InetSocketAddress chosen = null;
+                        String firstForbidden = null;
+                        for (InetSocketAddress a : f.getNow()) {
+                            Optional<String> why = policy.get().forbiddenAddress(a.getAddress());
+                            if (why.isEmpty()) {
+                                chosen = a;
+                                break;
+                            }
+                            if (firstForbidden == null) {
+                                firstForbidden = a.getAddress().getHostAddress() + " (" + why.get() + ")";
+                            }
+                        }
+                        if (chosen == null) {
+                            promise.tryFailure(UpstreamException.addressForbidden(
+                                    target.authority() + " resolves to an address the egress policy does not allow",
+                                    target.host() + " resolved only to forbidden addresses, first " + firstForbidden));
+                            return;
+                        }
+                        dial(target, chosen, loop, handler, promise, start);
+                    });
+        }
+        return promise;
+    }
+
+    private boolean checkAddress(Target target, InetSocketAddress address, Promise<Channel> promise) {
+        Optional<String> why = policy.get().forbiddenAddress(address.getAddress());
+        if (why.isPresent()) {
+            promise.tryFailure(UpstreamException.addressForbidden(
+                    target.authority() + " is an address the egress policy does not allow",
+                    address.getAddress().getHostAddress() + " is " + why.get()));
+            return false;
+        }
+        return true;
+    }
+
+    private void dial(Target target, InetSocketAddress address, EventLoop loop, ChannelHandler handler,
+            Promise<Channel> promise, long start) {
+        ProxyConfig.Limits limits = config.limits();
+        Bootstrap b = new Bootstrap()
+                .group(loop)
+                .channel(channelClass)
+                .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) Math.min(Integer.MAX_VALUE, config.timeouts().connect().toMillis()))
+                .option(ChannelOption.ALLOW_HALF_CLOSURE, true)
+                .option(ChannelOption.AUTO_READ, false)
+                .option(ChannelOption.TCP_NODELAY, true)
+                .option(ChannelOption.SO_KEEPALIVE, true)
+                .option(ChannelOption.WRITE_BUFFER_WATER_MARK,
+                        new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
+                .handler(handler);
+        ChannelFuture cf = b.connect(address);
+        cf.addListener((ChannelFuture f) -> {
+            if (f.isSuccess()) {
+                metrics.upstreamConnected(target.host(), System.nanoTime() - start);
+                channels.add(f.channel());
+                if (!promise.trySuccess(f.channel())) {
+                    f.channel().close();
+                }
+                return;
+            }
+            Throwable cause = f.cause();
+            FailureCause fc = classify(cause);
+            fail(target, promise, fc, connectText(target, fc), "connect to " + target.authority() + " at "
+                    + address.getAddress().getHostAddress() + ":" + address.getPort() + " failed: " + cause);
+        });
+    }
+
+    private void fail(Target target, Promise<Channel> promise, FailureCause cause, String clientText, String logText) {
+        metrics.upstreamFailure(target.host(), cause);
+        log.debug("{}", logText);
+        promise.tryFailure(UpstreamException.failure(cause, clientText, logText));
+    }
+
+    private String connectText(Target target, FailureCause cause) {
+        String who = target.authority();
+        return switch (cause) {
+            case TIMEOUT -> who + " did not answer within " + human(config.timeouts().connect().toMillis())
+                    + " (connect timeout)";
+            case REFUSED -> who + " is unreachable: connection refused";
+            case RESET -> who + " is unreachable: connection reset";
+            case UNREACHABLE -> who + " is unreachable: no route to host";
+            case DNS -> who + " could not be resolved";
+        };
+    }
+
+    private static String human(long millis) {
+        return millis % 1000 == 0 ? (millis / 1000) + "s" : millis + "ms";
+    }
+
+    private static String dnsText(Throwable cause) {
+        for (Throwable t = cause; t != null; t = t.getCause()) {
+            if (t instanceof DnsNameResolverTimeoutException) {
+                return "DNS lookup timed out";
+            }
+        }
+        return "DNS: no such host";
+    }
+
+    /** Maps a connect failure to its cause; the exception types differ between NIO and epoll. */
+    static FailureCause classify(Throwable cause) {
+        if (cause instanceof ConnectTimeoutException) {
+            return FailureCause.TIMEOUT;
+        }
+        String msg = String.valueOf(cause.getMessage()).toLowerCase(Locale.ROOT);
+        if (msg.contains("refused")) {
+            return FailureCause.REFUSED;
+        }
+        if (msg.contains("reset")) {
+            return FailureCause.RESET;
+        }
+        if (msg.contains("timed out")) {
+            return FailureCause.TIMEOUT;
+        }
+        if (cause instanceof NoRouteToHostException || msg.contains("unreachable") || msg.contains("no route")) {
+            return FailureCause.UNREACHABLE;
+        }
+        if (cause instanceof ConnectException || cause instanceof SocketException) {
+            return FailureCause.UNREACHABLE;
+        }
+        return FailureCause.UNREACHABLE;
+    }
+}

@@ -1,0 +1,69 @@
+package dev.egressproxy.testing;
+
+import dev.egressproxy.config.ConfigLoader;
+import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.server.ProxyServer;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.time.Duration;
+
+/**
+ * An in-process proxy on loopback ports picked by the kernel, built from HOCON text over
+ * {@code reference.conf}, with a fresh meter registry.
+ */
+public final class TestProxy implements AutoCloseable {
+
+    public final ProxyServer server;
+    public final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+
+    private TestProxy(ProxyConfig config) throws InterruptedException {
+        server = new ProxyServer(config, registry, "test").start();
+    }
+
+    /** Starts a proxy with {@code hocon} (inside {@code egress-proxy { }}) on free loopback ports. */
+    public static TestProxy start(String hocon) throws Exception {
+        String full = "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0 }\n"
+                + " admin { host = \"127.0.0.1\", port = 0 }\n" + hocon + "\n}\n";
+        return new TestProxy(ConfigLoader.fromString(full));
+    }
+
+    public int port() {
+        return server.proxyAddress().getPort();
+    }
+
+    public InetSocketAddress address() {
+        return server.proxyAddress();
+    }
+
+    public String adminUrl(String path) {
+        return "http://127.0.0.1:" + server.adminAddress().getPort() + path;
+    }
+
+    /** GETs an admin path directly (not through the proxy). */
+    public HttpResponse<String> admin(String path) throws Exception {
+        HttpClient c = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
+        return c.send(HttpRequest.newBuilder(URI.create(adminUrl(path))).timeout(Duration.ofSeconds(10)).build(),
+                HttpResponse.BodyHandlers.ofString());
+    }
+
+    /** The value of one sample in the Prometheus scrape, or -1 when absent. */
+    public double scrapeValue(String sampleWithLabels) throws Exception {
+        for (String line : admin("/metrics").body().split("\n")) {
+            if (line.startsWith(sampleWithLabels + " ")) {
+                return Double.parseDouble(line.substring(sampleWithLabels.length() + 1).trim());
+            }
+        }
+        return -1;
+    }
+
+    @Override
+    public void close() {
+        server.close();
+        registry.close();
+    }
+}

@@ -12,6 +12,7 @@ import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelPipeline;
+import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpServerCodec;
@@ -43,6 +44,8 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
     private ProxyRequest request;
     private final ArrayDeque<ByteBuf> early = new ArrayDeque<>();
     private boolean clientGone;
+    /** The client sent its FIN before the tunnel was up (e.g. request, payload and EOF at once). */
+    private boolean clientInputShut;
 
     public ConnectTunnelHandler(ProxyServices services) {
         this.services = services;
@@ -122,7 +125,11 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
             upstream.flush();
             p.remove(this);
             upstream.config().setAutoRead(true);
-            ctx.channel().config().setAutoRead(true);
+            if (clientInputShut) {
+                p.fireUserEventTriggered(ChannelInputShutdownEvent.INSTANCE);
+            } else {
+                ctx.channel().config().setAutoRead(true);
+            }
         });
     }
 
@@ -177,6 +184,15 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
         if (p.get(name) != null) {
             p.remove(name);
         }
+    }
+
+    @Override
+    public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+        if (request != null && evt instanceof ChannelInputShutdownEvent) {
+            clientInputShut = true;
+            return;
+        }
+        ctx.fireUserEventTriggered(evt);
     }
 
     @Override

@@ -13,6 +13,7 @@ import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelInitializer;
+import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.netty.handler.codec.http.DefaultHttpRequest;
 import io.netty.handler.codec.http.HttpClientCodec;
 import io.netty.handler.codec.http.HttpContent;
@@ -310,6 +311,18 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         }
 
         @Override
+        public void userEventTriggered(ChannelHandlerContext uctx, Object evt) {
+            // Upstream channels allow half-closure (tunnels need it); for HTTP a FIN from the
+            // origin ends the connection. The codec before us has already turned it into the end
+            // of a close-delimited body, if there was one.
+            if (evt instanceof ChannelInputShutdownEvent) {
+                uctx.close();
+                return;
+            }
+            uctx.fireUserEventTriggered(evt);
+        }
+
+        @Override
         public void channelInactive(ChannelHandlerContext uctx) {
             if (uctx.channel() != upstream) {
                 return;
@@ -437,6 +450,20 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         String via = (version.majorVersion() + "." + version.minorVersion()) + " egress-proxy";
         String existing = h.get(HttpHeaderNames.VIA);
         h.set(HttpHeaderNames.VIA, existing == null || existing.isEmpty() ? via : existing + ", " + via);
+    }
+
+    @Override
+    public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+        if (evt instanceof ChannelInputShutdownEvent) {
+            // The client will send nothing more: answer what is in flight, then close.
+            Exchange ex = exchange;
+            if (ex == null) {
+                Channels.closeOnFlush(ctx.channel());
+            } else {
+                ex.clientKeepAlive = false;
+            }
+        }
+        ctx.fireUserEventTriggered(evt);
     }
 
     @Override

@@ -265,6 +265,27 @@ class ProxyIT {
     }
 
     @Test
+    void connectHeadPayloadAndEndOfInputSentAtOnceAreAllRelayed() throws Exception {
+        try (RawClient raw = new RawClient(proxy.address())) {
+            raw.send("CONNECT echo.test:7000 HTTP/1.1\r\n\r\nsent before the tunnel was up");
+            raw.socket.shutdownOutput();
+            assertThat(raw.readHead().status()).isEqualTo(200);
+            assertThat(new String(raw.readToEnd(), StandardCharsets.US_ASCII)).isEqualTo("sent before the tunnel was up");
+        }
+    }
+
+    @Test
+    void plainRequestFollowedByEndOfInputIsStillAnswered() throws Exception {
+        try (RawClient raw = new RawClient(proxy.address())) {
+            raw.send("GET http://registry.redhat.io/v2/ HTTP/1.1\r\nHost: registry.redhat.io\r\n\r\n");
+            raw.socket.shutdownOutput();
+            RawClient.Head head = raw.readHead();
+            assertThat(head.status()).isEqualTo(200);
+            assertThat(new String(raw.readToEnd(), StandardCharsets.US_ASCII)).isEqualTo("registry over http\n");
+        }
+    }
+
+    @Test
     void halfCloseDeliversEveryEchoedByteBeforeTheConnectionCloses() throws Exception {
         byte[] payload = new byte[1024 * 1024];
         new Random(42).nextBytes(payload);

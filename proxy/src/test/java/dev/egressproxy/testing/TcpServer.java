@@ -43,6 +43,11 @@ public final class TcpServer implements AutoCloseable {
         }
     }
 
+    /** A server whose connections are served by {@code behaviour}. */
+    public static TcpServer of(Behaviour behaviour) throws IOException {
+        return new TcpServer(64, behaviour);
+    }
+
     /** Echoes every byte; after the client's FIN, finishes writing and sends its own FIN. */
     public static TcpServer echo() throws IOException {
         return new TcpServer(64, (s, server) -> {

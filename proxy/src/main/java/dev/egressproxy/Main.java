@@ -3,6 +3,7 @@ package dev.egressproxy;
 import dev.egressproxy.config.ConfigException;
 import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.log.LoggingSetup;
 import dev.egressproxy.metrics.StandardBinders;
 import dev.egressproxy.policy.AllowlistEntry;
 import dev.egressproxy.server.ProxyServer;
@@ -92,6 +93,9 @@ public final class Main {
                 out.println("  " + e.text());
             }
             return 0;
+        }
+        if (cfg.logging().jsonAppLogs()) {
+            LoggingSetup.useJsonApplicationLogs();
         }
         serve(cfg);
         return -1;

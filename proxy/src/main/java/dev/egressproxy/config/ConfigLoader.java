@@ -67,6 +67,7 @@ public final class ConfigLoader {
         m.put("EGRESS_PROXY_CONNECT_TIMEOUT", "timeouts.connect");
         m.put("EGRESS_PROXY_MAX_CONNECTIONS", "limits.max-connections");
         m.put("EGRESS_PROXY_ACCESS_LOG_FORMAT", "logging.access-format");
+        m.put("EGRESS_PROXY_LOG_FORMAT", "logging.format");
         return Map.copyOf(m);
     }
 
@@ -209,6 +210,11 @@ public final class ConfigLoader {
             problems.add(ROOT + ".logging.access-format (" + where(c.getValue("logging.access-format").origin()) + "): '"
                     + c.getString("logging.access-format") + "' is not one of text, json, squid");
         }
+        String appFormat = c.getString("logging.format");
+        if (!appFormat.equals("text") && !appFormat.equals("json")) {
+            problems.add(ROOT + ".logging.format (" + where(c.getValue("logging.format").origin()) + "): '" + appFormat
+                    + "' is not one of text, json");
+        }
         if (admin.enabled() && admin.port() != 0 && admin.port() == listen.port()) {
             problems.add(ROOT + ".admin.port: " + admin.port() + " is also the proxy port (" + ROOT
                     + ".listen.port); give the admin listener its own port");
@@ -217,7 +223,7 @@ public final class ConfigLoader {
             throw new ConfigException(problems);
         }
         return new ProxyConfig(listen, admin, allowlist, destinations, dns, timeouts, limits, metrics,
-                new ProxyConfig.Logging(accessFormat));
+                new ProxyConfig.Logging(accessFormat, appFormat.equals("json")));
     }
 
     private void checkUnknownKeys(Config config, Config reference) {

@@ -84,8 +84,8 @@ public record ProxyConfig(
     public record Metrics(int maxHostLabels, int deniedReportSize) {
     }
 
-    /** {@code egress-proxy.logging}. */
-    public record Logging(AccessLogFormat accessFormat) {
+    /** {@code egress-proxy.logging}. {@code jsonAppLogs}: application logs as JSON lines. */
+    public record Logging(AccessLogFormat accessFormat, boolean jsonAppLogs) {
     }
 
     /** The access-log line formats. */

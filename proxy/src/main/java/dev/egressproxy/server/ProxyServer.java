@@ -91,16 +91,23 @@ public final class ProxyServer implements AutoCloseable {
                 .childOption(ChannelOption.WRITE_BUFFER_WATER_MARK,
                         new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
                 .childHandler(new ProxyChannelInitializer(services, clientChannels));
-        listener = b.bind(config.listen().host(), config.listen().port()).sync().channel();
+        // The admin listener comes up first so that /healthz answers and /readyz says 503 until
+        // the proxy listener is bound.
         if (config.admin().enabled()) {
             admin = new AdminServer(config.admin(), registry, deniedReport, () -> ready, bossGroup, workerGroup);
             admin.start();
         }
+        listener = b.bind(config.listen().host(), config.listen().port()).sync().channel();
         ready = true;
-        log.info("egress-proxy listening on {} (admin {}), allowlist: {} entries{}", proxyAddress(),
-                admin == null ? "disabled" : admin.address(), config.allowlist().entries().size(),
+        log.info("egress-proxy listening on {} (admin {}), allowlist: {} entries{}", text(proxyAddress()),
+                admin == null ? "disabled" : text(admin.address()), config.allowlist().entries().size(),
                 config.allowlist().presets().isEmpty() ? "" : " (presets " + String.join(", ", config.allowlist().presets()) + ")");
         return this;
+    }
+
+    private static String text(InetSocketAddress a) {
+        String host = a.getAddress().isAnyLocalAddress() ? "*" : a.getAddress().getHostAddress();
+        return (host.indexOf(':') >= 0 ? "[" + host + "]" : host) + ":" + a.getPort();
     }
 
     public InetSocketAddress proxyAddress() {
@@ -131,6 +138,17 @@ public final class ProxyServer implements AutoCloseable {
 
     public boolean isReady() {
         return ready;
+    }
+
+    /**
+     * Starts draining: {@code /readyz} turns 503 and the listener stops accepting, while open
+     * connections carry on. {@link #close()} ends them.
+     */
+    public void stopAccepting() {
+        ready = false;
+        if (listener != null) {
+            listener.close().syncUninterruptibly();
+        }
     }
 
     /** Stops accepting, closes every connection and stops the event loops. */

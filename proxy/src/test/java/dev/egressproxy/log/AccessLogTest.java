@@ -1,0 +1,56 @@
+package dev.egressproxy.log;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.net.InetSocketAddress;
+import org.junit.jupiter.api.Test;
+
+class AccessLogTest {
+
+    private static AccessRecord deniedConnect() {
+        return new AccessRecord("7-1", new InetSocketAddress("10.0.0.5", 40000))
+                .method("CONNECT").target("cdn02.quay.io:443")
+                .decision("denied", "host_not_allowlisted", "-").status(403);
+    }
+
+    private static AccessRecord forwarded() {
+        AccessRecord r = new AccessRecord("8-2", new InetSocketAddress("10.0.0.6", 40001))
+                .method("GET").target("registry.redhat.io:80").url("http://registry.redhat.io/v2/a\"b")
+                .decision("allowed", "host_allowlisted", "registry.redhat.io").status(302)
+                .upstream(new InetSocketAddress("203.0.113.9", 80));
+        r.addBytesDown(120);
+        return r;
+    }
+
+    @Test
+    void textLineCarriesEveryFieldAsKeyValue() {
+        assertThat(AccessLog.text(deniedConnect(), 3)).isEqualTo("id=7-1 client=10.0.0.5:40000 method=CONNECT "
+                + "target=cdn02.quay.io:443 decision=denied reason=host_not_allowlisted rule=- status=403 upstream=- "
+                + "error=- bytes_up=0 bytes_down=0 duration_ms=3");
+    }
+
+    @Test
+    void jsonLineIsOneEscapedObject() {
+        String json = AccessLog.json(forwarded(), 12);
+        assertThat(json).startsWith("{\"ts\":\"").endsWith("\"duration_ms\":12}")
+                .contains("\"url\":\"http://registry.redhat.io/v2/a\\\"b\"")
+                .contains("\"status\":302,\"upstream\":\"203.0.113.9:80\"")
+                .contains("\"bytes_down\":120");
+    }
+
+    @Test
+    void squidLineFollowsSquidsNativeLayout() {
+        String denied = AccessLog.squid(deniedConnect(), 3);
+        assertThat(denied).matches("\\d+\\.\\d{3} +3 10\\.0\\.0\\.5 TCP_DENIED/403 0 CONNECT cdn02\\.quay\\.io:443 - HIER_NONE/- -");
+        String miss = AccessLog.squid(forwarded(), 12);
+        assertThat(miss).matches("\\d+\\.\\d{3} +12 10\\.0\\.0\\.6 TCP_MISS/302 120 GET http://registry\\.redhat\\.io/v2/a\"b - "
+                + "HIER_DIRECT/203\\.0\\.113\\.9 -");
+    }
+
+    @Test
+    void aRecordIsWrittenOnce() {
+        AccessRecord r = deniedConnect();
+        assertThat(r.markLogged()).isTrue();
+        assertThat(r.markLogged()).isFalse();
+    }
+}

@@ -1,0 +1,68 @@
+package dev.egressproxy.metrics;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.egressproxy.policy.Kind;
+import dev.egressproxy.policy.Reason;
+import dev.egressproxy.upstream.FailureCause;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.Meter;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.util.List;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.Test;
+
+class ProxyMetricsTest {
+
+    private final SimpleMeterRegistry registry = new SimpleMeterRegistry();
+
+    @Test
+    void tenThousandRefusedHostsLeaveAtMostCapPlusOneHostSeries() {
+        int cap = 300;
+        ProxyMetrics metrics = new ProxyMetrics(registry, cap, "test");
+        for (int i = 0; i < 10_000; i++) {
+            metrics.denied("host-" + i + ".example", Reason.HOST_NOT_ALLOWLISTED);
+        }
+        List<String> hosts = registry.find(ProxyMetrics.DENIED).counters().stream()
+                .map(c -> c.getId().getTag("host")).distinct().toList();
+        assertThat(hosts).hasSize(cap + 1).contains(HostLabels.OTHER);
+        double total = registry.find(ProxyMetrics.DENIED).counters().stream().mapToDouble(Counter::count).sum();
+        assertThat(total).isEqualTo(10_000.0);
+        assertThat(registry.get(ProxyMetrics.HOST_LABELS_OVERFLOW).tag("metric", "denied").counter().count())
+                .isEqualTo(10_000.0 - cap);
+    }
+
+    @Test
+    void allowlistedHostsHaveEveryFailureSeriesFromTheStartAtZero() {
+        ProxyMetrics metrics = new ProxyMetrics(registry, 500, "test");
+        metrics.registerAllowlistedHosts(List.of("registry.redhat.io", "cdn02.quay.io"));
+        for (String host : List.of("registry.redhat.io", "cdn02.quay.io")) {
+            for (FailureCause cause : FailureCause.values()) {
+                assertThat(registry.get(ProxyMetrics.UPSTREAM_FAILURES).tag("host", host).tag("cause", cause.label())
+                        .counter().count()).isZero();
+            }
+            assertThat(registry.get(ProxyMetrics.UPSTREAM_CONNECT).tag("host", host).timer().count()).isZero();
+        }
+    }
+
+    @Test
+    void everyKindDecisionAndReasonSeriesExistsAtZero() {
+        new ProxyMetrics(registry, 500, "test");
+        List<Meter.Id> ids = registry.find(ProxyMetrics.REQUESTS).counters().stream().map(Meter::getId).toList();
+        assertThat(ids).hasSize(Kind.values().length * Reason.values().length);
+        assertThat(ids.stream().map(id -> id.getTag("decision")).collect(Collectors.toSet()))
+                .containsExactlyInAnyOrder("allowed", "denied");
+    }
+
+    @Test
+    void upstreamFailureHostsShareTheCap() {
+        ProxyMetrics metrics = new ProxyMetrics(registry, 2, "test");
+        metrics.registerAllowlistedHosts(List.of("a.example", "b.example"));
+        metrics.upstreamFailure("c.example", FailureCause.TIMEOUT);
+        assertThat(registry.get(ProxyMetrics.UPSTREAM_FAILURES).tag("host", HostLabels.OTHER).tag("cause", "timeout")
+                .counter().count()).isEqualTo(1.0);
+        metrics.upstreamFailure("a.example", FailureCause.TIMEOUT);
+        assertThat(registry.get(ProxyMetrics.UPSTREAM_FAILURES).tag("host", "a.example").tag("cause", "timeout")
+                .counter().count()).isEqualTo(1.0);
+    }
+}

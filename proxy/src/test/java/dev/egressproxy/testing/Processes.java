@@ -1,0 +1,47 @@
+package dev.egressproxy.testing;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/** Runs real programs (promtool, curl, the proxy jar) for tests and captures what they print. */
+public final class Processes {
+
+    private Processes() {
+    }
+
+    /** What a finished program printed and its exit status. */
+    public record Result(int exitCode, String output) {
+    }
+
+    /** Runs {@code command} with {@code stdin}, waiting at most {@code timeoutSeconds}. */
+    public static Result run(List<String> command, String stdin, long timeoutSeconds) throws Exception {
+        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+        if (stdin != null) {
+            p.getOutputStream().write(stdin.getBytes(StandardCharsets.UTF_8));
+        }
+        p.getOutputStream().close();
+        byte[] out = p.getInputStream().readAllBytes();
+        if (!p.waitFor(timeoutSeconds, TimeUnit.SECONDS)) {
+            p.destroyForcibly();
+            throw new IllegalStateException(command + " did not finish within " + timeoutSeconds + "s");
+        }
+        return new Result(p.exitValue(), new String(out, StandardCharsets.UTF_8));
+    }
+
+    /** The repository root (the parent of the proxy module). */
+    public static Path projectRoot() {
+        String root = System.getProperty("egress.project.root");
+        return root != null ? Path.of(root) : Path.of("..").toAbsolutePath().normalize();
+    }
+
+    /** A port that was free a moment ago, for programs that cannot be told to pick one. */
+    public static int freePort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        }
+    }
+}

@@ -6,7 +6,9 @@ import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.log.LoggingSetup;
 import dev.egressproxy.metrics.StandardBinders;
 import dev.egressproxy.policy.AllowlistEntry;
+import dev.egressproxy.server.ConfigReloader;
 import dev.egressproxy.server.ProxyServer;
+import dev.egressproxy.server.Signals;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.IOException;
@@ -16,6 +18,7 @@ import java.nio.file.Path;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -97,11 +100,11 @@ public final class Main {
         if (cfg.logging().jsonAppLogs()) {
             LoggingSetup.useJsonApplicationLogs();
         }
-        serve(cfg);
+        serve(cfg, config, env);
         return -1;
     }
 
-    private static void serve(ProxyConfig cfg) throws Exception {
+    private static void serve(ProxyConfig cfg, Path file, Map<String, String> env) throws Exception {
         Logger log = LoggerFactory.getLogger(Main.class);
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         AutoCloseable binders = StandardBinders.bind(registry);
@@ -113,18 +116,47 @@ public final class Main {
             server.close();
             System.exit(1);
         }
+        ConfigReloader reloader = new ConfigReloader(file, env, server, server.metrics());
+        if (cfg.reload().watch()) {
+            reloader.watch();
+        }
+        Signals.on("HUP", () -> reloader.reloadAsync("SIGHUP"));
+        AtomicBoolean stopping = new AtomicBoolean();
         CountDownLatch stopped = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            log.info("egress-proxy stopping");
-            server.close();
-            try {
-                binders.close();
-            } catch (Exception ignored) {
-                // Shutting down anyway.
+        Runnable stop = () -> {
+            if (!stopping.compareAndSet(false, true)) {
+                log.warn("second stop signal: exiting without waiting for open connections");
+                Runtime.getRuntime().halt(0);
             }
-            stopped.countDown();
-        }, "egress-shutdown"));
+            Thread drain = new Thread(() -> {
+                try {
+                    java.time.Duration grace = cfg.shutdown().grace();
+                    log.info("egress-proxy stopping: draining {} connections for up to {}s",
+                            server.clientChannels().size(), grace.toSeconds());
+                    int left = server.drain(grace);
+                    if (left > 0) {
+                        log.warn("grace period over, closing {} connections still open", left);
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                } finally {
+                    reloader.close();
+                    server.close();
+                    try {
+                        binders.close();
+                    } catch (Exception ignored) {
+                        // Exiting anyway.
+                    }
+                    log.info("egress-proxy stopped");
+                    stopped.countDown();
+                }
+            }, "egress-drain");
+            drain.start();
+        };
+        Signals.on("TERM", stop);
+        Signals.on("INT", stop);
         stopped.await();
+        System.exit(0);
     }
 
     private static void usage(PrintStream s) {

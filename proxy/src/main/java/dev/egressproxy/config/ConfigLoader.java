@@ -68,6 +68,7 @@ public final class ConfigLoader {
         m.put("EGRESS_PROXY_MAX_CONNECTIONS", "limits.max-connections");
         m.put("EGRESS_PROXY_ACCESS_LOG_FORMAT", "logging.access-format");
         m.put("EGRESS_PROXY_LOG_FORMAT", "logging.format");
+        m.put("EGRESS_PROXY_SHUTDOWN_GRACE", "shutdown.grace");
         return Map.copyOf(m);
     }
 
@@ -210,6 +211,7 @@ public final class ConfigLoader {
             problems.add(ROOT + ".logging.access-format (" + where(c.getValue("logging.access-format").origin()) + "): '"
                     + c.getString("logging.access-format") + "' is not one of text, json, squid");
         }
+        ProxyConfig.Shutdown shutdown = new ProxyConfig.Shutdown(nonNegative(c, "shutdown.grace"));
         String appFormat = c.getString("logging.format");
         if (!appFormat.equals("text") && !appFormat.equals("json")) {
             problems.add(ROOT + ".logging.format (" + where(c.getValue("logging.format").origin()) + "): '" + appFormat
@@ -223,7 +225,8 @@ public final class ConfigLoader {
             throw new ConfigException(problems);
         }
         return new ProxyConfig(listen, admin, allowlist, destinations, dns, timeouts, limits, metrics,
-                new ProxyConfig.Logging(accessFormat, appFormat.equals("json")));
+                new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
+                new ProxyConfig.Reload(c.getBoolean("reload.watch")));
     }
 
     private void checkUnknownKeys(Config config, Config reference) {

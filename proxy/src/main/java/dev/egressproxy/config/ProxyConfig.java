@@ -21,7 +21,9 @@ public record ProxyConfig(
         Timeouts timeouts,
         Limits limits,
         Metrics metrics,
-        Logging logging) {
+        Logging logging,
+        Shutdown shutdown,
+        Reload reload) {
 
     public ProxyConfig {
         Objects.requireNonNull(listen, "listen");
@@ -33,6 +35,16 @@ public record ProxyConfig(
         Objects.requireNonNull(limits, "limits");
         Objects.requireNonNull(metrics, "metrics");
         Objects.requireNonNull(logging, "logging");
+        Objects.requireNonNull(shutdown, "shutdown");
+        Objects.requireNonNull(reload, "reload");
+    }
+
+    /** {@code egress-proxy.shutdown}: how long a drain may take. */
+    public record Shutdown(Duration grace) {
+    }
+
+    /** {@code egress-proxy.reload}: whether the config file is watched. */
+    public record Reload(boolean watch) {
     }
 
     /** {@code egress-proxy.listen}: where clients connect. */

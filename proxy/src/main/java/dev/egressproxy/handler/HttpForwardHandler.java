@@ -454,6 +454,15 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
 
     @Override
     public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+        if (evt instanceof DrainEvent) {
+            // Draining: finish the exchange in flight, if any, then close.
+            if (exchange == null) {
+                Channels.closeOnFlush(ctx.channel());
+            } else {
+                exchange.clientKeepAlive = false;
+            }
+            return;
+        }
         if (evt instanceof ChannelInputShutdownEvent) {
             // The client will send nothing more: answer what is in flight, then close.
             Exchange ex = exchange;

@@ -48,6 +48,10 @@ public final class ProxyMetrics {
     public static final String BYTES = "egress.proxy.bytes";
     /** {@code egress_proxy_tunnel_duration_seconds}: lifetime of CONNECT tunnels. */
     public static final String TUNNEL_DURATION = "egress.proxy.tunnel.duration";
+    /** {@code egress_proxy_config_reloads_total{result}}: config reloads, successful or refused. */
+    public static final String CONFIG_RELOADS = "egress.proxy.config.reloads";
+    /** {@code egress_proxy_allowlist_entries}: entries in the allowlist in force (presets expanded). */
+    public static final String ALLOWLIST_ENTRIES = "egress.proxy.allowlist.entries";
     /** {@code egress_proxy_build_info{version}}: always 1; carries the version label. */
     public static final String BUILD_INFO = "egress.proxy.build.info";
 
@@ -95,6 +99,9 @@ public final class ProxyMetrics {
     private final AtomicInteger tunnelsActive = new AtomicInteger();
     private final AtomicInteger connectionsActive = new AtomicInteger();
     private final AtomicInteger connectionsLimit = new AtomicInteger();
+    private final AtomicInteger allowlistEntries = new AtomicInteger();
+    private final Counter reloadSuccess;
+    private final Counter reloadFailure;
 
     public ProxyMetrics(MeterRegistry registry, int maxHostLabels, String version) {
         this.registry = registry;
@@ -131,6 +138,12 @@ public final class ProxyMetrics {
                 .description("Client connections open now").register(registry);
         Gauge.builder(CONNECTIONS_LIMIT, connectionsLimit, AtomicInteger::get)
                 .description("Configured maximum of client connections (limits.max-connections)").register(registry);
+        Gauge.builder(ALLOWLIST_ENTRIES, allowlistEntries, AtomicInteger::get)
+                .description("Entries in the allowlist in force, presets expanded").register(registry);
+        reloadSuccess = Counter.builder(CONFIG_RELOADS).description("Configuration reloads, by result")
+                .tag("result", "success").register(registry);
+        reloadFailure = Counter.builder(CONFIG_RELOADS).description("Configuration reloads, by result")
+                .tag("result", "failure").register(registry);
         Gauge.builder(BUILD_INFO, () -> 1)
                 .description("Build information; the value is always 1")
                 .tag("version", version)
@@ -168,6 +181,15 @@ public final class ProxyMetrics {
             }
             connectTimer(host);
         }
+    }
+
+    public void setAllowlistEntries(int n) {
+        allowlistEntries.set(n);
+    }
+
+    /** Counts a reload attempt: {@code success} when the new config is in force. */
+    public void configReload(boolean success) {
+        (success ? reloadSuccess : reloadFailure).increment();
     }
 
     public void setConnectionsLimit(int limit) {

@@ -27,7 +27,11 @@ import io.netty.channel.socket.nio.NioServerSocketChannel;
 import io.netty.channel.socket.nio.NioSocketChannel;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import io.netty.util.concurrent.GlobalEventExecutor;
+import dev.egressproxy.handler.DrainEvent;
 import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
@@ -43,6 +47,8 @@ public final class ProxyServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(ProxyServer.class);
 
     private final ProxyConfig config;
+    /** The configuration in force: {@link #config} or the last reloaded one. */
+    private final AtomicReference<ProxyConfig> live = new AtomicReference<>();
     private final PrometheusMeterRegistry registry;
     private final ProxyMetrics metrics;
     private final AtomicReference<PolicyEngine> policy = new AtomicReference<>();
@@ -61,11 +67,65 @@ public final class ProxyServer implements AutoCloseable {
         this.registry = registry;
         this.metrics = new ProxyMetrics(registry, config.metrics().maxHostLabels(), version);
         this.deniedReport = new DeniedReport(config.metrics().deniedReportSize());
-        PolicyEngine engine = new PolicyEngine(new Allowlist(config.allowlist().entries()),
-                new AddressPolicy(config.destinations().allowPrivate()));
+        live.set(config);
+        PolicyEngine engine = policyFor(config);
         policy.set(engine);
         metrics.setConnectionsLimit(config.limits().maxConnections());
+        metrics.setAllowlistEntries(config.allowlist().entries().size());
         metrics.registerAllowlistedHosts(engine.allowlist().exactHosts());
+    }
+
+    private static PolicyEngine policyFor(ProxyConfig config) {
+        return new PolicyEngine(new Allowlist(config.allowlist().entries()),
+                new AddressPolicy(config.destinations().allowPrivate()));
+    }
+
+    /**
+     * Puts a reloaded configuration in force. The allowlist, {@code destinations} and the connect
+     * timeout apply to the next request at once; connections already open (tunnels included) are
+     * not touched. Returns the settings that differ but only take effect after a restart.
+     */
+    public List<String> apply(ProxyConfig next) {
+        PolicyEngine engine = policyFor(next);
+        metrics.registerAllowlistedHosts(engine.allowlist().exactHosts());
+        metrics.setAllowlistEntries(next.allowlist().entries().size());
+        policy.set(engine);
+        live.set(next);
+        List<String> restart = new ArrayList<>();
+        ProxyConfig running = config;
+        if (!running.listen().equals(next.listen())) {
+            restart.add("listen");
+        }
+        if (!running.admin().equals(next.admin())) {
+            restart.add("admin");
+        }
+        if (!running.dns().equals(next.dns())) {
+            restart.add("dns");
+        }
+        if (!running.limits().equals(next.limits())) {
+            restart.add("limits");
+        }
+        if (!running.metrics().equals(next.metrics())) {
+            restart.add("metrics");
+        }
+        if (!running.logging().equals(next.logging())) {
+            restart.add("logging");
+        }
+        if (!running.timeouts().requestHead().equals(next.timeouts().requestHead())) {
+            restart.add("timeouts.request-head");
+        }
+        if (!running.timeouts().idle().equals(next.timeouts().idle())) {
+            restart.add("timeouts.idle");
+        }
+        if (!running.shutdown().equals(next.shutdown())) {
+            restart.add("shutdown");
+        }
+        return restart.stream().map(k -> "egress-proxy." + k).toList();
+    }
+
+    /** The configuration in force now. */
+    public ProxyConfig liveConfig() {
+        return live.get();
     }
 
     /** Binds both listeners; returns once they accept connections. */
@@ -74,7 +134,7 @@ public final class ProxyServer implements AutoCloseable {
         bossGroup = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("egress-accept"), NioIoHandler.newFactory());
         workerGroup = new MultiThreadIoEventLoopGroup(threads, new DefaultThreadFactory("egress-io"), NioIoHandler.newFactory());
         resolvers = new DnsResolvers(config.dns(), NioDatagramChannel.class, NioSocketChannel.class);
-        UpstreamConnector connector = new UpstreamConnector(config, policy::get, metrics, resolvers, NioSocketChannel.class,
+        UpstreamConnector connector = new UpstreamConnector(live::get, policy::get, metrics, resolvers, NioSocketChannel.class,
                 upstreamChannels);
         ProxyServices services = new ProxyServices(config, policy::get, metrics, deniedReport,
                 new AccessLog(config.logging().accessFormat()), connector, new AtomicLong());
@@ -149,6 +209,24 @@ public final class ProxyServer implements AutoCloseable {
         if (listener != null) {
             listener.close().syncUninterruptibly();
         }
+    }
+
+    /**
+     * Drains: stops accepting, asks every client connection to finish (idle keep-alive connections
+     * close at once, HTTP exchanges in flight close after their answer, tunnels run on) and waits up
+     * to {@code grace} for them to end. Blocks; call it off the event loops. Returns the number of
+     * connections still open when the grace ran out (0 for a clean drain).
+     */
+    public int drain(Duration grace) throws InterruptedException {
+        stopAccepting();
+        for (Channel ch : clientChannels) {
+            ch.pipeline().fireUserEventTriggered(DrainEvent.INSTANCE);
+        }
+        long deadline = System.nanoTime() + grace.toNanos();
+        while (!clientChannels.isEmpty() && System.nanoTime() < deadline) {
+            TimeUnit.MILLISECONDS.sleep(50);
+        }
+        return clientChannels.size();
     }
 
     /** Stops accepting, closes every connection and stops the event loops. */

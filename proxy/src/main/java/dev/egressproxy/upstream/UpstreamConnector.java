@@ -43,14 +43,18 @@ public final class UpstreamConnector {
 
     private static final Logger log = LoggerFactory.getLogger(UpstreamConnector.class);
 
-    private final ProxyConfig config;
+    private final Supplier<ProxyConfig> config;
     private final Supplier<PolicyEngine> policy;
     private final ProxyMetrics metrics;
     private final DnsResolvers resolvers;
     private final Class<? extends SocketChannel> channelClass;
     private final ChannelGroup channels;
 
-    public UpstreamConnector(ProxyConfig config, Supplier<PolicyEngine> policy, ProxyMetrics metrics,
+    /**
+     * @param config the configuration in force; read per connection, so a reload's
+     *     {@code connect-to} and connect timeout apply to the next connection
+     */
+    public UpstreamConnector(Supplier<ProxyConfig> config, Supplier<PolicyEngine> policy, ProxyMetrics metrics,
             DnsResolvers resolvers, Class<? extends SocketChannel> channelClass, ChannelGroup channels) {
         this.config = config;
         this.policy = policy;
@@ -69,13 +73,14 @@ public final class UpstreamConnector {
     public Future<Channel> connect(Target target, EventLoop loop, ChannelHandler handler) {
         Promise<Channel> promise = loop.newPromise();
         long start = System.nanoTime();
-        InetSocketAddress pinned = config.destinations().connectTo().get(target.authority());
+        ProxyConfig cfg = config.get();
+        InetSocketAddress pinned = cfg.destinations().connectTo().get(target.authority());
         if (pinned != null) {
-            dial(target, pinned, loop, handler, promise, start);
+            dial(cfg, target, pinned, loop, handler, promise, start);
         } else if (target.isIpLiteral()) {
             InetSocketAddress address = new InetSocketAddress(target.ipLiteral(), target.port());
             if (checkAddress(target, address, promise)) {
-                dial(target, address, loop, handler, promise, start);
+                dial(cfg, target, address, loop, handler, promise, start);
             }
         } else {
             AddressResolver<InetSocketAddress> resolver = resolvers.resolver(loop);
@@ -104,7 +109,7 @@ public final class UpstreamConnector {
                                     target.host() + " resolved only to forbidden addresses, first " + firstForbidden));
                             return;
                         }
-                        dial(target, chosen, loop, handler, promise, start);
+                        dial(cfg, target, chosen, loop, handler, promise, start);
                     });
         }
         return promise;
@@ -121,8 +126,8 @@ public final class UpstreamConnector {
         return true;
     }
 
-    private void dial(Target target, InetSocketAddress address, EventLoop loop, ChannelHandler handler,
-            Promise<Channel> promise, long start) {
+    private void dial(ProxyConfig config, Target target, InetSocketAddress address, EventLoop loop,
+            ChannelHandler handler, Promise<Channel> promise, long start) {
         ProxyConfig.Limits limits = config.limits();
         Bootstrap b = new Bootstrap()
                 .group(loop)
@@ -147,7 +152,7 @@ public final class UpstreamConnector {
             }
             Throwable cause = f.cause();
             FailureCause fc = classify(cause);
-            fail(target, promise, fc, connectText(target, fc), "connect to " + target.authority() + " at "
+            fail(target, promise, fc, connectText(config, target, fc), "connect to " + target.authority() + " at "
                     + address.getAddress().getHostAddress() + ":" + address.getPort() + " failed: " + cause);
         });
     }
@@ -158,7 +163,7 @@ public final class UpstreamConnector {
         promise.tryFailure(UpstreamException.failure(cause, clientText, logText));
     }
 
-    private String connectText(Target target, FailureCause cause) {
+    private static String connectText(ProxyConfig config, Target target, FailureCause cause) {
         String who = target.authority();
         return switch (cause) {
             case TIMEOUT -> who + " did not answer within " + human(config.timeouts().connect().toMillis())

@@ -64,6 +64,7 @@ public final class ConfigLoader {
         m.put("EGRESS_PROXY_PRESETS", "allowlist.presets");
         m.put("EGRESS_PROXY_ALLOW_HOSTS", "allowlist.hosts");
         m.put("EGRESS_PROXY_ALLOW_PRIVATE", "destinations.allow-private");
+        m.put("EGRESS_PROXY_CLIENTS_ALLOW", "clients.allow");
         m.put("EGRESS_PROXY_CONNECT_TIMEOUT", "timeouts.connect");
         m.put("EGRESS_PROXY_MAX_CONNECTIONS", "limits.max-connections");
         m.put("EGRESS_PROXY_ACCESS_LOG_FORMAT", "logging.access-format");
@@ -114,7 +115,8 @@ public final class ConfigLoader {
             }
             String key = ROOT + "." + e.getValue();
             ConfigValue v;
-            if (e.getValue().startsWith("allowlist.") || e.getValue().startsWith("destinations.")) {
+            if (e.getValue().startsWith("allowlist.") || e.getValue().startsWith("destinations.")
+                    || e.getValue().startsWith("clients.")) {
                 List<String> items = Arrays.stream(value.split(",")).map(String::trim).filter(s -> !s.isEmpty()).toList();
                 v = ConfigValueFactory.fromIterable(items, "environment variable " + e.getKey());
             } else {
@@ -156,21 +158,9 @@ public final class ConfigLoader {
         }
         ProxyConfig.Allowlist allowlist = new ProxyConfig.Allowlist(presets, dedupe(entries));
 
-        List<CidrBlock> allowPrivate = new ArrayList<>();
-        ConfigList apList = c.getList("destinations.allow-private");
-        for (int i = 0; i < apList.size(); i++) {
-            ConfigValue v = apList.get(i);
-            String where = ROOT + ".destinations.allow-private[" + i + "] (" + where(v.origin()) + ")";
-            if (v.valueType() != ConfigValueType.STRING) {
-                problems.add(where + ": expected a CIDR string such as \"10.0.0.0/8\"");
-                continue;
-            }
-            try {
-                allowPrivate.add(CidrBlock.parse((String) v.unwrapped()));
-            } catch (IllegalArgumentException e) {
-                problems.add(where + ": " + e.getMessage());
-            }
-        }
+        List<CidrBlock> allowPrivate = cidrs(c, "destinations.allow-private");
+        ProxyConfig.Clients clients = new ProxyConfig.Clients(cidrs(c, "clients.allow"),
+                intAtLeast(c, "clients.max-connections-per-client", 1));
         ProxyConfig.Destinations destinations = new ProxyConfig.Destinations(allowPrivate,
                 connectTo(c.getObject("destinations.connect-to")));
 
@@ -224,7 +214,7 @@ public final class ConfigLoader {
         if (!problems.isEmpty()) {
             throw new ConfigException(problems);
         }
-        return new ProxyConfig(listen, admin, allowlist, destinations, dns, timeouts, limits, metrics,
+        return new ProxyConfig(listen, admin, clients, allowlist, destinations, dns, timeouts, limits, metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
                 new ProxyConfig.Reload(c.getBoolean("reload.watch")));
     }
@@ -300,6 +290,25 @@ public final class ConfigLoader {
             byText.putIfAbsent(e.text(), e);
         }
         return List.copyOf(byText.values());
+    }
+
+    private List<CidrBlock> cidrs(Config c, String path) {
+        List<CidrBlock> out = new ArrayList<>();
+        ConfigList list = c.getList(path);
+        for (int i = 0; i < list.size(); i++) {
+            ConfigValue v = list.get(i);
+            String where = ROOT + "." + path + "[" + i + "] (" + where(v.origin()) + ")";
+            if (v.valueType() != ConfigValueType.STRING) {
+                problems.add(where + ": expected a CIDR string such as \"10.0.0.0/8\"");
+                continue;
+            }
+            try {
+                out.add(CidrBlock.parse((String) v.unwrapped()));
+            } catch (IllegalArgumentException e) {
+                problems.add(where + ": " + e.getMessage());
+            }
+        }
+        return out;
     }
 
     private Map<String, InetSocketAddress> connectTo(ConfigObject object) {

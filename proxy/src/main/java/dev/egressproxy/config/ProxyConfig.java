@@ -15,6 +15,7 @@ import java.util.Objects;
 public record ProxyConfig(
         Listen listen,
         Admin admin,
+        Clients clients,
         Allowlist allowlist,
         Destinations destinations,
         Dns dns,
@@ -28,6 +29,7 @@ public record ProxyConfig(
     public ProxyConfig {
         Objects.requireNonNull(listen, "listen");
         Objects.requireNonNull(admin, "admin");
+        Objects.requireNonNull(clients, "clients");
         Objects.requireNonNull(allowlist, "allowlist");
         Objects.requireNonNull(destinations, "destinations");
         Objects.requireNonNull(dns, "dns");
@@ -53,6 +55,13 @@ public record ProxyConfig(
 
     /** {@code egress-proxy.admin}: the metrics and health listener. */
     public record Admin(boolean enabled, String host, int port) {
+    }
+
+    /** {@code egress-proxy.clients}: who may use the proxy, and how much of it. */
+    public record Clients(List<CidrBlock> allow, int maxConnectionsPerClient) {
+        public Clients {
+            allow = List.copyOf(allow);
+        }
     }
 
     /** {@code egress-proxy.allowlist}: presets named and every entry (presets expanded). */

@@ -73,6 +73,7 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
         client.config().setAutoRead(false);
         ChannelPipeline p = ctx.pipeline();
         removeIfPresent(p, PipelineNames.REQUEST_HEAD_TIMEOUT);
+        removeIfPresent(p, PipelineNames.HEAD_GUARD);
         removeIfPresent(p, PipelineNames.HTTP_FORWARD);
         // Removing the decoder hands any bytes it holds past the CONNECT head down the pipeline as
         // a ByteBuf; the flow-control handler passes on what it queued when it is removed.

@@ -16,6 +16,7 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.handler.codec.DecoderResult;
 import io.netty.handler.codec.TooLongFrameException;
 import io.netty.handler.codec.http.HttpContent;
+import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpRequest;
 import io.netty.handler.codec.http.HttpResponseStatus;
@@ -23,6 +24,7 @@ import io.netty.handler.codec.http.LastHttpContent;
 import io.netty.handler.codec.http.TooLongHttpHeaderException;
 import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.netty.util.ReferenceCountUtil;
+import java.util.List;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -91,6 +93,12 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         boolean connect = HttpMethod.CONNECT.equals(request.method());
         Kind kind = connect ? Kind.CONNECT : Kind.HTTP;
         record.method(request.method().name());
+        String framing = framingProblem(request, connect);
+        if (framing != null) {
+            ReferenceCountUtil.release(request);
+            refuse(ctx, record, kind, null, Reason.MALFORMED_REQUEST, HttpResponseStatus.BAD_REQUEST, framing, null);
+            return;
+        }
         String uri = request.uri();
         Target target;
         String pathAndQuery = "";
@@ -131,6 +139,26 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         record.decision(decision.verdict().label(), decision.reason().label(), decision.rule());
         forwardingBody = !connect;
         ctx.fireChannelRead(new ProxyRequest(kind, request, target, pathAndQuery, decision, record));
+    }
+
+    /**
+     * Body framing the decoder accepts but a strict proxy should not (the decoder already refuses
+     * Content-Length together with Transfer-Encoding, several Content-Lengths, bare LF and malformed
+     * header names): any Transfer-Encoding but a single {@code chunked}, and a CONNECT with a body.
+     */
+    static String framingProblem(HttpRequest request, boolean connect) {
+        List<String> te = request.headers().getAll(HttpHeaderNames.TRANSFER_ENCODING);
+        if (!te.isEmpty() && (te.size() != 1 || !te.get(0).trim().equalsIgnoreCase("chunked"))) {
+            return "Transfer-Encoding other than a single chunked is not accepted";
+        }
+        String length = request.headers().get(HttpHeaderNames.CONTENT_LENGTH);
+        if (connect && (!te.isEmpty() || (length != null && !length.trim().equals("0")))) {
+            return "a CONNECT request has no body";
+        }
+        if (request.headers().getAll(HttpHeaderNames.HOST).size() > 1) {
+            return "more than one Host header";
+        }
+        return null;
     }
 
     static String denyPhrase(Target target, Kind kind, Reason reason) {

@@ -69,6 +69,8 @@ public final class ProxyMetrics {
     /** Rejection reasons, pre-registered so their series exist at zero. */
     public enum Rejection {
         CONNECTION_LIMIT("connection_limit"),
+        CLIENT_NOT_ALLOWED("client_not_allowed"),
+        PER_CLIENT_LIMIT("per_client_limit"),
         REQUEST_HEAD_TIMEOUT("request_head_timeout"),
         HEAD_TOO_LARGE("head_too_large"),
         URI_TOO_LONG("uri_too_long"),

@@ -11,7 +11,9 @@ public final class PipelineNames {
 
     // Client side, in pipeline order.
     public static final String CONNECTION_LIMIT = "egress.connection-limit";
+    public static final String CLIENT_GUARD = "egress.client-guard";
     public static final String IDLE = "egress.idle";
+    public static final String HEAD_GUARD = "egress.head-guard";
     public static final String HTTP_CODEC = "egress.http-codec";
     public static final String FLOW_CONTROL = "egress.flow-control";
     public static final String REQUEST_HEAD_TIMEOUT = "egress.request-head-timeout";

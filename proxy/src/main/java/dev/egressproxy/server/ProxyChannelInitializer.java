@@ -1,7 +1,9 @@
 package dev.egressproxy.server;
 
+import dev.egressproxy.handler.ClientGuardHandler;
 import dev.egressproxy.handler.ConnectTunnelHandler;
 import dev.egressproxy.handler.ConnectionLimitHandler;
+import dev.egressproxy.handler.HeadGuardHandler;
 import dev.egressproxy.handler.HttpForwardHandler;
 import dev.egressproxy.handler.IdleCloseHandler;
 import dev.egressproxy.handler.ProxyServices;
@@ -20,7 +22,9 @@ import io.netty.handler.flow.FlowControlHandler;
  *
  * <pre>
  *  connection-limit  count, refuse past limits.max-connections
+ *  client-guard      clients.allow and clients.max-connections-per-client
  *  idle              close after timeouts.idle without traffic
+ *  head-guard        400 on obsolete line folding                   (removed for a tunnel)
  *  http-codec        HTTP/1.x decode + encode, head size limits      (removed for a tunnel)
  *  flow-control      hold decoded messages while reading is paused  (removed for a tunnel)
  *  request-head-timeout  408 if no complete head in time          (removed for a tunnel)
@@ -29,18 +33,21 @@ import io.netty.handler.flow.FlowControlHandler;
  *  http-forward      absolute-form requests: forward and stream     (removed for a tunnel)
  * </pre>
  *
- * After a CONNECT succeeds the pipeline is {@code connection-limit, idle, relay}.
+ * After a CONNECT succeeds the pipeline is {@code connection-limit, client-guard, idle, relay}.
  */
 public final class ProxyChannelInitializer extends ChannelInitializer<SocketChannel> {
 
     private final ProxyServices services;
     private final ConnectionLimitHandler connectionLimit;
+    private final ClientGuardHandler clientGuard;
     private final ChannelGroup channels;
 
     public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels) {
         this.services = services;
         this.channels = channels;
         this.connectionLimit = new ConnectionLimitHandler(services.metrics(), services.config().limits().maxConnections());
+        this.clientGuard = new ClientGuardHandler(services.config().clients().allow(),
+                services.config().clients().maxConnectionsPerClient(), services.metrics());
     }
 
     @Override
@@ -54,6 +61,7 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
 
     private void addConnectionHandlers(ChannelPipeline p) {
         p.addLast(PipelineNames.CONNECTION_LIMIT, connectionLimit);
+        p.addLast(PipelineNames.CLIENT_GUARD, clientGuard);
         p.addLast(PipelineNames.IDLE, new IdleCloseHandler(services.config().timeouts().idle(), services.metrics()));
     }
 
@@ -63,7 +71,13 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
                 .setMaxInitialLineLength(maxHead)
                 .setMaxHeaderSize(maxHead)
                 .setMaxChunkSize(64 * 1024)
-                .setValidateHeaders(true);
+                .setValidateHeaders(true)
+                // Request smuggling defences: CRLF only, RFC 9112 Transfer-Encoding rules, a single
+                // Content-Length. RequestPolicyHandler adds what the decoder does not check.
+                .setStrictLineParsing(true)
+                .setUseRfc9112TransferEncoding(true)
+                .setAllowDuplicateContentLengths(false);
+        p.addLast(PipelineNames.HEAD_GUARD, new HeadGuardHandler(services, maxHead));
         p.addLast(PipelineNames.HTTP_CODEC, new HttpServerCodec(decoder));
         p.addLast(PipelineNames.FLOW_CONTROL, new FlowControlHandler());
         p.addLast(PipelineNames.REQUEST_HEAD_TIMEOUT,

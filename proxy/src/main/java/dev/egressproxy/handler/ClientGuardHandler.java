@@ -1,0 +1,101 @@
+package dev.egressproxy.handler;
+
+import dev.egressproxy.metrics.ProxyMetrics;
+import dev.egressproxy.metrics.ProxyMetrics.Rejection;
+import dev.egressproxy.policy.CidrBlock;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandler.Sharable;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.util.AttributeKey;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * Second handler of every client connection, after the connection cap: who may use the proxy at
+ * all ({@code clients.allow}; others get 403 and are closed, so a proxy put on a public address by
+ * mistake is not an open proxy) and how many connections one address may hold
+ * ({@code clients.max-connections-per-client}; past it 429 and close, so one client cannot take
+ * every connection). Counts {@code rejected_total{reason="client_not_allowed"|"per_client_limit"}}.
+ * Shared by all connections of a server; its state is the per-address counters.
+ */
+@Sharable
+public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
+
+    private static final AttributeKey<InetAddress> COUNTED = AttributeKey.valueOf("egress.client-counted");
+
+    private static final byte[] NOT_ALLOWED = response(403, "your address may not use this egress proxy",
+            "client_not_allowed");
+    private static final byte[] TOO_MANY = response(429, "too many connections from your address",
+            "per_client_limit");
+
+    private final List<CidrBlock> allow;
+    private final int perClient;
+    private final ProxyMetrics metrics;
+    private final ConcurrentHashMap<InetAddress, AtomicInteger> open = new ConcurrentHashMap<>();
+
+    public ClientGuardHandler(List<CidrBlock> allow, int perClient, ProxyMetrics metrics) {
+        this.allow = List.copyOf(allow);
+        this.perClient = perClient;
+        this.metrics = metrics;
+    }
+
+    private static byte[] response(int status, String phrase, String code) {
+        String body = "egress-proxy: " + phrase + "\n";
+        return ("HTTP/1.1 " + status + " " + phrase + "\r\nContent-Type: text/plain\r\nContent-Length: "
+                + body.length() + "\r\nConnection: close\r\n" + ErrorResponses.REASON_HEADER + ": " + code
+                + "\r\n\r\n" + body).getBytes(StandardCharsets.US_ASCII);
+    }
+
+    @Override
+    public void channelActive(ChannelHandlerContext ctx) {
+        InetAddress client = ((InetSocketAddress) ctx.channel().remoteAddress()).getAddress();
+        if (!allowed(client)) {
+            reject(ctx, Rejection.CLIENT_NOT_ALLOWED, NOT_ALLOWED);
+            return;
+        }
+        AtomicInteger count = open.computeIfAbsent(client, a -> new AtomicInteger());
+        ctx.channel().attr(COUNTED).set(client);
+        if (count.incrementAndGet() > perClient) {
+            reject(ctx, Rejection.PER_CLIENT_LIMIT, TOO_MANY);
+            return;
+        }
+        ctx.fireChannelActive();
+    }
+
+    private boolean allowed(InetAddress client) {
+        for (CidrBlock block : allow) {
+            if (block.contains(client)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private void reject(ChannelHandlerContext ctx, Rejection rejection, byte[] answer) {
+        metrics.rejected(rejection);
+        ctx.channel().config().setAutoRead(false);
+        ctx.writeAndFlush(Unpooled.wrappedBuffer(answer)).addListener(ChannelFutureListener.CLOSE);
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+        InetAddress client = ctx.channel().attr(COUNTED).getAndSet(null);
+        if (client != null) {
+            // Remove the entry when it drops to zero so the map holds only addresses with connections.
+            open.computeIfPresent(client, (a, n) -> n.decrementAndGet() <= 0 ? null : n);
+        }
+        ctx.fireChannelInactive();
+    }
+
+    /** Connections open now from {@code client} (for tests). */
+    public int openFrom(InetAddress client) {
+        AtomicInteger n = open.get(client);
+        return n == null ? 0 : n.get();
+    }
+}

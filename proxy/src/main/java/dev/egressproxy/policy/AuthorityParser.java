@@ -1,6 +1,5 @@
 package dev.egressproxy.policy;
 
-import java.net.Inet4Address;
 import java.net.InetAddress;
 import java.net.UnknownHostException;
 import java.util.Locale;
@@ -295,11 +294,9 @@ public final class AuthorityParser {
         }
         try {
             // Only hex digits, ':' and '.' reach here, so this parses a literal and never does DNS.
-            InetAddress address = InetAddress.getByName(s);
-            if (address instanceof Inet4Address && s.indexOf('.') < 0) {
-                throw new MalformedTargetException("malformed IPv6 literal");
-            }
-            return address;
+            // An IPv4-mapped address (::ffff:a.b.c.d or ::ffff:7f00:1) comes back as IPv4, so the
+            // allowlist and the address policy judge the IPv4 address it stands for.
+            return InetAddress.getByName(s);
         } catch (UnknownHostException e) {
             throw new MalformedTargetException("malformed IPv6 literal");
         }

@@ -1,0 +1,106 @@
+package dev.egressproxy.fuzz;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.code_intelligence.jazzer.junit.FuzzTest;
+import dev.egressproxy.config.ConfigLoader;
+import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.handler.HeadGuardHandler;
+import dev.egressproxy.handler.ProxyRequest;
+import dev.egressproxy.handler.ProxyServices;
+import dev.egressproxy.handler.RequestPolicyHandler;
+import dev.egressproxy.log.AccessLog;
+import dev.egressproxy.metrics.DeniedReport;
+import dev.egressproxy.metrics.ProxyMetrics;
+import dev.egressproxy.policy.AddressPolicy;
+import dev.egressproxy.policy.Allowlist;
+import dev.egressproxy.policy.AuthorityParser;
+import dev.egressproxy.policy.MalformedTargetException;
+import dev.egressproxy.policy.PolicyEngine;
+import dev.egressproxy.policy.Target;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.embedded.EmbeddedChannel;
+import io.netty.handler.codec.http.HttpDecoderConfig;
+import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.handler.flow.FlowControlHandler;
+import io.netty.util.ReferenceCountUtil;
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * Coverage-guided fuzzing (Jazzer) of the two parsers that read what clients send: the authority
+ * parser, and the request-head path (head guard, HTTP decoder, policy handler). In a normal build
+ * these run the inputs kept under {@code src/test/resources/.../ParserFuzzTestInputs} as regression
+ * cases; with {@code JAZZER_FUZZ=1} they fuzz for the bounded time given here (.ci/run does so).
+ */
+class ParserFuzzTest {
+
+    private static final ProxyServices SERVICES = services();
+
+    private static ProxyServices services() {
+        try {
+            ProxyConfig config = ConfigLoader.fromString("egress-proxy.allowlist.hosts = [\"registry.redhat.io\", \"*.quay.io\"]");
+            PolicyEngine policy = new PolicyEngine(new Allowlist(config.allowlist().entries()), new AddressPolicy(
+                    config.destinations().allowPrivate()));
+            return new ProxyServices(config, () -> policy, new ProxyMetrics(new SimpleMeterRegistry(), 100, "fuzz"),
+                    new DeniedReport(100), new AccessLog(ProxyConfig.AccessLogFormat.TEXT), null, new AtomicLong());
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    @FuzzTest(maxDuration = "20s")
+    void connectAuthorityParsesOrRefusesCleanly(byte[] input) {
+        String authority = new String(input, StandardCharsets.ISO_8859_1);
+        try {
+            Target t = AuthorityParser.parseConnectAuthority(authority);
+            // Whatever is accepted is safe to echo in a status line and names a real port.
+            assertThat(t.host()).matches("[a-z0-9._:-]+");
+            assertThat(t.port()).isBetween(1, 65535);
+            assertThat(t.authority()).doesNotContain("@").doesNotContain("%").doesNotContain("\\");
+        } catch (MalformedTargetException e) {
+            assertThat(e.getMessage()).isNotBlank();
+        }
+    }
+
+    @FuzzTest(maxDuration = "20s")
+    void requestHeadIsAnsweredOrPassedOnWithoutLeaksOrUnsafeStatusLines(byte[] input) {
+        int maxHead = 4096;
+        HttpDecoderConfig decoder = new HttpDecoderConfig().setMaxInitialLineLength(maxHead).setMaxHeaderSize(maxHead)
+                .setStrictLineParsing(true).setUseRfc9112TransferEncoding(true).setAllowDuplicateContentLengths(false);
+        EmbeddedChannel ch = new EmbeddedChannel(new HeadGuardHandler(SERVICES, maxHead), new HttpServerCodec(decoder),
+                new FlowControlHandler(), new RequestPolicyHandler(SERVICES), new ChannelInboundHandlerAdapter() {
+                    @Override
+                    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+                        if (msg instanceof ProxyRequest pr) {
+                            // Allowed: only allowlisted destinations may ever get here.
+                            assertThat(pr.target().host()).matches("registry\\.redhat\\.io|[a-z0-9.-]+\\.quay\\.io");
+                            ReferenceCountUtil.release(pr.request());
+                        } else {
+                            ReferenceCountUtil.release(msg);
+                        }
+                    }
+                });
+        try {
+            ch.writeInbound(Unpooled.wrappedBuffer(input));
+            ch.checkException();
+            Object out;
+            while ((out = ch.readOutbound()) != null) {
+                if (out instanceof ByteBuf buf) {
+                    String text = buf.toString(StandardCharsets.ISO_8859_1);
+                    if (text.startsWith("HTTP/")) {
+                        String statusLine = text.substring(0, text.indexOf("\r\n"));
+                        assertThat(statusLine).matches("HTTP/1\\.1 (400|403|408|414|431) [\\x20-\\x7e]+");
+                    }
+                }
+                ReferenceCountUtil.release(out);
+            }
+        } finally {
+            ch.finishAndReleaseAll();
+        }
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test: the Maven build (unit tests, fuzz regression inputs, integration tests over
+# real sockets with real curl, promtool and Prometheus), then a bounded coverage-guided fuzzing
+# run of each parser. Needs what scripts/install-test-deps.sh installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mvn -B verify
+# Coverage-guided fuzzing for a bounded time (Jazzer fuzzes one target per JVM).
+for target in connectAuthorityParsesOrRefusesCleanly requestHeadIsAnsweredOrPassedOnWithoutLeaksOrUnsafeStatusLines; do
+  JAZZER_FUZZ=1 mvn -B -q -pl proxy surefire:test@fuzz -Dtest="ParserFuzzTest#${target}"
+done
+rm -rf proxy/.cifuzz-corpus

@@ -70,6 +70,7 @@ public final class ConfigLoader {
         m.put("EGRESS_PROXY_ACCESS_LOG_FORMAT", "logging.access-format");
         m.put("EGRESS_PROXY_LOG_FORMAT", "logging.format");
         m.put("EGRESS_PROXY_SHUTDOWN_GRACE", "shutdown.grace");
+        m.put("EGRESS_PROXY_TRANSPORT", "transport");
         return Map.copyOf(m);
     }
 
@@ -214,7 +215,16 @@ public final class ConfigLoader {
         if (!problems.isEmpty()) {
             throw new ConfigException(problems);
         }
-        return new ProxyConfig(listen, admin, clients, allowlist, destinations, dns, timeouts, limits, metrics,
+        String transport = c.getString("transport");
+        if (!List.of("auto", "epoll", "nio").contains(transport)) {
+            problems.add(ROOT + ".transport (" + where(c.getValue("transport").origin()) + "): '" + transport
+                    + "' is not one of auto, epoll, nio");
+        }
+        int ioThreads = intAtLeast(c, "io-threads", 0);
+        if (!problems.isEmpty()) {
+            throw new ConfigException(problems);
+        }
+        return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
                 new ProxyConfig.Reload(c.getBoolean("reload.watch")));
     }

@@ -13,6 +13,8 @@ import java.util.Objects;
  * else reads Typesafe Config. Each nested record mirrors one block of {@code reference.conf}.
  */
 public record ProxyConfig(
+        String transport,
+        int ioThreads,
         Listen listen,
         Admin admin,
         Clients clients,

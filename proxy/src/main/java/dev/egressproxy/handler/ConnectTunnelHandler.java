@@ -6,6 +6,7 @@ import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Reason;
 import dev.egressproxy.server.PipelineNames;
 import dev.egressproxy.upstream.UpstreamException;
+import dev.egressproxy.util.Channels;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
@@ -170,7 +171,7 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
         record.status(status.code());
         services.accessLog().log(record);
         if (ctx.channel().isActive()) {
-            ctx.writeAndFlush(ErrorResponses.response(status, text, code, null)).addListener(ChannelFutureListener.CLOSE);
+            Channels.answerAndClose(ctx, ErrorResponses.response(status, text, code, null));
         }
     }
 

@@ -3,9 +3,9 @@ package dev.egressproxy.handler;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Reason;
+import dev.egressproxy.util.Channels;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
-import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.util.ReferenceCountUtil;
@@ -249,16 +249,8 @@ public final class HeadGuardHandler extends ChannelInboundHandlerAdapter {
         AccessRecord record = new AccessRecord(services.nextConnectionId() + "-1", ctx.channel().remoteAddress())
                 .method(method).decision("denied", Reason.MALFORMED_REQUEST.label(), "-").status(400);
         services.accessLog().log(record);
-        ctx.channel().config().setAutoRead(false);
         // Written from in front of the codec, so the bytes go out as they are.
-        ctx.writeAndFlush(Unpooled.copiedBuffer(REFUSAL, StandardCharsets.US_ASCII))
-                .addListener(ChannelFutureListener.CLOSE);
-        ctx.pipeline().addFirst(new ChannelInboundHandlerAdapter() {
-            @Override
-            public void channelRead(ChannelHandlerContext c, Object m) {
-                ReferenceCountUtil.release(m);
-            }
-        });
+        Channels.answerAndClose(ctx, Unpooled.copiedBuffer(REFUSAL, StandardCharsets.US_ASCII));
     }
 
     private static final String REFUSAL_BODY = "obsolete line folding in the request head is not accepted\n";

@@ -358,9 +358,8 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         }
         ex.record.status(502).error("upstream_closed");
         services.accessLog().log(ex.record);
-        ctx.channel().config().setAutoRead(false);
-        ctx.writeAndFlush(ErrorResponses.response(HttpResponseStatus.BAD_GATEWAY, text, "upstream_closed", null))
-                .addListener(ChannelFutureListener.CLOSE);
+        Channels.answerAndClose(ctx,
+                ErrorResponses.response(HttpResponseStatus.BAD_GATEWAY, text, "upstream_closed", null));
     }
 
     private void finish(Exchange ex) {
@@ -414,8 +413,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         }
         record.status(status.code());
         services.accessLog().log(record);
-        ctx.channel().config().setAutoRead(false);
-        ctx.writeAndFlush(ErrorResponses.response(status, text, code, null)).addListener(ChannelFutureListener.CLOSE);
+        Channels.answerAndClose(ctx, ErrorResponses.response(status, text, code, null));
     }
 
     private void closeUpstream() {

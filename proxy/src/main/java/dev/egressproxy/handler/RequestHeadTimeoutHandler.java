@@ -3,7 +3,7 @@ package dev.egressproxy.handler;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
 import io.netty.channel.ChannelDuplexHandler;
-import io.netty.channel.ChannelFutureListener;
+import dev.egressproxy.util.Channels;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.handler.codec.http.HttpRequest;
 import io.netty.handler.codec.http.HttpResponseStatus;
@@ -87,9 +87,7 @@ public final class RequestHeadTimeoutHandler extends ChannelDuplexHandler {
             return;
         }
         metrics.rejected(Rejection.REQUEST_HEAD_TIMEOUT);
-        ctx.channel().config().setAutoRead(false);
-        ctx.writeAndFlush(ErrorResponses.response(HttpResponseStatus.REQUEST_TIMEOUT,
-                "request head not received within " + timeout.toSeconds() + "s", "request_head_timeout", null))
-                .addListener(ChannelFutureListener.CLOSE);
+        Channels.answerAndClose(ctx, ErrorResponses.response(HttpResponseStatus.REQUEST_TIMEOUT,
+                "request head not received within " + timeout.toSeconds() + "s", "request_head_timeout", null));
     }
 }

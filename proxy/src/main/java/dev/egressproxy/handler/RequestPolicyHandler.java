@@ -9,8 +9,8 @@ import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.MalformedTargetException;
 import dev.egressproxy.policy.Reason;
 import dev.egressproxy.policy.Target;
+import dev.egressproxy.util.Channels;
 import io.netty.buffer.ByteBuf;
-import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.handler.codec.DecoderResult;
@@ -219,9 +219,7 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         closing = true;
         forwardingBody = false;
         services.accessLog().log(record);
-        // Nothing more is read from a connection whose answer closes it.
-        ctx.channel().config().setAutoRead(false);
-        ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
+        Channels.answerAndClose(ctx, response);
     }
 
     @Override

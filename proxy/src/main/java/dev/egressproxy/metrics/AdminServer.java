@@ -14,7 +14,7 @@ import io.netty.channel.ChannelInitializer;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.SimpleChannelInboundHandler;
 import io.netty.channel.socket.SocketChannel;
-import io.netty.channel.socket.nio.NioServerSocketChannel;
+import io.netty.channel.socket.ServerSocketChannel;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.FullHttpRequest;
 import io.netty.handler.codec.http.FullHttpResponse;
@@ -45,10 +45,13 @@ public final class AdminServer implements AutoCloseable {
     private final BooleanSupplier ready;
     private final EventLoopGroup boss;
     private final EventLoopGroup workers;
+    private final Class<? extends ServerSocketChannel> channelClass;
     private Channel channel;
 
     public AdminServer(ProxyConfig.Admin config, PrometheusMeterRegistry registry, DeniedReport report,
-            BooleanSupplier ready, EventLoopGroup boss, EventLoopGroup workers) {
+            BooleanSupplier ready, EventLoopGroup boss, EventLoopGroup workers,
+            Class<? extends ServerSocketChannel> channelClass) {
+        this.channelClass = channelClass;
         this.config = config;
         this.registry = registry;
         this.report = report;
@@ -61,7 +64,7 @@ public final class AdminServer implements AutoCloseable {
         AdminHandler handler = new AdminHandler();
         channel = new ServerBootstrap()
                 .group(boss, workers)
-                .channel(NioServerSocketChannel.class)
+                .channel(channelClass)
                 .childHandler(new ChannelInitializer<SocketChannel>() {
                     @Override
                     protected void initChannel(SocketChannel ch) {

@@ -21,10 +21,6 @@ import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.WriteBufferWaterMark;
 import io.netty.channel.group.ChannelGroup;
 import io.netty.channel.group.DefaultChannelGroup;
-import io.netty.channel.nio.NioIoHandler;
-import io.netty.channel.socket.nio.NioDatagramChannel;
-import io.netty.channel.socket.nio.NioServerSocketChannel;
-import io.netty.channel.socket.nio.NioSocketChannel;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import io.netty.util.concurrent.GlobalEventExecutor;
 import dev.egressproxy.handler.DrainEvent;
@@ -58,6 +54,7 @@ public final class ProxyServer implements AutoCloseable {
     private EventLoopGroup bossGroup;
     private EventLoopGroup workerGroup;
     private DnsResolvers resolvers;
+    private Transport transport;
     private Channel listener;
     private AdminServer admin;
     private volatile boolean ready;
@@ -130,19 +127,21 @@ public final class ProxyServer implements AutoCloseable {
 
     /** Binds both listeners; returns once they accept connections. */
     public ProxyServer start() throws InterruptedException {
-        int threads = Math.max(1, Runtime.getRuntime().availableProcessors());
-        bossGroup = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("egress-accept"), NioIoHandler.newFactory());
-        workerGroup = new MultiThreadIoEventLoopGroup(threads, new DefaultThreadFactory("egress-io"), NioIoHandler.newFactory());
-        resolvers = new DnsResolvers(config.dns(), NioDatagramChannel.class, NioSocketChannel.class);
-        UpstreamConnector connector = new UpstreamConnector(live::get, policy::get, metrics, resolvers, NioSocketChannel.class,
-                upstreamChannels);
+        transport = Transport.choose(config.transport());
+        int threads = config.ioThreads() > 0 ? config.ioThreads() : Math.max(1, Runtime.getRuntime().availableProcessors());
+        bossGroup = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("egress-accept"), transport.ioHandlerFactory());
+        workerGroup = new MultiThreadIoEventLoopGroup(threads, new DefaultThreadFactory("egress-io"),
+                transport.ioHandlerFactory());
+        resolvers = new DnsResolvers(config.dns(), transport.datagramChannel(), transport.socketChannel());
+        UpstreamConnector connector = new UpstreamConnector(live::get, policy::get, metrics, resolvers,
+                transport.socketChannel(), upstreamChannels);
         ProxyServices services = new ProxyServices(config, policy::get, metrics, deniedReport,
                 new AccessLog(config.logging().accessFormat()), connector, new AtomicLong());
 
         ProxyConfig.Limits limits = config.limits();
         ServerBootstrap b = new ServerBootstrap()
                 .group(bossGroup, workerGroup)
-                .channel(NioServerSocketChannel.class)
+                .channel(transport.serverChannel())
                 .option(ChannelOption.SO_BACKLOG, 1024)
                 .option(ChannelOption.SO_REUSEADDR, true)
                 .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
@@ -154,13 +153,14 @@ public final class ProxyServer implements AutoCloseable {
         // The admin listener comes up first so that /healthz answers and /readyz says 503 until
         // the proxy listener is bound.
         if (config.admin().enabled()) {
-            admin = new AdminServer(config.admin(), registry, deniedReport, () -> ready, bossGroup, workerGroup);
+            admin = new AdminServer(config.admin(), registry, deniedReport, () -> ready, bossGroup, workerGroup,
+                    transport.serverChannel());
             admin.start();
         }
         listener = b.bind(config.listen().host(), config.listen().port()).sync().channel();
         ready = true;
-        log.info("egress-proxy listening on {} (admin {}), allowlist: {} entries{}", text(proxyAddress()),
-                admin == null ? "disabled" : text(admin.address()), config.allowlist().entries().size(),
+        log.info("egress-proxy listening on {} (admin {}), transport {} with {} io threads, allowlist: {} entries{}",
+                text(proxyAddress()), admin == null ? "disabled" : text(admin.address()), transport.name(), threads, config.allowlist().entries().size(),
                 config.allowlist().presets().isEmpty() ? "" : " (presets " + String.join(", ", config.allowlist().presets()) + ")");
         return this;
     }
@@ -176,6 +176,11 @@ public final class ProxyServer implements AutoCloseable {
 
     public InetSocketAddress adminAddress() {
         return admin == null ? null : admin.address();
+    }
+
+    /** The transport in use ("epoll" or "nio"); null before {@link #start()}. */
+    public String transportName() {
+        return transport == null ? null : transport.name();
     }
 
     public ProxyMetrics metrics() {

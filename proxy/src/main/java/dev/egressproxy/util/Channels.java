@@ -3,9 +3,20 @@ package dev.egressproxy.util;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.socket.ChannelInputShutdownEvent;
+import io.netty.channel.socket.SocketChannel;
+import io.netty.util.ReferenceCountUtil;
+import java.util.concurrent.TimeUnit;
 
 /** Small channel helpers shared by the handlers. */
 public final class Channels {
+
+    /** How long a refused client may go on sending before the connection is closed regardless. */
+    private static final long LINGER_MILLIS = 2000;
+    /** How much a refused client may send in that time; past it the connection closes at once. */
+    private static final long LINGER_BYTES = 1024 * 1024;
 
     private Channels() {
     }
@@ -16,6 +27,61 @@ public final class Channels {
             ch.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
         } else if (ch != null) {
             ch.close();
+        }
+    }
+
+    /**
+     * Writes a final answer and closes without losing it. Closing a socket whose receive buffer
+     * still holds bytes the client sent (the rest of an oversized head, a request body) makes the
+     * kernel send a reset, and a reset can destroy the answer before the client reads it. So, as
+     * web servers do, the proxy sends its answer, shuts down its output, and reads and discards
+     * what the client still sends until the client closes, for at most two seconds or 1 MiB.
+     */
+    public static void answerAndClose(ChannelHandlerContext ctx, Object answer) {
+        Channel ch = ctx.channel();
+        ch.config().setAutoRead(false);
+        // Written from the caller's place in the pipeline: through the HTTP encoder when the caller
+        // sits behind it, as raw bytes when it sits in front.
+        ctx.writeAndFlush(answer).addListener(f -> {
+            if (!f.isSuccess() || !(ch instanceof SocketChannel sc) || !ch.isActive()) {
+                ch.close();
+                return;
+            }
+            ch.pipeline().addFirst(new Discard());
+            sc.shutdownOutput().addListener(s -> ch.config().setAutoRead(true));
+            ch.eventLoop().schedule(() -> {
+                ch.close();
+            }, LINGER_MILLIS, TimeUnit.MILLISECONDS);
+        });
+    }
+
+    /** Drops everything the client still sends after a final answer; closes on its FIN. */
+    private static final class Discard extends ChannelInboundHandlerAdapter {
+        private long discarded;
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            if (msg instanceof io.netty.buffer.ByteBuf buf) {
+                discarded += buf.readableBytes();
+            }
+            ReferenceCountUtil.release(msg);
+            if (discarded > LINGER_BYTES) {
+                ctx.close();
+            }
+        }
+
+        @Override
+        public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+            if (evt instanceof ChannelInputShutdownEvent) {
+                ctx.close();
+                return;
+            }
+            ReferenceCountUtil.release(evt);
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            ctx.close();
         }
     }
 }

@@ -27,8 +27,10 @@ public final class TestProxy implements AutoCloseable {
 
     /** Starts a proxy with {@code hocon} (inside {@code egress-proxy { }}) on free loopback ports. */
     public static TestProxy start(String hocon) throws Exception {
+        // The build runs the integration tests once per transport (epoll where it loads, then NIO).
+        String transport = System.getProperty("egress.test.transport", "auto");
         String full = "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0 }\n"
-                + " admin { host = \"127.0.0.1\", port = 0 }\n" + hocon + "\n}\n";
+                + " admin { host = \"127.0.0.1\", port = 0 }\n transport = \"" + transport + "\"\n" + hocon + "\n}\n";
         return new TestProxy(ConfigLoader.fromString(full));
     }
 

@@ -1,11 +1,8 @@
 package dev.egressproxy.handler;
 
 import dev.egressproxy.log.AccessRecord;
-import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.policy.Kind;
-import dev.egressproxy.policy.Reason;
 import dev.egressproxy.server.PipelineNames;
-import dev.egressproxy.upstream.UpstreamException;
 import dev.egressproxy.util.Channels;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
@@ -15,6 +12,7 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelPipeline;
 import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.FullHttpResponse;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.codec.http.HttpVersion;
@@ -137,41 +135,11 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
 
     private void failed(ChannelHandlerContext ctx, Throwable cause) {
         releaseEarly();
-        AccessRecord record = request.record();
-        String authority = request.target().authority();
-        HttpResponseStatus status;
-        String code;
-        String text;
-        if (cause instanceof UpstreamException ue && ue.addressForbidden()) {
-            services.metrics().request(Kind.CONNECT, Reason.ADDRESS_NOT_ALLOWED);
-            services.metrics().denied(request.target().host(), Reason.ADDRESS_NOT_ALLOWED);
-            services.deniedReport().record(DeniedReport.Type.DENIED, authority, Reason.ADDRESS_NOT_ALLOWED.label(),
-                    record.client());
-            record.decision("denied", Reason.ADDRESS_NOT_ALLOWED.label(), "-");
-            log.warn("refused {} for {}: {}", authority, record.client(), ue.getMessage());
-            status = HttpResponseStatus.FORBIDDEN;
-            code = Reason.ADDRESS_NOT_ALLOWED.label();
-            text = ue.clientText();
-        } else if (cause instanceof UpstreamException ue) {
-            services.metrics().request(Kind.CONNECT, request.decision().reason());
-            services.deniedReport().record(DeniedReport.Type.UPSTREAM_FAILURE, authority,
-                    ue.failureCause().label(), record.client());
-            status = ue.failureCause().status();
-            code = ue.failureCause().reasonCode();
-            text = ue.clientText();
-            record.error(code);
-        } else {
-            log.warn("CONNECT {} failed unexpectedly", authority, cause);
-            services.metrics().request(Kind.CONNECT, request.decision().reason());
-            status = HttpResponseStatus.BAD_GATEWAY;
-            code = "upstream_error";
-            text = authority + " could not be reached";
-            record.error(code);
-        }
-        record.status(status.code());
-        services.accessLog().log(record);
+        FullHttpResponse answer = UpstreamFailureAnswers.answer(services, request, cause);
         if (ctx.channel().isActive()) {
-            Channels.answerAndClose(ctx, ErrorResponses.response(status, text, code, null));
+            Channels.answerAndClose(ctx, answer);
+        } else {
+            answer.release();
         }
     }
 

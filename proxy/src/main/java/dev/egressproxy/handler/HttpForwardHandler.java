@@ -1,12 +1,9 @@
 package dev.egressproxy.handler;
 
 import dev.egressproxy.log.AccessRecord;
-import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.policy.Kind;
-import dev.egressproxy.policy.Reason;
 import dev.egressproxy.policy.Target;
 import dev.egressproxy.server.PipelineNames;
-import dev.egressproxy.upstream.UpstreamException;
 import dev.egressproxy.util.Channels;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
@@ -21,7 +18,6 @@ import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpHeaderValues;
 import io.netty.handler.codec.http.HttpHeaders;
 import io.netty.handler.codec.http.HttpMethod;
-import io.netty.handler.codec.http.HttpObject;
 import io.netty.handler.codec.http.HttpRequest;
 import io.netty.handler.codec.http.HttpResponse;
 import io.netty.handler.codec.http.HttpResponseStatus;
@@ -381,39 +377,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
     private void connectFailed(Throwable cause) {
         Exchange ex = exchange;
         exchange = null;
-        AccessRecord record = ex.record;
-        String authority = ex.request.target().authority();
-        HttpResponseStatus status;
-        String code;
-        String text;
-        if (cause instanceof UpstreamException ue && ue.addressForbidden()) {
-            services.metrics().request(Kind.HTTP, Reason.ADDRESS_NOT_ALLOWED);
-            services.metrics().denied(ex.request.target().host(), Reason.ADDRESS_NOT_ALLOWED);
-            services.deniedReport().record(DeniedReport.Type.DENIED, authority, Reason.ADDRESS_NOT_ALLOWED.label(),
-                    record.client());
-            record.decision("denied", Reason.ADDRESS_NOT_ALLOWED.label(), "-");
-            log.warn("refused {} for {}: {}", authority, record.client(), ue.getMessage());
-            status = HttpResponseStatus.FORBIDDEN;
-            code = Reason.ADDRESS_NOT_ALLOWED.label();
-            text = ue.clientText();
-        } else if (cause instanceof UpstreamException ue) {
-            services.metrics().request(Kind.HTTP, ex.request.decision().reason());
-            services.deniedReport().record(DeniedReport.Type.UPSTREAM_FAILURE, authority, ue.failureCause().label(),
-                    record.client());
-            status = ue.failureCause().status();
-            code = ue.failureCause().reasonCode();
-            text = ue.clientText();
-            record.error(code);
-        } else {
-            log.warn("request to {} failed unexpectedly", authority, cause);
-            status = HttpResponseStatus.BAD_GATEWAY;
-            code = "upstream_error";
-            text = authority + " could not be reached";
-            record.error(code);
-        }
-        record.status(status.code());
-        services.accessLog().log(record);
-        Channels.answerAndClose(ctx, ErrorResponses.response(status, text, code, null));
+        Channels.answerAndClose(ctx, UpstreamFailureAnswers.answer(services, ex.request, cause));
     }
 
     private void closeUpstream() {

@@ -1,0 +1,61 @@
+package dev.egressproxy.handler;
+
+import dev.egressproxy.log.AccessRecord;
+import dev.egressproxy.metrics.DeniedReport;
+import dev.egressproxy.policy.Reason;
+import dev.egressproxy.upstream.UpstreamException;
+import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Turns a failed upstream connection into the client's answer, for CONNECT and plain HTTP alike:
+ * 403 when the resolved address is one the address policy forbids (the address goes to the log,
+ * never to the client), 502 or 504 naming the host and the cause otherwise. Records the outcome in
+ * {@code requests_total}, {@code denied_total}, the {@code /denied} report and the access log.
+ */
+final class UpstreamFailureAnswers {
+
+    private static final Logger log = LoggerFactory.getLogger(UpstreamFailureAnswers.class);
+
+    private UpstreamFailureAnswers() {
+    }
+
+    static FullHttpResponse answer(ProxyServices services, ProxyRequest request, Throwable cause) {
+        AccessRecord record = request.record();
+        String authority = request.target().authority();
+        HttpResponseStatus status;
+        String code;
+        String text;
+        if (cause instanceof UpstreamException ue && ue.addressForbidden()) {
+            services.metrics().request(request.kind(), Reason.ADDRESS_NOT_ALLOWED);
+            services.metrics().denied(request.target().host(), Reason.ADDRESS_NOT_ALLOWED);
+            services.deniedReport().record(DeniedReport.Type.DENIED, authority, Reason.ADDRESS_NOT_ALLOWED.label(),
+                    record.client());
+            record.decision("denied", Reason.ADDRESS_NOT_ALLOWED.label(), "-");
+            log.warn("refused {} for {}: {}", authority, record.client(), ue.getMessage());
+            status = HttpResponseStatus.FORBIDDEN;
+            code = Reason.ADDRESS_NOT_ALLOWED.label();
+            text = ue.clientText();
+        } else if (cause instanceof UpstreamException ue) {
+            services.metrics().request(request.kind(), request.decision().reason());
+            services.deniedReport().record(DeniedReport.Type.UPSTREAM_FAILURE, authority, ue.failureCause().label(),
+                    record.client());
+            status = ue.failureCause().status();
+            code = ue.failureCause().reasonCode();
+            text = ue.clientText();
+            record.error(code);
+        } else {
+            log.warn("{} {} failed unexpectedly", request.kind().label(), authority, cause);
+            services.metrics().request(request.kind(), request.decision().reason());
+            status = HttpResponseStatus.BAD_GATEWAY;
+            code = "upstream_error";
+            text = authority + " could not be reached";
+            record.error(code);
+        }
+        record.status(status.code());
+        services.accessLog().log(record);
+        return ErrorResponses.response(status, text, code, null);
+    }
+}

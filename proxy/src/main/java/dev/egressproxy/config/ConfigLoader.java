@@ -71,7 +71,7 @@ public final class ConfigLoader {
         m.put("EGRESS_PROXY_LOG_FORMAT", "logging.format");
         m.put("EGRESS_PROXY_SHUTDOWN_GRACE", "shutdown.grace");
         m.put("EGRESS_PROXY_TRANSPORT", "transport");
-        return Map.copyOf(m);
+        return java.util.Collections.unmodifiableMap(m);
     }
 
     /**
@@ -145,7 +145,7 @@ public final class ConfigLoader {
         Config c = config.getConfig(ROOT);
 
         ProxyConfig.Listen listen = new ProxyConfig.Listen(nonEmpty(c, "listen.host"), port(c, "listen.port", true));
-        ProxyConfig.Admin admin = new ProxyConfig.Admin(c.getBoolean("admin.enabled"), nonEmpty(c, "admin.host"),
+        ProxyConfig.Admin admin = new ProxyConfig.Admin(bool(c, "admin.enabled"), nonEmpty(c, "admin.host"),
                 port(c, "admin.port", true));
         List<String> presets = c.getStringList("allowlist.presets");
         List<AllowlistEntry> entries = new ArrayList<>();
@@ -154,7 +154,8 @@ public final class ConfigLoader {
         }
         entries.addAll(entries(c.getList("allowlist.hosts"), "allowlist.hosts"));
         if (entries.isEmpty()) {
-            problems.add(ROOT + ".allowlist: no hosts allowed (presets and hosts are both empty); "
+            problems.add(ROOT + ".allowlist (" + where(c.getValue("allowlist.hosts").origin())
+                    + "): no hosts allowed (presets and hosts are both empty); "
                     + "the proxy would refuse everything. Name a preset such as \"redhat-registry\" or list hosts.");
         }
         ProxyConfig.Allowlist allowlist = new ProxyConfig.Allowlist(presets, dedupe(entries));
@@ -162,6 +163,10 @@ public final class ConfigLoader {
         List<CidrBlock> allowPrivate = cidrs(c, "destinations.allow-private");
         ProxyConfig.Clients clients = new ProxyConfig.Clients(cidrs(c, "clients.allow"),
                 intAtLeast(c, "clients.max-connections-per-client", 1));
+        if (c.getList("clients.allow").isEmpty()) {
+            problems.add(ROOT + ".clients.allow (" + where(c.getValue("clients.allow").origin())
+                    + "): empty, which would refuse every client; list the networks that may use the proxy");
+        }
         ProxyConfig.Destinations destinations = new ProxyConfig.Destinations(allowPrivate,
                 connectTo(c.getObject("destinations.connect-to")));
 
@@ -203,30 +208,29 @@ public final class ConfigLoader {
                     + c.getString("logging.access-format") + "' is not one of text, json, squid");
         }
         ProxyConfig.Shutdown shutdown = new ProxyConfig.Shutdown(nonNegative(c, "shutdown.grace"));
-        String appFormat = c.getString("logging.format");
+        String appFormat = c.getString("logging.format").toLowerCase(Locale.ROOT);
         if (!appFormat.equals("text") && !appFormat.equals("json")) {
             problems.add(ROOT + ".logging.format (" + where(c.getValue("logging.format").origin()) + "): '" + appFormat
                     + "' is not one of text, json");
         }
         if (admin.enabled() && admin.port() != 0 && admin.port() == listen.port()) {
-            problems.add(ROOT + ".admin.port: " + admin.port() + " is also the proxy port (" + ROOT
+            problems.add(ROOT + ".admin.port (" + where(c.getValue("admin.port").origin()) + "): " + admin.port()
+                    + " is also the proxy port (" + ROOT
                     + ".listen.port); give the admin listener its own port");
         }
-        if (!problems.isEmpty()) {
-            throw new ConfigException(problems);
-        }
-        String transport = c.getString("transport");
+        String transport = c.getString("transport").toLowerCase(Locale.ROOT);
         if (!List.of("auto", "epoll", "nio").contains(transport)) {
             problems.add(ROOT + ".transport (" + where(c.getValue("transport").origin()) + "): '" + transport
                     + "' is not one of auto, epoll, nio");
         }
         int ioThreads = intAtLeast(c, "io-threads", 0);
+        boolean watch = bool(c, "reload.watch");
         if (!problems.isEmpty()) {
             throw new ConfigException(problems);
         }
         return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
-                new ProxyConfig.Reload(c.getBoolean("reload.watch")));
+                new ProxyConfig.Reload(watch));
     }
 
     private void checkUnknownKeys(Config config, Config reference) {
@@ -259,7 +263,20 @@ public final class ConfigLoader {
         if (presetDir != null) {
             Path file = presetDir.resolve(name + ".conf");
             if (Files.isRegularFile(file)) {
-                preset = ConfigFactory.parseFile(file.toFile());
+                try {
+                    preset = ConfigFactory.parseFile(file.toFile());
+                } catch (com.typesafe.config.ConfigException e) {
+                    problems.add(where + ": preset '" + name + "' (" + file + ") does not parse: " + e.getMessage());
+                    return List.of();
+                }
+                if (!preset.hasPath("hosts")) {
+                    problems.add(where + ": preset file " + file + " has no 'hosts' list");
+                    return List.of();
+                }
+                if (preset.getValue("hosts").valueType() != ConfigValueType.LIST) {
+                    problems.add(where + ": 'hosts' in preset file " + file + " is not a list");
+                    return List.of();
+                }
             }
         }
         if (preset == null) {
@@ -357,6 +374,16 @@ public final class ConfigLoader {
             return new InetSocketAddress(InetAddress.getByAddress(t.ipLiteral().getAddress()), t.port());
         } catch (MalformedTargetException | UnknownHostException e) {
             return null;
+        }
+    }
+
+    private boolean bool(Config c, String path) {
+        try {
+            return c.getBoolean(path);
+        } catch (com.typesafe.config.ConfigException e) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): '" + c.getValue(path).unwrapped()
+                    + "' is not true or false");
+            return false;
         }
     }
 

@@ -1,5 +1,6 @@
 package dev.egressproxy.handler;
 
+import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
 import dev.egressproxy.policy.CidrBlock;
@@ -15,6 +16,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
 
 /**
  * Second handler of every client connection, after the connection cap: who may use the proxy at
@@ -34,14 +36,13 @@ public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
     private static final byte[] TOO_MANY = response(429, "too many connections from your address",
             "per_client_limit");
 
-    private final List<CidrBlock> allow;
-    private final int perClient;
+    private final Supplier<ProxyConfig.Clients> clients;
     private final ProxyMetrics metrics;
     private final ConcurrentHashMap<InetAddress, AtomicInteger> open = new ConcurrentHashMap<>();
 
-    public ClientGuardHandler(List<CidrBlock> allow, int perClient, ProxyMetrics metrics) {
-        this.allow = List.copyOf(allow);
-        this.perClient = perClient;
+    /** {@code clients} is read per connection, so a reloaded {@code clients} block applies at once. */
+    public ClientGuardHandler(Supplier<ProxyConfig.Clients> clients, ProxyMetrics metrics) {
+        this.clients = clients;
         this.metrics = metrics;
     }
 
@@ -55,20 +56,21 @@ public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
     @Override
     public void channelActive(ChannelHandlerContext ctx) {
         InetAddress client = ((InetSocketAddress) ctx.channel().remoteAddress()).getAddress();
-        if (!allowed(client)) {
+        ProxyConfig.Clients settings = clients.get();
+        if (!allowed(settings.allow(), client)) {
             reject(ctx, Rejection.CLIENT_NOT_ALLOWED, NOT_ALLOWED);
             return;
         }
         AtomicInteger count = open.computeIfAbsent(client, a -> new AtomicInteger());
         ctx.channel().attr(COUNTED).set(client);
-        if (count.incrementAndGet() > perClient) {
+        if (count.incrementAndGet() > settings.maxConnectionsPerClient()) {
             reject(ctx, Rejection.PER_CLIENT_LIMIT, TOO_MANY);
             return;
         }
         ctx.fireChannelActive();
     }
 
-    private boolean allowed(InetAddress client) {
+    private static boolean allowed(List<CidrBlock> allow, InetAddress client) {
         for (CidrBlock block : allow) {
             if (block.contains(client)) {
                 return true;

@@ -88,6 +88,7 @@ public final class RequestHeadTimeoutHandler extends ChannelDuplexHandler {
         }
         metrics.rejected(Rejection.REQUEST_HEAD_TIMEOUT);
         Channels.answerAndClose(ctx, ErrorResponses.response(HttpResponseStatus.REQUEST_TIMEOUT,
-                "request head not received within " + timeout.toSeconds() + "s", "request_head_timeout", null));
+                "request head not received within " + (timeout.toMillis() % 1000 == 0 ? timeout.toSeconds() + "s"
+                        : timeout.toMillis() + "ms"), "request_head_timeout", null));
     }
 }

@@ -49,6 +49,7 @@ public final class AddressPolicy {
             range("ff00::/8", "multicast"));
 
     private static final CidrBlock V4_COMPATIBLE = CidrBlock.parse("::/96");
+    private static final CidrBlock UNSPECIFIED_OR_LOOPBACK = CidrBlock.parse("::/127");
     private static final CidrBlock NAT64 = CidrBlock.parse("64:ff9b::/96");
     private static final CidrBlock SIX_TO_FOUR = CidrBlock.parse("2002::/16");
 
@@ -76,6 +77,13 @@ public final class AddressPolicy {
             return classifyV4(address.getAddress());
         }
         byte[] v6 = address.getAddress();
+        // The IPv6-only ranges first: :: and ::1 also lie inside the IPv4-compatible ::/96 and must
+        // be judged as what they are, not as 0.0.0.0 and 0.0.0.1.
+        for (Range r : FORBIDDEN_V6) {
+            if (r.block().contains(v6)) {
+                return Optional.of(r.label());
+            }
+        }
         Optional<byte[]> embedded = embeddedIpv4(v6);
         if (embedded.isPresent()) {
             byte[] v4 = embedded.get();
@@ -91,11 +99,6 @@ public final class AddressPolicy {
             if (V4_COMPATIBLE.contains(v6)) {
                 // The deprecated IPv4-compatible form has no legitimate use on the Internet.
                 return Optional.of("ipv4-compatible");
-            }
-        }
-        for (Range r : FORBIDDEN_V6) {
-            if (r.block().contains(v6)) {
-                return Optional.of(r.label());
             }
         }
         if (address instanceof Inet6Address a6 && a6.getScopeId() != 0) {
@@ -127,7 +130,8 @@ public final class AddressPolicy {
             mapped &= v6[i] == 0;
         }
         mapped &= (v6[10] & 0xff) == 0xff && (v6[11] & 0xff) == 0xff;
-        if (mapped || V4_COMPATIBLE.contains(v6) || NAT64.contains(v6)) {
+        boolean compatible = V4_COMPATIBLE.contains(v6) && !UNSPECIFIED_OR_LOOPBACK.contains(v6);
+        if (mapped || compatible || NAT64.contains(v6)) {
             return Optional.of(new byte[] {v6[12], v6[13], v6[14], v6[15]});
         }
         if (SIX_TO_FOUR.contains(v6)) {

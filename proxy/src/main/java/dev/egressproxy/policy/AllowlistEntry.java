@@ -76,7 +76,8 @@ public sealed interface AllowlistEntry permits AllowlistEntry.Host, AllowlistEnt
             wildcard = true;
             hostPart = hostPart.substring(2);
         } else if (hostPart.startsWith("*")) {
-            throw new IllegalArgumentException("'" + raw + "' is not a valid pattern; use '*." + hostPart.substring(1).replaceFirst("^\\.+", "") + "'");
+            throw new IllegalArgumentException("'" + raw + "' is not a valid pattern; use '*."
+                    + hostPart.replaceFirst("^[*.]+", "") + "'");
         }
         if (hostPart.indexOf('*') >= 0) {
             throw new IllegalArgumentException("'" + raw + "' is not a valid pattern; a wildcard may only be a leading '*.'");

@@ -35,6 +35,9 @@ public final class AuthorityParser {
             throw new MalformedTargetException("empty destination");
         }
         checkCharacters(authority, "destination", false);
+        if (authority.contains("://")) {
+            throw new MalformedTargetException("a URL is not a destination here; send host:port");
+        }
         if (authority.indexOf('@') >= 0) {
             throw new MalformedTargetException("user information ('@') is not allowed in the destination");
         }
@@ -185,12 +188,12 @@ public final class AuthorityParser {
     private static void checkCharacters(String s, String what, boolean inPath) throws MalformedTargetException {
         for (int i = 0; i < s.length(); i++) {
             char c = s.charAt(i);
+            if (c <= 0x20 || c == 0x7f) {
+                throw new MalformedTargetException("whitespace or control character in the " + what);
+            }
             if (c > 0x7e) {
                 throw new MalformedTargetException(
                         "non-ASCII characters in the " + what + " (write international names in their xn-- form)");
-            }
-            if (c <= 0x20 || c == 0x7f) {
-                throw new MalformedTargetException("whitespace or control character in the " + what);
             }
             if (c == '%' && !inPath) {
                 throw new MalformedTargetException("percent-encoding is not allowed in the " + what);
@@ -291,6 +294,11 @@ public final class AuthorityParser {
             if (!ok) {
                 throw new MalformedTargetException("malformed IPv6 literal");
             }
+        }
+        int lastColon = s.lastIndexOf(':');
+        if (s.indexOf('.') >= 0) {
+            // An embedded dotted quad follows the same rule as a plain one: canonical form only.
+            parseCanonicalIpv4(s.substring(lastColon + 1));
         }
         try {
             // Only hex digits, ':' and '.' reach here, so this parses a literal and never does DNS.

@@ -1,5 +1,6 @@
 package dev.egressproxy.server;
 
+import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.handler.ClientGuardHandler;
 import dev.egressproxy.handler.ConnectTunnelHandler;
 import dev.egressproxy.handler.ConnectionLimitHandler;
@@ -16,6 +17,7 @@ import io.netty.channel.socket.SocketChannel;
 import io.netty.handler.codec.http.HttpDecoderConfig;
 import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.flow.FlowControlHandler;
+import java.util.function.Supplier;
 
 /**
  * Builds a client connection's pipeline. In order:
@@ -42,12 +44,12 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
     private final ClientGuardHandler clientGuard;
     private final ChannelGroup channels;
 
-    public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels) {
+    public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels,
+            Supplier<ProxyConfig> live) {
         this.services = services;
         this.channels = channels;
         this.connectionLimit = new ConnectionLimitHandler(services.metrics(), services.config().limits().maxConnections());
-        this.clientGuard = new ClientGuardHandler(services.config().clients().allow(),
-                services.config().clients().maxConnectionsPerClient(), services.metrics());
+        this.clientGuard = new ClientGuardHandler(() -> live.get().clients(), services.metrics());
     }
 
     @Override

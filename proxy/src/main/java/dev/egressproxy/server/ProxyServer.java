@@ -78,8 +78,8 @@ public final class ProxyServer implements AutoCloseable {
     }
 
     /**
-     * Puts a reloaded configuration in force. The allowlist, {@code destinations} and the connect
-     * timeout apply to the next request at once; connections already open (tunnels included) are
+     * Puts a reloaded configuration in force. The allowlist, {@code clients}, {@code destinations}
+     * and the connect timeout apply to the next connection or request at once; connections already open (tunnels included) are
      * not touched. Returns the settings that differ but only take effect after a restart.
      */
     public List<String> apply(ProxyConfig next) {
@@ -117,6 +117,15 @@ public final class ProxyServer implements AutoCloseable {
         if (!running.shutdown().equals(next.shutdown())) {
             restart.add("shutdown");
         }
+        if (!running.transport().equals(next.transport())) {
+            restart.add("transport");
+        }
+        if (running.ioThreads() != next.ioThreads()) {
+            restart.add("io-threads");
+        }
+        if (!running.reload().equals(next.reload())) {
+            restart.add("reload");
+        }
         return restart.stream().map(k -> "egress-proxy." + k).toList();
     }
 
@@ -149,7 +158,7 @@ public final class ProxyServer implements AutoCloseable {
                 .childOption(ChannelOption.ALLOCATOR, PooledByteBufAllocator.DEFAULT)
                 .childOption(ChannelOption.WRITE_BUFFER_WATER_MARK,
                         new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
-                .childHandler(new ProxyChannelInitializer(services, clientChannels));
+                .childHandler(new ProxyChannelInitializer(services, clientChannels, live::get));
         // The admin listener comes up first so that /healthz answers and /readyz says 503 until
         // the proxy listener is bound.
         if (config.admin().enabled()) {

@@ -49,6 +49,7 @@ public final class UpstreamConnector {
     private final DnsResolvers resolvers;
     private final Class<? extends SocketChannel> channelClass;
     private final ChannelGroup channels;
+    private final ProxyConfig.Limits startLimits;
 
     /**
      * @param config the configuration in force; read per connection, so a reload's
@@ -62,6 +63,7 @@ public final class UpstreamConnector {
         this.resolvers = resolvers;
         this.channelClass = channelClass;
         this.channels = channels;
+        this.startLimits = config.get().limits();
     }
 
     /**
@@ -128,7 +130,8 @@ public final class UpstreamConnector {
 
     private void dial(ProxyConfig config, Target target, InetSocketAddress address, EventLoop loop,
             ChannelHandler handler, Promise<Channel> promise, long start) {
-        ProxyConfig.Limits limits = config.limits();
+        // Buffer limits are fixed at start for every channel alike; a reload reports them as needing a restart.
+        ProxyConfig.Limits limits = startLimits;
         Bootstrap b = new Bootstrap()
                 .group(loop)
                 .channel(channelClass)

@@ -1,0 +1,379 @@
+package dev.egressproxy.config;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.catchThrowableOfType;
+
+import dev.egressproxy.policy.AllowlistEntry;
+import dev.egressproxy.policy.CidrBlock;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.URISyntaxException;
+import java.net.URL;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Tests for {@link ConfigLoader}: the layers (reference, shipped default, file, environment),
+ * presets, {@code connect-to}, and one test per validation message. Each broken configuration
+ * lives in {@code src/test/resources/config/}, one file per mistake, and every message must name
+ * the key path, where it was set (file and line) and the bad value.
+ */
+class ConfigLoaderTest {
+
+    private static final List<String> REDHAT_REGISTRY_HOSTS = List.of("registry.redhat.io", "registry.access.redhat.com",
+            "cdn.quay.io", "cdn01.quay.io", "cdn02.quay.io", "cdn03.quay.io");
+
+    @TempDir
+    Path dir;
+
+    // ---------------------------------------------------------------- layers and defaults
+
+    @Test
+    void shippedDefaultListensOn3128WithAdminOn9128AndTheRedHatRegistryPreset() throws Exception {
+        ProxyConfig config = ConfigLoader.load(null, Map.of());
+
+        assertThat(config.listen()).isEqualTo(new ProxyConfig.Listen("0.0.0.0", 3128));
+        assertThat(config.admin()).isEqualTo(new ProxyConfig.Admin(true, "0.0.0.0", 9128));
+        assertThat(config.allowlist().presets()).containsExactly("redhat-registry");
+        assertThat(texts(config)).containsExactlyElementsOf(REDHAT_REGISTRY_HOSTS);
+        assertThat(config.timeouts()).isEqualTo(
+                new ProxyConfig.Timeouts(Duration.ofSeconds(10), Duration.ofSeconds(30), Duration.ofMinutes(5)));
+        assertThat(config.limits().maxRequestHead()).isEqualTo(32 * 1024);
+        assertThat(config.logging().accessFormat()).isEqualTo(ProxyConfig.AccessLogFormat.TEXT);
+    }
+
+    @Test
+    void fileOverridesThePortAndKeepsTheOtherShippedDefaults() throws Exception {
+        Path file = write("egress-proxy.conf", "egress-proxy.listen.port = 8888\n");
+
+        ProxyConfig config = ConfigLoader.load(file, Map.of());
+
+        assertThat(config.listen().port()).isEqualTo(8888);
+        assertThat(config.admin().port()).isEqualTo(9128);
+        assertThat(config.allowlist().presets()).containsExactly("redhat-registry");
+    }
+
+    @Test
+    void environmentOverridesWinOverTheFile() throws Exception {
+        Path file = write("egress-proxy.conf", """
+                egress-proxy {
+                  listen.port = 8888
+                  allowlist { presets = ["quay-cdn"], hosts = ["file.example"] }
+                }
+                """);
+        Map<String, String> env = Map.of(
+                "EGRESS_PROXY_PORT", "9999",
+                "EGRESS_PROXY_ALLOW_HOSTS", "a.example, *.b.example ,,mirror.example:5000",
+                "EGRESS_PROXY_PRESETS", "redhat-registry");
+
+        ProxyConfig config = ConfigLoader.load(file, env);
+
+        assertThat(config.listen().port()).isEqualTo(9999);
+        assertThat(config.allowlist().presets()).containsExactly("redhat-registry");
+        assertThat(texts(config)).containsAll(REDHAT_REGISTRY_HOSTS)
+                .contains("a.example", "*.b.example", "mirror.example:5000")
+                .doesNotContain("file.example", "*.quay.io")
+                .hasSize(REDHAT_REGISTRY_HOSTS.size() + 3);
+    }
+
+    @Test
+    void blankEnvironmentVariableIsIgnored() throws Exception {
+        Path file = write("egress-proxy.conf", "egress-proxy.listen.port = 8888\n");
+
+        ProxyConfig config = ConfigLoader.load(file, Map.of("EGRESS_PROXY_PORT", "  ", "EGRESS_PROXY_ALLOW_HOSTS", ""));
+
+        assertThat(config.listen().port()).isEqualTo(8888);
+        assertThat(texts(config)).containsExactlyElementsOf(REDHAT_REGISTRY_HOSTS);
+    }
+
+    @Test
+    void quayCdnPresetAllowsEveryQuayHostThroughAWildcard() throws Exception {
+        ProxyConfig config = ConfigLoader.fromString("egress-proxy.allowlist.presets = [quay-cdn]");
+
+        assertThat(texts(config)).containsExactly("registry.redhat.io", "registry.access.redhat.com", "*.quay.io");
+    }
+
+    @Test
+    void presetAndHostNamingTheSameEntryAreMergedOnce() throws Exception {
+        ProxyConfig config = ConfigLoader.fromString("""
+                egress-proxy.allowlist { presets = [redhat-registry], hosts = ["Registry.RedHat.IO.", "extra.example"] }
+                """);
+
+        assertThat(texts(config)).containsExactly("registry.redhat.io", "registry.access.redhat.com", "cdn.quay.io",
+                "cdn01.quay.io", "cdn02.quay.io", "cdn03.quay.io", "extra.example");
+    }
+
+    @Test
+    void presetDirectoryNextToTheConfigFileIsUsed() throws Exception {
+        Path file = write("egress-proxy.conf", "egress-proxy.allowlist.presets = [internal-mirror]\n");
+        write("presets/internal-mirror.conf", """
+                hosts = [
+                  "mirror.corp.example:5000"   # the internal registry mirror
+                  "*.cdn.corp.example"          # its blob storage
+                ]
+                """);
+
+        ProxyConfig config = ConfigLoader.load(file, Map.of());
+
+        assertThat(config.allowlist().presets()).containsExactly("internal-mirror");
+        assertThat(texts(config)).containsExactly("mirror.corp.example:5000", "*.cdn.corp.example");
+    }
+
+    @Test
+    void presetDirectoryTakesPrecedenceOverTheShippedPresetOfTheSameName() throws Exception {
+        Path file = write("egress-proxy.conf", "egress-proxy.allowlist.presets = [redhat-registry]\n");
+        write("presets/redhat-registry.conf", "hosts = [\"registry.redhat.io\"]\n");
+
+        ProxyConfig config = ConfigLoader.load(file, Map.of());
+
+        assertThat(texts(config)).containsExactly("registry.redhat.io");
+    }
+
+    @Test
+    void connectToKeysAreNormalisedAuthoritiesAndValuesAreSocketAddresses() throws Exception {
+        ProxyConfig config = ConfigLoader.fromString("""
+                egress-proxy {
+                  allowlist.hosts = ["registry.redhat.io"]
+                  destinations.connect-to {
+                    "Registry.RedHat.IO.:443" = "127.0.0.1:8443"
+                    "[2001:DB8::1]:443" = "[::1]:9443"
+                  }
+                }
+                """);
+
+        assertThat(config.destinations().connectTo()).containsOnly(
+                Map.entry("registry.redhat.io:443", new InetSocketAddress(InetAddress.getByName("127.0.0.1"), 8443)),
+                Map.entry("[2001:db8:0:0:0:0:0:1]:443", new InetSocketAddress(InetAddress.getByName("::1"), 9443)));
+        assertThat(config.destinations().connectTo().get("registry.redhat.io:443").isUnresolved()).isFalse();
+    }
+
+    @Test
+    void allowPrivateCidrsAreParsed() throws Exception {
+        ProxyConfig config = ConfigLoader.fromString("""
+                egress-proxy {
+                  allowlist.hosts = ["registry.redhat.io"]
+                  destinations.allow-private = ["10.0.0.0/8", "fd00::/8"]
+                }
+                """);
+
+        assertThat(config.destinations().allowPrivate()).containsExactly(CidrBlock.parse("10.0.0.0/8"), CidrBlock.parse("fd00::/8"));
+    }
+
+    // ---------------------------------------------------------------- one test per validation message
+
+    @Test
+    void rejectsWildcardWithoutDotAndSuggestsTheFix() throws Exception {
+        assertSingleProblem("bad-pattern.conf", 4, "egress-proxy.allowlist.hosts[1]",
+                "'*example.com' is not a valid pattern; use '*.example.com'");
+    }
+
+    @Test
+    void rejectsUnknownKeyAndListsTheKnownKeys() throws Exception {
+        assertSingleProblem("unknown-key.conf", 3, "egress-proxy.timeouts.conect",
+                "unknown key; known keys there: connect, idle, request-head");
+    }
+
+    @Test
+    void rejectsDurationThatIsNotADuration() throws Exception {
+        assertSingleProblem("bad-duration.conf", 3, "egress-proxy.timeouts.connect",
+                "'ten seconds' is not a duration such as 10s or 5m");
+    }
+
+    @Test
+    void rejectsNegativeTimeout() throws Exception {
+        assertSingleProblem("negative-timeout.conf", 3, "egress-proxy.timeouts.idle", "must be positive, got PT-5S");
+    }
+
+    @Test
+    void rejectsZeroTimeout() throws Exception {
+        assertSingleProblem("zero-timeout.conf", 3, "egress-proxy.timeouts.connect", "must be positive, got PT0S");
+    }
+
+    @Test
+    void rejectsPortAbove65535() throws Exception {
+        assertSingleProblem("port-out-of-range.conf", 3, "egress-proxy.listen.port",
+                "70000 is not a port in 1-65535");
+    }
+
+    @Test
+    void rejectsPortOfTheWrongType() throws Exception {
+        assertSingleProblem("port-wrong-type.conf", 3, "egress-proxy.listen.port", "Wrong value type", "expecting: number");
+    }
+
+    @Test
+    void rejectsRequestHeadLimitThatIsNotASize() throws Exception {
+        assertSingleProblem("max-request-head-not-a-size.conf", 3, "egress-proxy.limits.max-request-head",
+                "'lots' is not a size such as 32KiB");
+    }
+
+    @Test
+    void rejectsUnknownPresetAndNamesTheShippedOnes() throws Exception {
+        String problem = assertSingleProblem("unknown-preset.conf", 3, "egress-proxy.allowlist.presets",
+                "unknown preset 'redhat-registri'; shipped presets: redhat-registry, quay-cdn");
+        assertThat(problem).contains("also looked in " + resource("unknown-preset.conf").getParent().resolve("presets"));
+    }
+
+    @Test
+    void rejectsEmptyAllowlist() throws Exception {
+        ConfigException e = loadFailure("empty-allowlist.conf");
+
+        assertThat(e.problems()).singleElement().asString()
+                .startsWith("egress-proxy.allowlist")
+                .contains("no hosts allowed (presets and hosts are both empty)")
+                .contains("Name a preset such as \"redhat-registry\" or list hosts.");
+    }
+
+    @Test
+    void rejectsConnectToValueThatIsAHostNameNotAnAddress() throws Exception {
+        assertSingleProblem("connect-to-hostname.conf", 3, "egress-proxy.destinations.connect-to.\"registry.redhat.io:443\"",
+                "'mirror.internal.example:8443' is not an IP address and port such as \"127.0.0.1:8443\"");
+    }
+
+    @Test
+    void rejectsConnectToKeyWithoutPort() {
+        ConfigException e = catchThrowableOfType(ConfigException.class, () -> ConfigLoader.fromString("""
+                egress-proxy {
+                  allowlist.hosts = ["registry.redhat.io"]
+                  destinations.connect-to { "registry.redhat.io" = "127.0.0.1:8443" }
+                }
+                """));
+
+        assertThat(e).isNotNull();
+        assertThat(e.problems()).singleElement().asString()
+                .startsWith("egress-proxy.destinations.connect-to.\"registry.redhat.io\" (config: 3)")
+                .contains("key must be \"host:port\": the destination needs a port");
+    }
+
+    @Test
+    void rejectsAllowPrivateCidrWithHostBits() throws Exception {
+        assertSingleProblem("bad-allow-private-cidr.conf", 3, "egress-proxy.destinations.allow-private[1]",
+                "'192.168.1.1/16' has host bits set; did you mean '192.168.0.0/16'?");
+    }
+
+    @Test
+    void rejectsUnknownAccessLogFormat() throws Exception {
+        assertSingleProblem("access-format-xml.conf", 3, "egress-proxy.logging.access-format",
+                "'xml' is not one of text, json, squid");
+    }
+
+    @Test
+    void rejectsAdminPortEqualToListenPort() throws Exception {
+        ConfigException e = loadFailure("admin-port-clash.conf");
+
+        assertThat(e.problems()).singleElement().asString()
+                .startsWith("egress-proxy.admin.port (").contains("admin-port-clash.conf:")
+                .endsWith("): 8080 is also the proxy port (egress-proxy.listen.port); give the admin listener its own port");
+    }
+    @Test
+    void everyProblemNamesTheFileAndLineThatSetTheValue() throws Exception {
+        assertThat(loadFailure("empty-allowlist.conf").problems()).singleElement().asString().contains("empty-allowlist.conf:");
+        assertThat(loadFailure("admin-port-clash.conf").problems()).singleElement().asString().contains("admin-port-clash.conf:4");
+    }
+
+    @Test
+    void reportsSeveralProblemsTogether() throws Exception {
+        ConfigException e = loadFailure("several-problems.conf");
+
+        assertThat(e.problems()).hasSize(4)
+                .anySatisfy(p -> assertThat(p).startsWith("egress-proxy.listen.port").contains("several-problems.conf:3")
+                        .contains("70000"))
+                .anySatisfy(p -> assertThat(p).startsWith("egress-proxy.timeouts.conect").contains("several-problems.conf:4"))
+                .anySatisfy(p -> assertThat(p).startsWith("egress-proxy.allowlist.hosts[0]").contains("several-problems.conf:5")
+                        .contains("'*example.com'"))
+                .anySatisfy(p -> assertThat(p).startsWith("egress-proxy.logging.access-format")
+                        .contains("several-problems.conf:6").contains("'xml'"));
+        assertThat(e.getMessage()).startsWith("invalid configuration (4 problems):");
+    }
+    @Test
+    void reportsBadTransportTogetherWithOtherProblems() throws Exception {
+        ConfigException e = loadFailure("bad-transport-with-other-problem.conf");
+
+        assertThat(e.problems()).hasSize(2)
+                .anySatisfy(p -> assertThat(p).startsWith("egress-proxy.transport")
+                        .contains("bad-transport-with-other-problem.conf:3").contains("'carrier-pigeon'"))
+                .anySatisfy(p -> assertThat(p).startsWith("egress-proxy.logging.access-format"));
+    }
+
+    @Test
+    void rejectsBadEnvironmentValueAndNamesTheVariable() {
+        ConfigException e = catchThrowableOfType(ConfigException.class,
+                () -> ConfigLoader.load(null, Map.of("EGRESS_PROXY_PORT", "http")));
+
+        assertThat(e).isNotNull();
+        assertThat(e.problems()).singleElement().asString()
+                .isEqualTo("egress-proxy.listen.port (environment variable EGRESS_PROXY_PORT): 'http' is not a port number");
+    }
+
+    @Test
+    void rejectsBadPatternFromTheEnvironmentAndNamesTheVariable() {
+        ConfigException e = catchThrowableOfType(ConfigException.class,
+                () -> ConfigLoader.load(null, Map.of("EGRESS_PROXY_ALLOW_HOSTS", "registry.redhat.io,*example.com")));
+
+        assertThat(e).isNotNull();
+        assertThat(e.problems()).singleElement().asString()
+                .startsWith("egress-proxy.allowlist.hosts[1] (environment variable EGRESS_PROXY_ALLOW_HOSTS")
+                .endsWith("'*example.com' is not a valid pattern; use '*.example.com'");
+    }
+
+    @Test
+    void rejectsMissingConfigFile() {
+        Path missing = dir.resolve("nope.conf");
+
+        ConfigException e = catchThrowableOfType(ConfigException.class, () -> ConfigLoader.load(missing, Map.of()));
+
+        assertThat(e).isNotNull();
+        assertThat(e.problems()).singleElement().asString().contains(missing.toString()).contains("does not exist");
+    }
+
+    @Test
+    void rejectsHoconSyntaxErrorWithFileAndLine() throws Exception {
+        ConfigException e = loadFailure("syntax-error.conf");
+
+        assertThat(e.problems()).singleElement().asString().contains("syntax-error.conf");
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private static List<String> texts(ProxyConfig config) {
+        return config.allowlist().entries().stream().map(AllowlistEntry::text).toList();
+    }
+
+    private Path write(String relative, String content) throws IOException {
+        Path file = dir.resolve(relative);
+        Files.createDirectories(file.getParent());
+        return Files.writeString(file, content);
+    }
+
+    private static Path resource(String name) throws URISyntaxException {
+        URL url = ConfigLoaderTest.class.getResource("/config/" + name);
+        assertThat(url).as("test resource config/%s", name).isNotNull();
+        return Path.of(url.toURI());
+    }
+
+    private static ConfigException loadFailure(String name) throws URISyntaxException {
+        Path file = resource(name);
+        ConfigException e = catchThrowableOfType(ConfigException.class, () -> ConfigLoader.load(file, Map.of()));
+        assertThat(e).as("%s should be rejected", name).isNotNull();
+        return e;
+    }
+
+    /**
+     * Loads a broken file and checks that it yields exactly one problem, which names the key path,
+     * the file and line, and says what is wrong with the value.
+     */
+    private static String assertSingleProblem(String name, int line, String keyPath, String... fragments)
+            throws URISyntaxException {
+        ConfigException e = loadFailure(name);
+        assertThat(e.problems()).hasSize(1);
+        String problem = e.problems().get(0);
+        assertThat(problem).startsWith(keyPath + " (").contains(name + ":" + line).contains(fragments);
+        assertThat(e.getMessage()).startsWith("invalid configuration (1 problem):").contains(problem);
+        return problem;
+    }
+}

@@ -130,6 +130,8 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         Exchange started = exchange;
         f.addListener((Future<Channel> done) -> {
             if (exchange != started || !ctx.channel().isActive()) {
+                // The client left while we were connecting: the decision still counts.
+                services.metrics().request(Kind.HTTP, started.request.decision().reason());
                 if (done.isSuccess()) {
                     done.getNow().close();
                 }

@@ -88,6 +88,38 @@ class ReloadIT {
         }
     }
 
+    /**
+     * A Kubernetes ConfigMap volume: the file is a symlink through {@code ..data}, and an update
+     * writes a new timestamped directory and swaps {@code ..data} with a rename. The file itself
+     * never sees a write; the reload must still happen.
+     */
+    @Test
+    void configMapStyleSymlinkSwapIsReloaded() throws Exception {
+        try (TcpServer echo = TcpServer.echo()) {
+            Path v1 = Files.createDirectory(dir.resolve("..2026_11_28_v1"));
+            Files.writeString(v1.resolve("egress-proxy.conf"), config(echo.port(), "\"kept.test:7000\""));
+            Files.createSymbolicLink(dir.resolve("..data"), v1.getFileName());
+            Path file = dir.resolve("egress-proxy.conf");
+            Files.createSymbolicLink(file, Path.of("..data", "egress-proxy.conf"));
+            PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+            ProxyServer server = new ProxyServer(ConfigLoader.load(file, Map.of()), registry, "test").start();
+            try (ConfigReloader reloader = new ConfigReloader(file, Map.of(), server, server.metrics()).watch()) {
+                assertThat(connectStatus(server, "new.test:7000")).isEqualTo(403);
+                Path v2 = Files.createDirectory(dir.resolve("..2026_11_28_v2"));
+                Files.writeString(v2.resolve("egress-proxy.conf"), config(echo.port(), "\"new.test:7000\""));
+                Path tmpLink = Files.createSymbolicLink(dir.resolve("..data_tmp"), v2.getFileName());
+                Files.move(tmpLink, dir.resolve("..data"), java.nio.file.StandardCopyOption.ATOMIC_MOVE,
+                        java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                await().atMost(Duration.ofSeconds(15)).until(() -> reloads(registry, "success") == 1.0);
+                assertThat(connectStatus(server, "new.test:7000")).isEqualTo(200);
+                assertThat(connectStatus(server, "kept.test:7000")).isEqualTo(403);
+            } finally {
+                server.close();
+                registry.close();
+            }
+        }
+    }
+
     private static double reloads(PrometheusMeterRegistry registry, String result) {
         return registry.get("egress.proxy.config.reloads").tag("result", result).counter().count();
     }

@@ -11,3 +11,5 @@ command -v java >/dev/null || packages+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || packages+=(maven)
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"
+# The registry world of the end-to-end suite: docker-registry, nginx, skopeo, podman, strace, ...
+"$(dirname "$0")/../e2e/world.sh" deps

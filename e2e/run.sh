@@ -1,0 +1,789 @@
+#!/usr/bin/env bash
+# End-to-end suite for egress-proxy (issue 4): real skopeo (and podman where it runs) pull through
+# the REAL proxy jar from the local registry world (e2e/world.sh), and every scenario asserts on
+# what the client printed AND on what the proxy reported (/metrics, /denied, access log).
+#
+#   e2e/run.sh [--keep] [--no-netns] [JAR]
+#
+#   JAR          the proxy jar; default $EGRESS_PROXY_JAR, else proxy/target/egress-proxy.jar
+#                under the repository root (build it first: mvn -B package -DskipTests)
+#   --keep       keep the temporary run directory (it is also kept when a check fails)
+#   --no-netns   run in the current network namespace instead of a private one
+#
+# Installs nothing: the Debian packages come from `e2e/world.sh deps` (needs root). Prints
+# PASS/FAIL/SKIP per check and last "N passed, N failed"; exits 1 on any failure, 2 when a
+# prerequisite is missing. docs/e2e.md describes what each scenario proves.
+#
+# Scenarios: 1 full preset (skopeo + podman pull both images, digests verified)
+#            2 cdn02.quay.io not allowlisted (403, fails fast)
+#            3 cdn02.quay.io allowed, its server down (502 connection refused)
+#            4 cdn02.quay.io blackholed (504 after the proxy's connect timeout; also iptables DROP)
+#            5 plain HTTP through HTTP_PROXY (302 and the CDN GET pass through the proxy)
+#            6 strace: every TCP connect() of the client went to the proxy
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+CLEAN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+PY=/usr/bin/python3
+
+CONNECT_TIMEOUT_S=3   # the proxy's timeouts.connect in every scenario
+FAST_FAIL_MAX_S=15    # "fails fast": a direct client behind a dropping firewall waits 30 s per dial
+CLIENT_TIMEOUT_S=120  # hard bound on any single client run
+DIRECT_DIAL_TIMEOUT_S=30
+
+USE_NETNS=1 KEEP=0 JAR=
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --keep) KEEP=1 ;;
+        --no-netns) USE_NETNS=0 ;;
+        -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) [[ -z $JAR ]] || { echo "run.sh: only one JAR argument" >&2; exit 2; }; JAR=$1 ;;
+    esac
+    shift
+done
+JAR=${JAR:-${EGRESS_PROXY_JAR:-$ROOT/proxy/target/egress-proxy.jar}}
+
+now_ms() { local t=${EPOCHREALTIME//[.,]/}; echo $((t / 1000)); }
+START_MS=$(now_ms)
+
+# ---------------------------------------------------------------------------------------------
+# reporting
+
+PASS=0 FAIL=0 SKIPPED=0
+SCENARIO_TIMES=()
+pass() { PASS=$((PASS + 1)); printf 'PASS  %s\n' "$*"; }
+fail() { FAIL=$((FAIL + 1)); printf 'FAIL  %s\n' "$*"; }
+skip() { SKIPPED=$((SKIPPED + 1)); printf 'SKIP  %s\n' "$*"; }
+note() { printf '      %s\n' "$*"; }
+die_prereq() { printf 'run.sh: %s\n' "$*" >&2; exit 2; }
+
+# check DESCRIPTION CMD...: PASS if CMD succeeds. CMD's output lines starting with "evidence:"
+# are shown under a PASS; on FAIL the last lines of its output are shown.
+check() {
+    local what=$1 log
+    shift
+    log=$RUN/check.log
+    if "$@" >"$log" 2>&1; then
+        pass "$what"
+        sed -n 's/^evidence: /      /p' "$log" | cut -c1-300
+    else
+        fail "$what"
+        tail -n 12 "$log" | cut -c1-300 | sed 's/^/      | /'
+    fi
+}
+
+# eventually DESCRIPTION CMD...: like check, but retries CMD for up to 5 s (the proxy writes an
+# access-log line or bumps a counter when a tunnel ends, a moment after the client has exited)
+eventually() {
+    local what=$1 i
+    shift
+    for ((i = 0; i < 50; i++)); do
+        if "$@" >/dev/null 2>&1; then break; fi
+        sleep 0.1
+    done
+    check "$what" "$@"
+}
+
+scenario() {
+    SCEN_NAME=$1
+    SCEN_T0=$(now_ms)
+    printf '\n== scenario %s\n' "$*"
+}
+scenario_end() {
+    local ms=$(($(now_ms) - SCEN_T0))
+    SCENARIO_TIMES+=("scenario ${SCEN_NAME}: $((ms / 1000)).$(printf '%03d' $((ms % 1000))) s")
+}
+
+# ---------------------------------------------------------------------------------------------
+# prerequisites (nothing is installed here)
+
+need=()
+for t in java curl skopeo strace tar sha256sum timeout setsid nginx docker-registry openssl; do
+    PATH=$CLEAN_PATH command -v "$t" >/dev/null 2>&1 || need+=("$t")
+done
+[[ -x $PY ]] || need+=(python3)
+[[ ${#need[@]} == 0 ]] ||
+    die_prereq "missing tools: ${need[*]} (install the packages with: sudo $HERE/world.sh deps; java comes with the JDK 17 the Maven build uses)"
+[[ -f $JAR ]] || die_prereq "no proxy jar at $JAR (build it: mvn -B package -DskipTests, or pass the path: $0 JAR)"
+JAR=$(cd "$(dirname "$JAR")" && pwd)/$(basename "$JAR")
+JAVA_VERSION=$(PATH=$CLEAN_PATH java -version 2>&1 || true)
+[[ $JAVA_VERSION =~ version\ \"([0-9]+) ]] && JAVA_VERSION=${BASH_REMATCH[1]} || JAVA_VERSION=
+[[ ${JAVA_VERSION:-0} -ge 17 ]] || die_prereq "java on PATH is version '${JAVA_VERSION:-?}', need 17 or newer"
+[[ $(id -u) == 0 ]] || die_prereq "run as root (docker-registry/nginx/podman --root and ip netns need it)"
+
+RUN=$(mktemp -d /tmp/egress-e2e.XXXXXX)
+OUT=$RUN/out
+mkdir -p "$OUT" "$RUN/home"
+NS=
+PROXY_PID=
+P=
+
+# ---------------------------------------------------------------------------------------------
+# teardown
+
+stop_proxy() {
+    [[ -n $PROXY_PID ]] || return 0
+    local pid=$PROXY_PID i st
+    PROXY_PID=
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo gone)
+        [[ $st == gone || $st == Z ]] && break
+        sleep 0.1
+    done
+    if [[ $st != gone && $st != Z ]]; then
+        note "proxy pid $pid ignored SIGTERM for 10 s; SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    stop_proxy
+    if [[ -d $RUN/world ]]; then "$HERE/world.sh" down "$RUN/world" >>"$RUN/world-down.log" 2>&1; fi
+    if [[ -n $NS ]]; then ip netns del "$NS" 2>/dev/null; fi
+    if [[ $KEEP == 1 || $FAIL != 0 || $rc != 0 ]]; then
+        echo "run.sh: kept $RUN (proxy logs in $RUN/s*/, client output in $OUT)" >&2
+    else
+        rm -rf "$RUN"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# network namespace: the world, the proxy and the clients share a namespace that has nothing but
+# its own loopback, so a name some client failed to send through the proxy cannot become a DNS
+# query that leaves the machine.
+
+in_ns() { if [[ -n $NS ]]; then ip netns exec "$NS" "$@"; else "$@"; fi; }
+
+echo "# egress-proxy e2e: jar $JAR, run dir $RUN"
+if [[ $USE_NETNS == 1 ]]; then
+    if ! PATH=$CLEAN_PATH command -v ip >/dev/null 2>&1; then
+        echo "# no 'ip' (iproute2): running in the current network namespace"
+    else
+        NS=egress-e2e-$$
+        if ip netns add "$NS" 2>"$RUN/netns.log" && ip netns exec "$NS" ip link set lo up 2>>"$RUN/netns.log"; then
+            echo "# network namespace $NS (loopback only)"
+        else
+            echo "# ip netns add failed ($(tr '\n' ' ' <"$RUN/netns.log")): running in the current network namespace"
+            ip netns del "$NS" 2>/dev/null || true
+            NS=
+        fi
+    fi
+fi
+[[ -n $NS ]] || echo "# without a private namespace every name still reaches only the proxy (HTTPS_PROXY/HTTP_PROXY, connect-to for all six names, proxy DNS pinned to 127.0.0.1:1)"
+
+# ---------------------------------------------------------------------------------------------
+# the world
+
+WORLD_T0=$(now_ms)
+if ! in_ns "$HERE/world.sh" up "$RUN/world" >"$RUN/world-up.log" 2>&1; then
+    tail -n 25 "$RUN/world-up.log" >&2
+    fail "world.sh up (log: $RUN/world-up.log)"
+    echo "$PASS passed, $FAIL failed"
+    exit 1
+fi
+# shellcheck disable=SC1091
+. "$RUN/world/world.env"
+for v in WORLD_CA WORLD_HOME WORLD_POLICY WORLD_REGISTRIES_CONF WORLD_CONNECT_TO_CONF WORLD_NGINX_ACCESS_LOG \
+    WORLD_REFUSED_PORT WORLD_BLACKHOLE_PORT WORLD_ORIGIN WORLD_BLOB_CDN_HOSTS; do
+    [[ -n ${!v:-} ]] || { fail "world.env lacks $v"; exit 1; }
+done
+WORLD_MS=$(($(now_ms) - WORLD_T0))
+echo "# world up in $WORLD_MS ms: $(sed -n 's/^world.sh: \(up in .*\)/\1/p' "$RUN/world-up.log")"
+
+OI_REF=$WORLD_OPERATOR_INDEX_REPO:$WORLD_OPERATOR_INDEX_TAG
+UBI_REF=$WORLD_UBI_REPO:$WORLD_UBI_TAG
+OI_CONFIG_FILE=$WORLD_RUNDIR/image/operator-index/${WORLD_OPERATOR_INDEX_CONFIG_DIGEST#sha256:}
+UBI_CONFIG_FILE=$WORLD_RUNDIR/image/ubi-minimal/${WORLD_UBI_CONFIG_DIGEST#sha256:}
+
+free_ports() { # N -> N free loopback TCP ports (in the namespace), one a line
+    in_ns "$PY" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+for s in socks:
+    print(s.getsockname()[1])
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# the proxy
+
+# start_proxy NAME ALLOWLIST_BODY [EXTRA_HOCON]: a fresh egress-proxy for one scenario; its
+# config, access log (stdout) and application log (stderr) are in $RUN/NAME/. Sets P,
+# PROXY_PORT, ADMIN_PORT, PROXY_URL, ACCESS_LOG.
+start_proxy() {
+    local name=$1 allow=$2 extra=${3:-} ports i
+    stop_proxy
+    P=$RUN/$name
+    mkdir -p "$P"
+    mapfile -t ports < <(free_ports 2)
+    PROXY_PORT=${ports[0]} ADMIN_PORT=${ports[1]}
+    PROXY_URL=http://127.0.0.1:$PROXY_PORT
+    ACCESS_LOG=$P/access.log
+    cat >"$P/proxy.conf" <<EOF
+# generated by e2e/run.sh for scenario $name
+egress-proxy {
+  listen { host = "127.0.0.1", port = $PROXY_PORT }
+  admin  { host = "127.0.0.1", port = $ADMIN_PORT }
+  allowlist { $allow }
+  timeouts { connect = ${CONNECT_TIMEOUT_S}s }
+  # Never ask the machine's resolver: every name the clients use is mapped by connect-to.
+  dns { servers = ["127.0.0.1:1"], query-timeout = 1s }
+  shutdown { grace = 1s }
+  reload { watch = false }
+}
+# the registry world's names -> its loopback ports
+include file("$WORLD_CONNECT_TO_CONF")
+$extra
+EOF
+    # not through in_ns (a function): "$!" must be the JVM's pid (ip netns exec and env exec it)
+    if [[ -n $NS ]]; then
+        ip netns exec "$NS" env -i PATH="$CLEAN_PATH" HOME="$RUN/home" LANG=C.UTF-8 \
+            java -jar "$JAR" --config "$P/proxy.conf" >"$ACCESS_LOG" 2>"$P/app.log" </dev/null &
+    else
+        env -i PATH="$CLEAN_PATH" HOME="$RUN/home" LANG=C.UTF-8 \
+            java -jar "$JAR" --config "$P/proxy.conf" >"$ACCESS_LOG" 2>"$P/app.log" </dev/null &
+    fi
+    PROXY_PID=$!
+    for ((i = 0; i < 300; i++)); do
+        if [[ $(admin_get /readyz 2>/dev/null) == ready* ]]; then
+            note "egress-proxy ($name) ready on $PROXY_URL, admin :$ADMIN_PORT, pid $PROXY_PID, after $((i / 10)).$((i % 10)) s"
+            return 0
+        fi
+        if ! kill -0 "$PROXY_PID" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    fail "egress-proxy ($name) did not become ready within 30 s (config $P/proxy.conf)"
+    tail -n 20 "$P/app.log" | sed 's/^/      | /'
+    return 1
+}
+
+admin_get() { # PATH
+    in_ns env -i PATH="$CLEAN_PATH" curl -sS --max-time 5 --noproxy '*' "http://127.0.0.1:$ADMIN_PORT$1"
+}
+
+# metric_value NAME 'label="value"'...: the sum over the series of NAME carrying every label given
+metric_value() {
+    local name=$1
+    shift
+    admin_get /metrics | awk -v name="$name" -v filt="$*" '
+        BEGIN { nf = split(filt, f, " ") }
+        /^#/ { next }
+        {
+            series = $1; base = series; sub(/\{.*/, "", base)
+            if (base != name) next
+            for (i = 1; i <= nf; i++) if (index(series, f[i]) == 0) next
+            sum += $2
+        }
+        END { printf "%g\n", sum + 0 }'
+}
+metric_cmp() { # NAME OP(ge|eq) N LABELS...
+    local name=$1 op=$2 want=$3 v
+    shift 3
+    v=$(metric_value "$name" "$@")
+    echo "evidence: $name{$(echo "$*" | tr ' ' ',')} = $v (want $op $want)"
+    awk -v v="$v" -v w="$want" -v op="$op" 'BEGIN { exit !((op == "ge" && v >= w) || (op == "eq" && v == w)) }'
+}
+
+# denied_lists DESTINATION TYPE REASON: /denied has an entry for DESTINATION of TYPE with REASON
+denied_lists() {
+    admin_get /denied | "$PY" -c '
+import json, sys
+dest, typ, reason = sys.argv[1:4]
+doc = json.load(sys.stdin)
+for e in doc.get("entries", []):
+    if e.get("destination") == dest and e.get("type") == typ and e.get("reason") == reason and e.get("count", 0) >= 1:
+        print("evidence: /denied " + json.dumps(e, sort_keys=True))
+        sys.exit(0)
+print("no entry for", dest, typ, reason, "in:", json.dumps(doc))
+sys.exit(1)' "$1" "$2" "$3"
+}
+denied_empty() {
+    admin_get /denied | "$PY" -c '
+import json, sys
+doc = json.load(sys.stdin)
+print("evidence: /denied entries:", len(doc.get("entries", [])))
+sys.exit(1 if doc.get("entries") else 0)'
+}
+
+# Note: no "grep -m 1" or "head" at the end of a pipe here: with pipefail, the writer's SIGPIPE
+# would turn a match into a failure.
+
+# log_has FILE FROM_LINE ERE: a line after FROM_LINE matches ERE; prints the first
+log_has() {
+    local line
+    line=$(awk -v from="$2" 'NR > from' "$1" | grep -E -- "$3") || { echo "no line matching: $3"; tail -n 5 "$1"; return 1; }
+    echo "evidence: access log: ${line%%$'\n'*}"
+}
+log_lines() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
+log_count() { awk -v from="$2" 'NR > from' "$1" | grep -cE -- "$3" || true; }
+
+# log_order FILE FROM_LINE ERE1 ERE2: after FROM_LINE, a line matching ERE1 comes before one
+# matching ERE2
+log_order() {
+    local seg a b
+    seg=$(tail -n +"$(($2 + 1))" "$1")
+    a=$(grep -nE -m 1 -- "$3" <<<"$seg" | cut -d: -f1) || { echo "no line matching: $3"; return 1; }
+    b=$(awk -v from="$a" 'NR > from' <<<"$seg" | grep -E -- "$4") || { echo "no line after line $a matching: $4"; return 1; }
+    echo "evidence: access log: $(sed -n "${a}p" <<<"$seg" | cut -c1-240)"
+    echo "evidence: then:       $(cut -c1-240 <<<"${b%%$'\n'*}")"
+}
+
+# ---------------------------------------------------------------------------------------------
+# clients: clean environment (the machine exports SSL_CERT_FILE, SSL_CERT_DIR, CURL_CA_BUNDLE...),
+# trusting only the world's CA, never with TLS verification off
+
+CLIENT_WRAP=()
+# shellcheck disable=SC2153 # WORLD_* come from world.env
+client() {
+    in_ns "${CLIENT_WRAP[@]}" timeout -k 5 "$CLIENT_TIMEOUT_S" env -i PATH="$CLEAN_PATH" HOME="$WORLD_HOME" LANG=C.UTF-8 \
+        SSL_CERT_FILE="$WORLD_CA" CONTAINERS_REGISTRIES_CONF="$WORLD_REGISTRIES_CONF" "$@"
+}
+
+# run_client TAG CMD...: runs CMD through `client`; output in $OUT/TAG.out; sets RC, MS, CO
+run_client() {
+    local tag=$1 t0
+    shift
+    CO=$OUT/$tag.out
+    t0=$(now_ms)
+    RC=0
+    client "$@" >"$CO" 2>&1 || RC=$?
+    MS=$(($(now_ms) - t0))
+    note "$tag: exit $RC after $MS ms: $(grep -v '^\s*$' "$CO" | tail -n 1 | cut -c1-260)"
+}
+
+SKOPEO=(skopeo --policy "$WORLD_POLICY")
+podman_cmd() { # STORE -> PODMAN array: podman with its own vfs store under $RUN/podman/STORE
+    PODMAN=(podman --storage-driver vfs --root "$RUN/podman/$1/root" --runroot "$RUN/podman/$1/runroot"
+        --cgroup-manager cgroupfs --events-backend file)
+}
+
+exits_zero() { echo "evidence: exit $RC in $MS ms"; [[ $RC == 0 ]]; }
+exits_nonzero() { echo "evidence: exit $RC in $MS ms"; [[ $RC != 0 && $RC != 124 && $RC != 137 ]]; }
+within_ms() { echo "evidence: wall time $MS ms (limit $1 ms)"; [[ $MS -le $1 ]]; }
+at_least_ms() { echo "evidence: wall time $MS ms (at least $1 ms)"; [[ $MS -ge $1 ]]; }
+says() { # TEXT...: the client output contains every TEXT
+    local t line
+    for t in "$@"; do grep -qF -- "$t" "$CO" || { echo "client output lacks: $t"; tail -n 5 "$CO"; return 1; }; done
+    line=$(grep -F -- "$1" "$CO" | tail -n 1)
+    echo "evidence: client said: ${line:0:400}"
+}
+
+# verify_dir DIR MANIFEST_DIGEST CONFIG_DIGEST "LAYER_DIGESTS": a skopeo dir: copy holds exactly
+# the expected manifest, and every blob file's sha256 is its digest (and its size the manifest's)
+verify_dir() {
+    "$PY" - "$@" <<'EOF'
+import hashlib, json, os, sys
+d, mdigest, cdigest, layers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split()
+def sha(p):
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+ok = True
+m = os.path.join(d, "manifest.json")
+if sha(m) != mdigest:
+    print(f"manifest.json sha256 {sha(m)} != {mdigest}"); ok = False
+man = json.load(open(m))
+if man["config"]["digest"] != cdigest:
+    print(f"config digest {man['config']['digest']} != {cdigest}"); ok = False
+got_layers = [l["digest"] for l in man["layers"]]
+if got_layers != layers:
+    print(f"layers {got_layers} != {layers}"); ok = False
+for desc in [man["config"]] + man["layers"]:
+    p = os.path.join(d, desc["digest"].split(":", 1)[1])
+    if not os.path.isfile(p):
+        print(f"missing blob file {p}"); ok = False; continue
+    s = sha(p)
+    if s != desc["digest"] or os.path.getsize(p) != desc["size"]:
+        print(f"{p}: sha256 {s}, {os.path.getsize(p)} bytes; manifest says {desc['digest']}, {desc['size']}"); ok = False
+if ok:
+    print(f"evidence: manifest {mdigest[:19]}..., config {cdigest[:19]}... and {len(layers)} layers: "
+          "sha256sum of every file = its digest in the manifest/world.env")
+sys.exit(0 if ok else 1)
+EOF
+}
+
+# podman_verify STORE REF EXPECTED_DIGEST CONFIG_DIGEST CONFIG_FILE: the image podman stored has the
+# expected digest, its ID is the config digest, and its layers are the config's diff_ids (podman
+# checks each layer against them while pulling)
+podman_verify() {
+    local store=$1 ref=$2 digest=$3 cdigest=$4 cfile=$5 got want
+    podman_cmd "$store"
+    got=$(client "${PODMAN[@]}" image inspect --format '{{.Id}} {{.Digest}} {{range .RootFS.Layers}}{{.}} {{end}}' "$ref") || {
+        echo "podman image inspect $ref failed: $got"; return 1; }
+    want="${cdigest#sha256:} $digest $("$PY" -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["rootfs"]["diff_ids"]))' "$cfile")"
+    got=$(echo "$got" | xargs)
+    [[ $got == "$want" ]] || { echo "podman image inspect: '$got'"; echo "expected:             '$want'"; return 1; }
+    echo "evidence: podman image $ref: ID ${cdigest:7:12} = config digest, digest ${digest:0:19}..., layers = config diff_ids"
+}
+
+# nginx access log between two line counts
+nginx_seg() { awk -v a="$1" -v b="$2" 'NR > a && NR <= b' "$WORLD_NGINX_ACCESS_LOG"; }
+
+ALL_NAMES="$WORLD_REGISTRY_NAMES $WORLD_CDN_NAMES"
+# shellcheck disable=SC2016 # the $ is a character to escape
+re() { printf '%s' "$1" | sed 's/[.[\*^$()+?{|]/\\&/g'; } # ERE-quote
+
+# ---------------------------------------------------------------------------------------------
+# podman: can it run here?
+
+PODMAN_OK=0 PODMAN_WHY=
+if ! PATH=$CLEAN_PATH command -v podman >/dev/null 2>&1; then
+    PODMAN_WHY="podman is not installed (e2e/world.sh deps installs it)"
+else
+    podman_cmd probe
+    if client "${PODMAN[@]}" info --format '{{.Version.Version}} {{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}}' >"$OUT/podman-info.out" 2>&1; then
+        PODMAN_OK=1
+        echo "# podman $(tail -n 1 "$OUT/podman-info.out") (vfs store per check, cgroupfs, file events)"
+    else
+        PODMAN_WHY="podman info fails here: $(grep -v '^\s*$' "$OUT/podman-info.out" | tail -n 1)"
+    fi
+fi
+podman_skip() { skip "$1: $PODMAN_WHY"; }
+
+ALLOW_FULL='presets = ["redhat-registry"], hosts = []'
+ALLOW_NO_CDN02='presets = [], hosts = ["registry.redhat.io", "registry.access.redhat.com", "cdn.quay.io", "cdn01.quay.io", "cdn03.quay.io"]'
+ALLOW_HTTP_ONLY='presets = [], hosts = ['
+for n in $ALL_NAMES; do ALLOW_HTTP_ONLY+="\"$n:80\", "; done
+ALLOW_HTTP_ONLY="${ALLOW_HTTP_ONLY%, }]"
+
+# =============================================================================================
+scenario 1 "full preset: skopeo and podman pull both images through HTTPS_PROXY"
+if start_proxy s1-full "$ALLOW_FULL"; then
+    A0=$(log_lines "$ACCESS_LOG")
+    N0=$(log_lines "$WORLD_NGINX_ACCESS_LOG")
+    run_client s1-skopeo-oi HTTPS_PROXY="$PROXY_URL" "${SKOPEO[@]}" copy \
+        "docker://registry.redhat.io/$OI_REF" "dir:$RUN/s1-full/oi"
+    check "1 skopeo copy docker://registry.redhat.io/$OI_REF dir: succeeds" exits_zero
+    check "1 operator-index layer digests verified (sha256sum of the files)" \
+        verify_dir "$RUN/s1-full/oi" "$WORLD_OPERATOR_INDEX_MANIFEST_DIGEST" "$WORLD_OPERATOR_INDEX_CONFIG_DIGEST" "$WORLD_OPERATOR_INDEX_LAYERS"
+    run_client s1-skopeo-ubi HTTPS_PROXY="$PROXY_URL" "${SKOPEO[@]}" copy \
+        "docker://registry.access.redhat.com/$UBI_REF" "dir:$RUN/s1-full/ubi"
+    check "1 skopeo copy docker://registry.access.redhat.com/$UBI_REF dir: succeeds" exits_zero
+    check "1 ubi-minimal layer digests verified (sha256sum of the files)" \
+        verify_dir "$RUN/s1-full/ubi" "$WORLD_UBI_DIGEST" "$WORLD_UBI_CONFIG_DIGEST" "$WORLD_UBI_LAYERS"
+    N1=$(log_lines "$WORLD_NGINX_ACCESS_LOG")
+    redirect_flow() {
+        local seg r c
+        seg=$(nginx_seg "$N0" "$N1")
+        r=$(grep -cE '^127\.0\.0\.1 \[[^]]*\] https [0-9]+ host="registry\.(access\.)?redhat\.(io|com)" "GET /v2/[^ ]*/blobs/sha256:[0-9a-f]{64} HTTP/1\.1" 302 ' <<<"$seg" || true)
+        c=$(grep -cE '^127\.0\.0\.1 \[[^]]*\] https [0-9]+ host="cdn0?[0-9]*\.quay\.io" "GET /sha256/[0-9a-f]{64}\?grant=[^ ]* HTTP/1\.1" 200 ' <<<"$seg" || true)
+        echo "evidence: the world's nginx saw $r registry blob GETs answered 302 and $c CDN blob GETs answered 200 (https)"
+        [[ $r -ge 7 && $c -ge 7 ]]
+    }
+    check "1 the blobs came through the registry's 302 from the CDN hosts (world's nginx log)" redirect_flow
+    for n in $ALL_NAMES; do
+        eventually "1 access log: CONNECT $n:443 allowed, status 200" \
+            log_has "$ACCESS_LOG" "$A0" "method=CONNECT target=$(re "$n"):443 decision=allowed reason=host_allowlisted .*status=200 "
+    done
+    not_denied_anywhere() {
+        local bad
+        bad=$(tail -n +"$((A0 + 1))" "$ACCESS_LOG" | grep -v 'decision=allowed .*status=200 ' || true)
+        echo "evidence: $(log_count "$ACCESS_LOG" "$A0" .) access-log lines, all decision=allowed status=200"
+        [[ -z $bad ]] || { echo "$bad"; return 1; }
+    }
+    check "1 access log: nothing denied or failed" not_denied_anywhere
+    check "1 /metrics: egress_proxy_denied_total = 0" metric_cmp egress_proxy_denied_total eq 0
+    check "1 /metrics: egress_proxy_upstream_failures_total = 0" metric_cmp egress_proxy_upstream_failures_total eq 0
+    check "1 /metrics: connect requests allowed >= tunnels logged" metric_cmp egress_proxy_requests_total ge \
+        "$(log_count "$ACCESS_LOG" "$A0" 'method=CONNECT ')" 'kind="connect"' 'decision="allowed"'
+    check "1 /denied is empty" denied_empty
+
+    if [[ $PODMAN_OK == 1 ]]; then
+        podman_cmd s1-oi
+        run_client s1-podman-oi HTTPS_PROXY="$PROXY_URL" "${PODMAN[@]}" pull "registry.redhat.io/$OI_REF"
+        check "1 podman pull registry.redhat.io/$OI_REF succeeds" exits_zero
+        check "1 podman: operator-index digest, ID and layers verified" podman_verify s1-oi "registry.redhat.io/$OI_REF" \
+            "$WORLD_OPERATOR_INDEX_DIGEST" "$WORLD_OPERATOR_INDEX_CONFIG_DIGEST" "$OI_CONFIG_FILE"
+        podman_cmd s1-ubi
+        run_client s1-podman-ubi HTTPS_PROXY="$PROXY_URL" "${PODMAN[@]}" pull "registry.access.redhat.com/$UBI_REF"
+        check "1 podman pull registry.access.redhat.com/$UBI_REF succeeds" exits_zero
+        check "1 podman: ubi-minimal digest, ID and layers verified" podman_verify s1-ubi "registry.access.redhat.com/$UBI_REF" \
+            "$WORLD_UBI_DIGEST" "$WORLD_UBI_CONFIG_DIGEST" "$UBI_CONFIG_FILE"
+        check "1 /metrics after podman: still nothing denied or failed" metric_cmp egress_proxy_denied_total eq 0
+    else
+        podman_skip "1 podman pull of both images"
+    fi
+fi
+scenario_end
+
+# =============================================================================================
+# shared by 2-4: pull with skopeo (and podman), expect a fast failure that names cdn02.quay.io
+# and the proxy's phrase; TAG MAX_MS PHRASE [skopeo-only]
+failing_pulls() {
+    local tag=$1 max_ms=$2 phrase=$3 only=${4:-}
+    local url_re='https://cdn02.quay.io/sha256/'"${WORLD_OPERATOR_INDEX_CONFIG_DIGEST#sha256:}"
+    run_client "$tag-skopeo" HTTPS_PROXY="$PROXY_URL" "${SKOPEO[@]}" copy \
+        "docker://registry.redhat.io/$OI_REF" "dir:$P/skopeo-out"
+    check "$SCEN_NAME skopeo copy fails (non-zero exit, not killed by the harness)" exits_nonzero
+    check "$SCEN_NAME skopeo failed within $((max_ms / 1000)) s" within_ms "$max_ms"
+    check "$SCEN_NAME skopeo error names cdn02.quay.io and the proxy's '$phrase'" says "$phrase" "$url_re"
+    SKOPEO_MS=$MS
+    PODMAN_MS=
+    if [[ $only == skopeo-only ]]; then
+        return 0
+    elif [[ $PODMAN_OK == 1 ]]; then
+        podman_cmd "$tag"
+        run_client "$tag-podman" HTTPS_PROXY="$PROXY_URL" "${PODMAN[@]}" pull "registry.redhat.io/$OI_REF"
+        check "$SCEN_NAME podman pull fails (non-zero exit)" exits_nonzero
+        check "$SCEN_NAME podman failed within $((max_ms / 1000)) s" within_ms "$max_ms"
+        check "$SCEN_NAME podman error is the notice's, with the proxy's reason instead of a dial error" \
+            says "$phrase" "parsing image configuration: Get \"$url_re"
+        PODMAN_MS=$MS
+    else
+        podman_skip "$SCEN_NAME podman pull"
+    fi
+}
+
+scenario 2 "allowlist without cdn02.quay.io: refused at once (403)"
+if start_proxy s2-no-cdn02 "$ALLOW_NO_CDN02"; then
+    failing_pulls s2 $((FAST_FAIL_MAX_S * 1000)) "cdn02.quay.io:443 is not in the egress allowlist"
+    eventually "2 /metrics: egress_proxy_denied_total{host=\"cdn02.quay.io\"} >= 1" \
+        metric_cmp egress_proxy_denied_total ge 1 'host="cdn02.quay.io"' 'reason="host_not_allowlisted"'
+    check "2 /denied lists cdn02.quay.io:443 (denied, host_not_allowlisted)" \
+        denied_lists cdn02.quay.io:443 denied host_not_allowlisted
+    check "2 access log: CONNECT cdn02.quay.io:443 denied, 403" \
+        log_has "$ACCESS_LOG" 0 'method=CONNECT target=cdn02\.quay\.io:443 decision=denied reason=host_not_allowlisted .*status=403 '
+    only_cdn02_denied() {
+        local others
+        others=$(grep 'decision=denied' "$ACCESS_LOG" | grep -v 'target=cdn02\.quay\.io:443 ' || true)
+        echo "evidence: $(log_count "$ACCESS_LOG" 0 'decision=denied') denied lines, all for cdn02.quay.io:443"
+        [[ -z $others ]] || { echo "$others"; return 1; }
+    }
+    check "2 access log: only cdn02.quay.io was denied" only_cdn02_denied
+fi
+scenario_end
+
+scenario 3 "cdn02.quay.io allowed, its server down (connect refused): 502"
+if start_proxy s3-cdn02-refused "$ALLOW_FULL" \
+    "egress-proxy.destinations.connect-to { \"cdn02.quay.io:443\" = \"127.0.0.1:$WORLD_REFUSED_PORT\" }"; then
+    failing_pulls s3 $((FAST_FAIL_MAX_S * 1000)) "cdn02.quay.io:443 is unreachable: connection refused"
+    eventually "3 /metrics: egress_proxy_upstream_failures_total{cause=\"refused\",host=\"cdn02.quay.io\"} >= 1" \
+        metric_cmp egress_proxy_upstream_failures_total ge 1 'cause="refused"' 'host="cdn02.quay.io"'
+    check "3 /denied lists cdn02.quay.io:443 (upstream_failure, refused)" \
+        denied_lists cdn02.quay.io:443 upstream_failure refused
+    check "3 access log: CONNECT cdn02.quay.io:443 allowed, 502 upstream_refused" \
+        log_has "$ACCESS_LOG" 0 'method=CONNECT target=cdn02\.quay\.io:443 decision=allowed .*status=502 .*error=upstream_refused '
+fi
+scenario_end
+
+# blackhole_checks TAG: the timeout assertions of scenario 4 (after failing_pulls)
+blackhole_checks() {
+    local attempts limit
+    eventually "$SCEN_NAME /metrics: egress_proxy_upstream_failures_total{cause=\"timeout\",host=\"cdn02.quay.io\"} >= 1" \
+        metric_cmp egress_proxy_upstream_failures_total ge 1 'cause="timeout"' 'host="cdn02.quay.io"'
+    attempts=$(log_count "$ACCESS_LOG" 0 'target=cdn02\.quay\.io:443 .*status=504 .*error=upstream_timeout ')
+    check "$SCEN_NAME access log: CONNECT cdn02.quay.io:443 allowed, 504 upstream_timeout after ~${CONNECT_TIMEOUT_S} s" \
+        log_has "$ACCESS_LOG" 0 "method=CONNECT target=cdn02\.quay\.io:443 decision=allowed .*status=504 .*error=upstream_timeout .*duration_ms=${CONNECT_TIMEOUT_S}[0-9]{3}"
+    check "$SCEN_NAME /denied lists cdn02.quay.io:443 (upstream_failure, timeout)" \
+        denied_lists cdn02.quay.io:443 upstream_failure timeout
+    # every client attempt costs one connect timeout; the clients' total must fit in
+    # attempts x connect timeout (+ slack), far below the 30 s per dial of a direct client
+    limit=$((attempts * CONNECT_TIMEOUT_S * 1000 + 4000))
+    timing() {
+        local total=$((SKOPEO_MS + ${PODMAN_MS:-0}))
+        echo "evidence: $attempts timed-out CONNECT(s) in the access log, i.e. one per client; skopeo took $SKOPEO_MS ms${PODMAN_MS:+, podman $PODMAN_MS ms}"
+        echo "evidence: limit $attempts x ${CONNECT_TIMEOUT_S} s + 4 s = $limit ms; a direct client would wait $attempts x ${DIRECT_DIAL_TIMEOUT_S} s x its retries"
+        [[ $attempts -ge 1 && $total -le $limit && $SKOPEO_MS -ge $((CONNECT_TIMEOUT_S * 1000 - 100)) ]]
+    }
+    check "$SCEN_NAME pulls failed within connect timeout x attempts (and did wait for the timeout)" timing
+}
+
+scenario 4 "cdn02.quay.io blackholed (SYNs dropped): 504 after the proxy's ${CONNECT_TIMEOUT_S} s connect timeout"
+if start_proxy s4-cdn02-blackhole "$ALLOW_FULL" \
+    "egress-proxy.destinations.connect-to { \"cdn02.quay.io:443\" = \"127.0.0.1:$WORLD_BLACKHOLE_PORT\" }"; then
+    failing_pulls s4 $((FAST_FAIL_MAX_S * 1000)) "cdn02.quay.io:443 did not answer within ${CONNECT_TIMEOUT_S}s (connect timeout)"
+    blackhole_checks
+fi
+scenario_end
+
+scenario 4b "cdn02.quay.io behind an iptables DROP rule (the firewall of the vendor notice): 504"
+if [[ -z $NS ]]; then
+    skip "4b iptables DROP: no private network namespace, and this suite never touches the machine's own firewall"
+elif ! PATH=$CLEAN_PATH command -v iptables >/dev/null 2>&1; then
+    skip "4b iptables DROP: iptables is not installed (e2e/world.sh deps installs it)"
+else
+    DROP_PORT=$(free_ports 1)
+    if in_ns iptables -w 5 -A INPUT -i lo -p tcp --dport "$DROP_PORT" -j DROP 2>"$OUT/iptables.out"; then
+        note "iptables -A INPUT -i lo -p tcp --dport $DROP_PORT -j DROP (inside $NS)"
+        if start_proxy s4b-cdn02-dropped "$ALLOW_FULL" \
+            "egress-proxy.destinations.connect-to { \"cdn02.quay.io:443\" = \"127.0.0.1:$DROP_PORT\" }"; then
+            failing_pulls s4b $((FAST_FAIL_MAX_S * 1000)) \
+                "cdn02.quay.io:443 did not answer within ${CONNECT_TIMEOUT_S}s (connect timeout)" skopeo-only
+            blackhole_checks
+        fi
+        in_ns iptables -w 5 -D INPUT -i lo -p tcp --dport "$DROP_PORT" -j DROP || true
+    else
+        skip "4b iptables DROP: iptables fails in the namespace: $(tail -n 1 "$OUT/iptables.out")"
+    fi
+fi
+scenario_end
+
+# =============================================================================================
+scenario 5 "plain HTTP through HTTP_PROXY: the 302 and the CDN GET pass through the proxy"
+# The allowlist names the six hosts on port 80 only: a CONNECT to :443 is refused, so no TLS is
+# spoken at all in this scenario and every request is a plain-HTTP proxy request we can log.
+if start_proxy s5-http "$ALLOW_HTTP_ONLY"; then
+    # 5a: curl -x walks the redirect of every blob by hand
+    for e in $WORLD_BLOB_CDN_HOSTS; do
+        d=${e%%=*} h=${e#*=} repo=$WORLD_OPERATOR_INDEX_REPO
+        [[ $d != "$WORLD_UBI_CONFIG_DIGEST" ]] || repo=$WORLD_UBI_REPO
+        A0=$(log_lines "$ACCESS_LOG")
+        run_client "s5-curl-${d:7:12}" curl -sS --max-time 20 -x "$PROXY_URL" -L -D "$P/h-${d:7:12}" -o "$P/b-${d:7:12}" \
+            -w '%{http_code} %{num_redirects} %{url_effective}\n' "http://registry.redhat.io/v2/$repo/blobs/$d"
+        curl_walk() {
+            local first
+            first=$(tr -d '\r' <"$P/h-${d:7:12}" | sed -n 1p)
+            grep -qE "^200 1 http://$(re "$h")/sha256/${d#sha256:}\?grant=" "$CO" || { echo "curl: $(cat "$CO")"; return 1; }
+            [[ $first == "HTTP/1.1 302"* ]] || { echo "first answer: $first"; return 1; }
+            tr -d '\r' <"$P/h-${d:7:12}" | grep -qiE "^location: http://$(re "$h")/sha256/${d#sha256:}\?grant=" || { echo "no Location to $h"; return 1; }
+            tr -d '\r' <"$P/h-${d:7:12}" | grep -qi '^via: .*egress-proxy' || { echo "no Via: egress-proxy on the 302"; return 1; }
+            [[ sha256:$(sha256sum <"$P/b-${d:7:12}" | cut -c1-64) == "$d" ]] || { echo "blob sha256 mismatch"; return 1; }
+            echo "evidence: $first (Via egress-proxy) -> $(cut -c1-90 <"$CO")... sha256 ok"
+        }
+        check "5 curl -x: http://registry.redhat.io blob ${d:7:12} -> 302 -> http://$h -> 200, sha256 ok" curl_walk
+        eventually "5 access log: GET registry.redhat.io blob ${d:7:12} 302, then GET $h 200" \
+            log_order "$ACCESS_LOG" "$A0" \
+            "method=GET target=registry\.redhat\.io:80 url=http://registry\.redhat\.io/v2/$(re "$repo")/blobs/$d decision=allowed .*status=302 " \
+            "method=GET target=$(re "$h"):80 url=http://$(re "$h")/sha256/${d#sha256:} decision=allowed .*status=200 "
+    done
+
+    # 5b: skopeo. containers/image tries https first even for a registry marked insecure and
+    # falls back to http when that fails; the proxy refuses the CONNECT (:443 is not allowlisted),
+    # so the fallback happens and nothing is left to an unverified TLS connection.
+    cat >"$P/registries.conf" <<'EOF'
+# e2e/run.sh scenario 5: registry.redhat.io may be reached over plain HTTP
+unqualified-search-registries = []
+[[registry]]
+location = "registry.redhat.io"
+insecure = true
+EOF
+    A0=$(log_lines "$ACCESS_LOG")
+    N0=$(log_lines "$WORLD_NGINX_ACCESS_LOG")
+    run_client s5-skopeo HTTP_PROXY="$PROXY_URL" HTTPS_PROXY="$PROXY_URL" "${SKOPEO[@]}" \
+        --registries-conf "$P/registries.conf" copy "docker://registry.redhat.io/$OI_REF" "dir:$P/skopeo-out"
+    N1=$(log_lines "$WORLD_NGINX_ACCESS_LOG")
+    check "5 skopeo copy over plain HTTP (registries.conf insecure=true, HTTP_PROXY) succeeds" exits_zero
+    check "5 skopeo: layer digests verified" verify_dir "$P/skopeo-out" \
+        "$WORLD_OPERATOR_INDEX_MANIFEST_DIGEST" "$WORLD_OPERATOR_INDEX_CONFIG_DIGEST" "$WORLD_OPERATOR_INDEX_LAYERS"
+    eventually "5 access log: skopeo's https attempt (CONNECT registry.redhat.io:443) was refused" \
+        log_has "$ACCESS_LOG" "$A0" 'method=CONNECT target=registry\.redhat\.io:443 decision=denied .*status=403 '
+    no_tunnel() {
+        local n
+        n=$(log_count "$ACCESS_LOG" "$A0" 'method=CONNECT .*decision=allowed')
+        echo "evidence: $n CONNECT tunnels allowed; $(nginx_seg "$N0" "$N1" | awk '$3 == "https"' | wc -l) https requests at the world's nginx"
+        [[ $n == 0 ]] && ! nginx_seg "$N0" "$N1" | awk '$3 == "https" { f = 1 } END { exit !f }'
+    }
+    check "5 no TLS at all: no tunnel opened, the world's nginx saw only plain HTTP" no_tunnel
+    for e in $WORLD_BLOB_CDN_HOSTS; do
+        d=${e%%=*} h=${e#*=}
+        [[ $d != "$WORLD_UBI_CONFIG_DIGEST" ]] || continue
+        check "5 access log (skopeo): blob ${d:7:12} 302 from registry.redhat.io, then GET http://$h 200" \
+            log_order "$ACCESS_LOG" "$A0" \
+            "method=GET target=registry\.redhat\.io:80 url=http://registry\.redhat\.io/v2/$(re "$WORLD_OPERATOR_INDEX_REPO")/blobs/$d .*status=302 " \
+            "method=GET target=$(re "$h"):80 url=http://$(re "$h")/sha256/${d#sha256:} decision=allowed .*status=200 "
+    done
+    check "5 /metrics: plain-HTTP requests allowed >= 10" metric_cmp egress_proxy_requests_total ge 10 'kind="http"' 'decision="allowed"'
+fi
+scenario_end
+
+# =============================================================================================
+scenario 6 "strace: every TCP connect() the client made went to the proxy"
+# inet_connects FILE ADDR PORT: every AF_INET/AF_INET6 connect() in the strace output went to
+# ADDR:PORT (AF_UNIX and other families are ignored); at least one was made
+inet_connects() {
+    "$PY" - "$@" <<'EOF'
+import re, sys
+path, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+inet = []; other = 0; bad = []
+for line in open(path, errors="replace"):
+    if "connect(" not in line or "resumed>" in line.split("connect(")[0]:
+        continue
+    m = re.search(r"connect\(\d+, \{sa_family=(AF_\w+)(.*)", line)
+    if not m:
+        continue
+    fam, rest = m.groups()
+    if fam == "AF_INET":
+        a = re.search(r'sin_addr=inet_addr\("([^"]+)"\)', rest); p = re.search(r"sin_port=htons\((\d+)\)", rest)
+    elif fam == "AF_INET6":
+        a = re.search(r'inet_pton\(AF_INET6, "([^"]+)"', rest); p = re.search(r"sin6_port=htons\((\d+)\)", rest)
+    else:
+        other += 1
+        continue
+    dest = (a.group(1) if a else "?", int(p.group(1)) if p else -1)
+    inet.append(dest)
+    if dest != (addr, port):
+        bad.append(f"{fam} {dest[0]}:{dest[1]}: {line.strip()[:200]}")
+print(f"evidence: {len(inet)} AF_INET/AF_INET6 connect() calls, {len(inet) - len(bad)} to {addr}:{port}; "
+      f"{other} of other families (AF_UNIX, ...) ignored")
+for b in bad[:10]:
+    print("not to the proxy:", b)
+sys.exit(0 if inet and not bad else 1)
+EOF
+}
+if start_proxy s6-strace "$ALLOW_FULL"; then
+    A0=$(log_lines "$ACCESS_LOG")
+    CLIENT_WRAP=(strace -f -qq -e trace=connect -e signal=none -o "$P/strace-skopeo.txt")
+    run_client s6-skopeo HTTPS_PROXY="$PROXY_URL" "${SKOPEO[@]}" copy "docker://registry.redhat.io/$OI_REF" "dir:$P/skopeo-out"
+    CLIENT_WRAP=()
+    check "6 skopeo copy under strace succeeds" exits_zero
+    check "6 every AF_INET/AF_INET6 connect() of skopeo went to the proxy 127.0.0.1:$PROXY_PORT" \
+        inet_connects "$P/strace-skopeo.txt" 127.0.0.1 "$PROXY_PORT"
+    tunnels_vs_connects() {
+        local t c
+        t=$(log_count "$ACCESS_LOG" "$A0" 'method=CONNECT .*decision=allowed .*status=200 ')
+        c=$(grep -cE 'connect\([0-9]+, \{sa_family=AF_INET6?, ' "$P/strace-skopeo.txt" || true)
+        echo "evidence: $t tunnels in the proxy's access log, $c inet connect() calls by the client"
+        [[ $t -ge 5 && $c -ge $t ]]
+    }
+    eventually "6 the proxy logged a tunnel for each of the client's connections (registry + 4 CDN hosts at least)" tunnels_vs_connects
+    if [[ $PODMAN_OK == 1 ]]; then
+        podman_cmd s6
+        CLIENT_WRAP=(strace -f -qq -e trace=connect -e signal=none -o "$P/strace-podman.txt")
+        run_client s6-podman HTTPS_PROXY="$PROXY_URL" "${PODMAN[@]}" pull "registry.access.redhat.com/$UBI_REF"
+        CLIENT_WRAP=()
+        check "6 podman pull under strace succeeds" exits_zero
+        check "6 every AF_INET/AF_INET6 connect() of podman went to the proxy 127.0.0.1:$PROXY_PORT" \
+            inet_connects "$P/strace-podman.txt" 127.0.0.1 "$PROXY_PORT"
+    else
+        podman_skip "6 podman under strace"
+    fi
+    # negative control: a client that does not use the proxy must be caught by the same check
+    CLIENT_WRAP=(strace -f -qq -e trace=connect -e signal=none -o "$P/strace-direct.txt")
+    run_client s6-direct "${SKOPEO[@]}" copy --src-cert-dir "$WORLD_CERT_DIR" \
+        "docker://$WORLD_ORIGIN/$UBI_REF" "dir:$P/direct-out"
+    CLIENT_WRAP=()
+    caught() {
+        [[ $RC == 0 ]] || { echo "the direct pull itself failed (exit $RC)"; return 1; }
+        if inet_connects "$P/strace-direct.txt" 127.0.0.1 "$PROXY_PORT" >"$P/direct-check.txt"; then
+            cat "$P/direct-check.txt"; echo "the check did not notice a direct connection"; return 1
+        fi
+        echo "evidence: $(grep -m 1 '^not to the proxy' "$P/direct-check.txt" | cut -c1-120)"
+        grep -q "^not to the proxy: AF_INET 127.0.0.1:$WORLD_ORIGIN_PORT:" "$P/direct-check.txt"
+    }
+    check "6 negative control: a direct pull from $WORLD_ORIGIN (no proxy) is flagged by the same check" caught
+fi
+scenario_end
+
+stop_proxy
+
+# =============================================================================================
+echo
+echo "# timings: world up $((WORLD_MS / 1000)).$(printf '%03d' $((WORLD_MS % 1000))) s; ${SCENARIO_TIMES[*]/%/;}"
+TOTAL_MS=$(($(now_ms) - START_MS))
+echo "# total $((TOTAL_MS / 1000)).$(printf '%03d' $((TOTAL_MS % 1000))) s; $SKIPPED skipped"
+echo "$PASS passed, $FAIL failed"
+[[ $FAIL == 0 ]]

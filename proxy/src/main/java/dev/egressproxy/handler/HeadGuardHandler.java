@@ -175,8 +175,10 @@ public final class HeadGuardHandler extends ChannelInboundHandlerAdapter {
     }
 
     private void append(byte b) {
-        if (++headBytes > maxHead) {
-            state = State.PASS; // too long for a head: the decoder answers 431 or 414
+        // The decoder bounds the request line and the header block separately, each by maxHead; only a
+        // head longer than both together is one the decoder is sure to refuse (414 or 431).
+        if (++headBytes > 2L * maxHead + 4) {
+            state = State.PASS;
         } else if (line.length() < 512) {
             line.append((char) (b & 0xff));
         }

@@ -185,6 +185,8 @@ class HostileRequestsIT {
         all.add(c("obsolete line folding", get("http://registry.redhat.io/").replace("\r\n\r\n", "\r\nX-A: a\r\n b\r\n\r\n"), 400));
         all.add(c("folding in a pipelined second request", post("Content-Length: 5\r\n", "hello")
                 + "GET http://registry.redhat.io/ HTTP/1.1\r\nHost: registry.redhat.io\r\nX-A: a\r\n\tb\r\n\r\n", 400));
+        all.add(c("folding after a long request line", "GET http://registry.redhat.io/" + "a".repeat(30_000)
+                + " HTTP/1.1\r\nHost: registry.redhat.io\r\nX-Pad: " + "b".repeat(20_000) + "\r\nX-A: a\r\n b\r\n\r\n", 400));
         all.add(c("bare LF line ends", "GET http://registry.redhat.io/ HTTP/1.1\nHost: registry.redhat.io\n\n", 400));
         all.add(c("bare CR in a header value", get("http://registry.redhat.io/").replace("\r\n\r\n", "\r\nX-A: a\rb\r\n\r\n"), 400));
         all.add(c("NUL in a header value", get("http://registry.redhat.io/").replace("\r\n\r\n", "\r\nX-A: a\u0000b\r\n\r\n"), 400));

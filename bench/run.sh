@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The egress-proxy benchmark: egress-proxy, Squid, tinyproxy and a direct connection measured in one
+# run on loopback, printed as one table with ratios against Squid. See docs/performance.md.
+#
+#   bench/run.sh [--quick] [--runs N] [--jar PATH]
+#
+# --quick   smoke version for CI: egress-proxy and direct only, ~1 s per scenario, 200 idle tunnels;
+#           asserts nothing about speed, fails if a scenario fails.
+# --runs N  repetitions of every scenario (default 3; the table shows median and min-max).
+# Needs: java 17, taskset (util-linux), squid and tinyproxy (apt-get install -y squid tinyproxy)
+# unless --quick, and the built jar (mvn -B -q package -DskipTests).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+quick=0
+runs=3
+jar="$root/proxy/target/egress-proxy.jar"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) quick=1; runs=1 ;;
+    --runs) runs="$2"; shift ;;
+    --jar) jar="$2"; shift ;;
+    *) echo "usage: bench/run.sh [--quick] [--runs N] [--jar PATH]" >&2; exit 64 ;;
+  esac
+  shift
+done
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "bench: $1 not found; $2" >&2; exit 2; }; }
+need java "install a JDK 17"
+need javac "install a JDK 17"
+need taskset "apt-get install -y util-linux"
+need python3 "apt-get install -y python3"
+[[ -f "$jar" ]] || { echo "bench: no jar at $jar; run: mvn -B -q package -DskipTests" >&2; exit 2; }
+if [[ $quick -eq 0 ]]; then
+  need squid "apt-get install -y squid"
+  need tinyproxy "apt-get install -y tinyproxy"
+fi
+
+# Two descriptors per tunnel in the proxy: 8,000 idle tunnels need 16,000 and more.
+ulimit -n "$(ulimit -Hn)"
+
+# The JVM flags for egress-proxy (docs/performance.md says why).
+EGRESS_JVM=(-Xms64m -Xmx256m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError)
+PROXY_CPU=1
+LOAD_CPU=0
+
+work="$(mktemp -d /tmp/egress-bench.XXXXXX)"
+chmod 0777 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do
+    [[ -n "$p" ]] && kill "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+javac -d "$work/classes" "$here/src/Bench.java"
+loadgen() { taskset -c "$LOAD_CPU" java -Xms512m -Xmx1g -XX:+UseParallelGC -cp "$work/classes" Bench "$@"; }
+
+wait_port() { # port, seconds
+  local deadline=$((SECONDS + $2))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    if (( SECONDS > deadline )); then echo "bench: nothing listens on $1 after $2 s" >&2; return 1; fi
+    sleep 0.05
+  done
+}
+
+# The upstream: echo on 18080, keep-alive HTTP responder on 18081, on the load generator's core.
+taskset -c "$LOAD_CPU" java -Xms256m -Xmx1g -XX:+ExitOnOutOfMemoryError -cp "$work/classes" Bench upstream 18080 18081 > "$work/upstream.log" 2>&1 &
+pids+=($!)
+wait_port 18080 30
+wait_port 18081 30
+
+sed "s#BENCH_DIR#$work#g" "$here/config/squid.conf" > "$work/squid.conf"
+sed "s#BENCH_DIR#$work#g" "$here/config/tinyproxy.conf" > "$work/tinyproxy.conf"
+cp "$here/config/tinyproxy-filter" "$work/tinyproxy-filter"
+
+proxy_cmd() {
+  case "$1" in
+    egress) echo taskset -c "$PROXY_CPU" java "${EGRESS_JVM[@]}" -jar "$jar" --config "$here/config/egress-proxy.conf" ;;
+    squid) echo taskset -c "$PROXY_CPU" squid -N -f "$work/squid.conf" ;;
+    tinyproxy) echo taskset -c "$PROXY_CPU" tinyproxy -d -c "$work/tinyproxy.conf" ;;
+  esac
+}
+proxy_port() { case "$1" in egress) echo 13128 ;; squid) echo 13129 ;; tinyproxy) echo 13130 ;; esac; }
+
+proxy_pid=""
+start_proxy() {
+  # shellcheck disable=SC2046
+  $(proxy_cmd "$1") > "$work/$1.out" 2> "$work/$1.err" &
+  proxy_pid=$!
+  pids+=("$proxy_pid")
+  wait_port "$(proxy_port "$1")" 60
+  # taskset execs the proxy, so the pid is the proxy's own (Squid -N stays in the foreground).
+}
+stop_proxy() {
+  kill "$proxy_pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 20))
+  while kill -0 "$proxy_pid" 2>/dev/null; do
+    if (( SECONDS > deadline )); then kill -9 "$proxy_pid" 2>/dev/null || true; break; fi
+    sleep 0.1
+  done
+  wait "$proxy_pid" 2>/dev/null || true
+}
+
+if [[ $quick -eq 1 ]]; then
+  proxies=(direct egress)
+  secs=1
+  warm=1
+  idle_counts=(200)
+else
+  proxies=(direct egress squid tinyproxy)
+  secs=5
+  warm=8
+  idle_counts=(4000 8000)
+fi
+
+results="$work/results.tsv"
+: > "$results"
+record() { # proxy run < lines
+  while read -r tag scenario metric value; do
+    [[ "$tag" == RESULT ]] && printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$scenario" "$metric" "$value" >> "$results"
+  done
+}
+scenario() { # proxy run args...
+  local proxy="$1" run="$2"
+  shift 2
+  local out
+  if ! out="$(loadgen "$@" 2>&1)"; then
+    echo "bench: scenario '$*' failed against $proxy:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  record "$proxy" "$run" <<< "$out"
+}
+
+target() {
+  if [[ "$1" == direct ]]; then
+    echo "echo=127.0.0.1:18080,http=127.0.0.1:18081"
+  else
+    echo "proxy=127.0.0.1:$(proxy_port "$1"),echo=127.0.0.1:18080,http=127.0.0.1:18081"
+  fi
+}
+
+started=$SECONDS
+for run in $(seq 1 "$runs"); do
+  for proxy in "${proxies[@]}"; do
+    echo "== run $run/$runs: $proxy" >&2
+    t="$(target "$proxy")"
+    if [[ "$proxy" != direct ]]; then
+      # shellcheck disable=SC2046
+      scenario "$proxy" "$run" startup "$t" -- $(proxy_cmd "$proxy")
+      start_proxy "$proxy"
+    fi
+    # Warm-up, results discarded: the JVMs (load generator and egress-proxy) compile their hot
+    # paths; every proxy gets the same.
+    loadgen connect-rate "$t" "$warm" 64 > /dev/null
+    loadgen http "$t" "$warm" 32 > /dev/null
+    scenario "$proxy" "$run" connect-rate "$t" "$secs" 64
+    scenario "$proxy" "$run" rr "$t" "$secs" 64
+    scenario "$proxy" "$run" bulk "$t" "$secs" 1
+    scenario "$proxy" "$run" bulk "$t" "$secs" 4
+    scenario "$proxy" "$run" http "$t" "$secs" 32
+    if [[ "$proxy" != direct ]]; then
+      for n in "${idle_counts[@]}"; do
+        scenario "$proxy" "$run" idle "$t" "$n" "$proxy_pid"
+      done
+      stop_proxy
+    fi
+  done
+done
+
+echo
+echo "egress-proxy benchmark: $runs run(s), $secs s per scenario, proxy on CPU $PROXY_CPU, load on CPU $LOAD_CPU"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(java -version 2>&1 | head -1)"
+echo "egress-proxy JVM: ${EGRESS_JVM[*]}; wall time $((SECONDS - started)) s"
+python3 "$here/table.py" "$results" "$quick"

@@ -1,0 +1,547 @@
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The load generator and the upstream server of the egress-proxy benchmark, in one JDK-only file
+ * (run with {@code java Bench.java MODE ...}). bench/run.sh drives it; every result is printed as a
+ * line {@code RESULT <scenario> <metric> <value>} for the driver to collect.
+ *
+ * <pre>
+ * upstream ECHO_PORT HTTP_PORT          echo server and keep-alive HTTP responder (one selector thread)
+ * connect-rate TARGET SECONDS WORKERS   new connection + CONNECT + 16-byte exchange + close, per worker loop
+ * rr TARGET SECONDS TUNNELS             persistent tunnels, 64-byte ping-pong
+ * bulk TARGET SECONDS TUNNELS           tunnels streaming both ways through the echo server
+ * http TARGET SECONDS CONNECTIONS       GET with keep-alive (through the proxy, or direct)
+ * idle TARGET COUNT PROXY_PID           hold COUNT idle tunnels, report the proxy's RSS per tunnel
+ * startup PROXY_HOST:PORT TARGET -- CMD launch CMD, time until the first CONNECT is answered 200
+ * </pre>
+ *
+ * TARGET is {@code proxy=HOST:PORT,echo=HOST:PORT,http=HOST:PORT}; without {@code proxy=} the
+ * load goes straight to the upstream (the "direct" column).
+ */
+public final class Bench {
+
+    public static void main(String[] args) throws Exception {
+        switch (args[0]) {
+            case "upstream" -> upstream(Integer.parseInt(args[1]), Integer.parseInt(args[2]));
+            case "connect-rate" -> connectRate(Target.parse(args[1]), seconds(args[2]), Integer.parseInt(args[3]));
+            case "rr" -> rr(Target.parse(args[1]), seconds(args[2]), Integer.parseInt(args[3]));
+            case "bulk" -> bulk(Target.parse(args[1]), seconds(args[2]), Integer.parseInt(args[3]));
+            case "http" -> http(Target.parse(args[1]), seconds(args[2]), Integer.parseInt(args[3]));
+            case "idle" -> idle(Target.parse(args[1]), Integer.parseInt(args[2]), Long.parseLong(args[3]));
+            case "startup" -> startup(args);
+            default -> throw new IllegalArgumentException("unknown mode " + args[0]);
+        }
+    }
+
+    private static long seconds(String s) {
+        return (long) (Double.parseDouble(s) * 1_000_000_000L);
+    }
+
+    /** Where the load goes. */
+    record Target(InetSocketAddress proxy, InetSocketAddress echo, InetSocketAddress http) {
+        static Target parse(String spec) {
+            InetSocketAddress proxy = null;
+            InetSocketAddress echo = null;
+            InetSocketAddress http = null;
+            for (String part : spec.split(",")) {
+                String[] kv = part.split("=", 2);
+                String[] hp = kv[1].split(":");
+                InetSocketAddress a = new InetSocketAddress(hp[0], Integer.parseInt(hp[1]));
+                switch (kv[0]) {
+                    case "proxy" -> proxy = a;
+                    case "echo" -> echo = a;
+                    case "http" -> http = a;
+                    default -> throw new IllegalArgumentException(part);
+                }
+            }
+            return new Target(proxy, echo, http);
+        }
+
+        /** A connected socket to the echo server: through a CONNECT tunnel, or direct. */
+        Socket tunnel() throws IOException {
+            Socket s = new Socket();
+            s.setTcpNoDelay(true);
+            s.setSoTimeout(30_000);
+            if (proxy == null) {
+                s.connect(echo, 10_000);
+                return s;
+            }
+            s.connect(proxy, 10_000);
+            String authority = echo.getAddress().getHostAddress() + ":" + echo.getPort();
+            s.getOutputStream().write(("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n")
+                    .getBytes(StandardCharsets.US_ASCII));
+            String head = readHead(s.getInputStream());
+            if (!head.startsWith("HTTP/1.1 200") && !head.startsWith("HTTP/1.0 200")) {
+                s.close();
+                throw new IOException("CONNECT refused: " + head.lines().findFirst().orElse(head));
+            }
+            return s;
+        }
+    }
+
+    static String readHead(InputStream in) throws IOException {
+        StringBuilder sb = new StringBuilder();
+        int matched = 0;
+        while (matched < 4) {
+            int b = in.read();
+            if (b < 0) {
+                throw new IOException("closed after " + sb.length() + " bytes of head");
+            }
+            sb.append((char) b);
+            matched = (b == (matched % 2 == 0 ? '\r' : '\n')) ? matched + 1 : (b == '\r' ? 1 : 0);
+        }
+        return sb.toString();
+    }
+
+    /** Latency samples in nanoseconds, one array per worker, merged at the end. */
+    static final class Samples {
+        private long[] values = new long[1 << 16];
+        private int size;
+
+        void add(long v) {
+            if (size == values.length) {
+                values = Arrays.copyOf(values, size * 2);
+            }
+            values[size++] = v;
+        }
+
+        static long[] merge(List<Samples> all) {
+            int n = 0;
+            for (Samples s : all) {
+                n += s.size;
+            }
+            long[] out = new long[n];
+            int i = 0;
+            for (Samples s : all) {
+                System.arraycopy(s.values, 0, out, i, s.size);
+                i += s.size;
+            }
+            Arrays.sort(out);
+            return out;
+        }
+    }
+
+    static double percentileMs(long[] sorted, double p) {
+        if (sorted.length == 0) {
+            return Double.NaN;
+        }
+        int idx = (int) Math.min(sorted.length - 1, Math.ceil(p / 100.0 * sorted.length) - 1);
+        return sorted[Math.max(0, idx)] / 1e6;
+    }
+
+    static void result(String scenario, String metric, double value) {
+        System.out.printf(Locale.ROOT, "RESULT %s %s %.3f%n", scenario, metric, value);
+    }
+
+    interface Worker {
+        void run(Samples samples, AtomicLong ops, long deadline) throws Exception;
+    }
+
+    /** Runs {@code workers} threads until the deadline; fails if any worker fails. */
+    static long[] runWorkers(int workers, long durationNanos, AtomicLong ops, Worker w) throws Exception {
+        List<Samples> all = new ArrayList<>();
+        List<Thread> threads = new ArrayList<>();
+        AtomicLong errors = new AtomicLong();
+        StringBuilder firstError = new StringBuilder();
+        long deadline = System.nanoTime() + durationNanos;
+        for (int i = 0; i < workers; i++) {
+            Samples s = new Samples();
+            all.add(s);
+            Thread t = new Thread(() -> {
+                try {
+                    w.run(s, ops, deadline);
+                } catch (Exception e) {
+                    if (errors.incrementAndGet() == 1) {
+                        synchronized (firstError) {
+                            firstError.append(e);
+                        }
+                    }
+                }
+            });
+            threads.add(t);
+            t.start();
+        }
+        for (Thread t : threads) {
+            t.join(durationNanos / 1_000_000 + 60_000);
+        }
+        if (errors.get() > 0) {
+            throw new IllegalStateException(errors.get() + " worker(s) failed, first: " + firstError);
+        }
+        return Samples.merge(all);
+    }
+
+    static void connectRate(Target t, long duration, int workers) throws Exception {
+        AtomicLong ops = new AtomicLong();
+        long start = System.nanoTime();
+        long[] lat = runWorkers(workers, duration, ops, (samples, count, deadline) -> {
+            byte[] msg = "0123456789abcdef".getBytes(StandardCharsets.US_ASCII);
+            byte[] buf = new byte[16];
+            while (System.nanoTime() < deadline) {
+                long t0 = System.nanoTime();
+                try (Socket s = t.tunnel()) {
+                    samples.add(System.nanoTime() - t0);
+                    s.getOutputStream().write(msg);
+                    readFully(s.getInputStream(), buf);
+                    count.incrementAndGet();
+                }
+            }
+        });
+        double secs = (System.nanoTime() - start) / 1e9;
+        result("connect-rate", "tunnels_per_s", ops.get() / secs);
+        result("connect-rate", "setup_p50_ms", percentileMs(lat, 50));
+        result("connect-rate", "setup_p99_ms", percentileMs(lat, 99));
+    }
+
+    static void rr(Target t, long duration, int tunnels) throws Exception {
+        AtomicLong ops = new AtomicLong();
+        List<Socket> sockets = new ArrayList<>();
+        for (int i = 0; i < tunnels; i++) {
+            sockets.add(t.tunnel());
+        }
+        AtomicLong next = new AtomicLong();
+        long start = System.nanoTime();
+        long[] lat = runWorkers(tunnels, duration, ops, (samples, count, deadline) -> {
+            Socket s = sockets.get((int) next.getAndIncrement());
+            byte[] msg = new byte[64];
+            byte[] buf = new byte[64];
+            OutputStream out = s.getOutputStream();
+            InputStream in = s.getInputStream();
+            while (System.nanoTime() < deadline) {
+                long t0 = System.nanoTime();
+                out.write(msg);
+                readFully(in, buf);
+                samples.add(System.nanoTime() - t0);
+                count.incrementAndGet();
+            }
+        });
+        double secs = (System.nanoTime() - start) / 1e9;
+        for (Socket s : sockets) {
+            s.close();
+        }
+        result("rr", "ops_per_s", ops.get() / secs);
+        result("rr", "p50_ms", percentileMs(lat, 50));
+        result("rr", "p99_ms", percentileMs(lat, 99));
+        result("rr", "p999_ms", percentileMs(lat, 99.9));
+    }
+
+    static void bulk(Target t, long duration, int tunnels) throws Exception {
+        AtomicLong received = new AtomicLong();
+        List<Thread> threads = new ArrayList<>();
+        List<Socket> sockets = new ArrayList<>();
+        AtomicBoolean failed = new AtomicBoolean();
+        for (int i = 0; i < tunnels; i++) {
+            sockets.add(t.tunnel());
+        }
+        long start = System.nanoTime();
+        long deadline = start + duration;
+        for (Socket s : sockets) {
+            Thread writer = new Thread(() -> {
+                byte[] chunk = new byte[64 * 1024];
+                try {
+                    OutputStream out = s.getOutputStream();
+                    while (System.nanoTime() < deadline) {
+                        out.write(chunk);
+                    }
+                    s.shutdownOutput();
+                } catch (IOException e) {
+                    failed.set(true);
+                }
+            });
+            Thread reader = new Thread(() -> {
+                byte[] buf = new byte[64 * 1024];
+                try {
+                    InputStream in = s.getInputStream();
+                    int n;
+                    while ((n = in.read(buf)) >= 0) {
+                        if (System.nanoTime() <= deadline) {
+                            received.addAndGet(n);
+                        }
+                    }
+                } catch (IOException e) {
+                    failed.set(true);
+                }
+            });
+            threads.add(writer);
+            threads.add(reader);
+            writer.start();
+            reader.start();
+        }
+        for (Thread th : threads) {
+            th.join(duration / 1_000_000 + 60_000);
+        }
+        for (Socket s : sockets) {
+            s.close();
+        }
+        if (failed.get()) {
+            throw new IllegalStateException("a bulk stream failed");
+        }
+        double secs = duration / 1e9;
+        // Bytes sent equal bytes echoed back: count both directions.
+        result("bulk" + tunnels, "mb_per_s", 2.0 * received.get() / secs / 1e6);
+    }
+
+    static void http(Target t, long duration, int connections) throws Exception {
+        AtomicLong ops = new AtomicLong();
+        String target = t.http.getAddress().getHostAddress() + ":" + t.http.getPort();
+        byte[] request = (t.proxy == null
+                ? "GET / HTTP/1.1\r\nHost: " + target + "\r\n\r\n"
+                : "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII);
+        long start = System.nanoTime();
+        AtomicLong reconnects = new AtomicLong();
+        long[] lat = runWorkers(connections, duration, ops, (samples, count, deadline) -> {
+            Socket s = null;
+            InputStream in = null;
+            OutputStream out = null;
+            int served = 0;
+            try {
+                while (System.nanoTime() < deadline) {
+                    if (s == null) {
+                        s = new Socket();
+                        s.setTcpNoDelay(true);
+                        s.setSoTimeout(30_000);
+                        s.connect(t.proxy == null ? t.http : t.proxy, 10_000);
+                        out = s.getOutputStream();
+                        in = new java.io.BufferedInputStream(s.getInputStream(), 4096);
+                        served = 0;
+                    }
+                    long t0 = System.nanoTime();
+                    out.write(request);
+                    String head;
+                    try {
+                        head = readHead(in);
+                    } catch (IOException e) {
+                        if (served == 0) {
+                            throw e;
+                        }
+                        // The proxy does not keep client connections alive (tinyproxy): reconnect,
+                        // as a client would, and count it.
+                        s.close();
+                        s = null;
+                        reconnects.incrementAndGet();
+                        continue;
+                    }
+                    if (!head.startsWith("HTTP/1.1 200") && !head.startsWith("HTTP/1.0 200")) {
+                        throw new IOException("unexpected answer: " + head.lines().findFirst().orElse(head));
+                    }
+                    in.readNBytes(contentLength(head));
+                    samples.add(System.nanoTime() - t0);
+                    count.incrementAndGet();
+                    served++;
+                    if (head.toLowerCase(Locale.ROOT).contains("connection: close")) {
+                        s.close();
+                        s = null;
+                        reconnects.incrementAndGet();
+                    }
+                }
+            } finally {
+                if (s != null) {
+                    s.close();
+                }
+            }
+        });
+        double secs = (System.nanoTime() - start) / 1e9;
+        result("http", "req_per_s", ops.get() / secs);
+        result("http", "p50_ms", percentileMs(lat, 50));
+        result("http", "p99_ms", percentileMs(lat, 99));
+        result("http", "reconnects_per_s", reconnects.get() / secs);
+    }
+
+    static int contentLength(String head) {
+        for (String line : head.split("\r\n")) {
+            int colon = line.indexOf(':');
+            if (colon > 0 && line.substring(0, colon).trim().equalsIgnoreCase("content-length")) {
+                return Integer.parseInt(line.substring(colon + 1).trim());
+            }
+        }
+        throw new IllegalStateException("no content-length in " + head);
+    }
+
+    static void idle(Target t, int count, long pid) throws Exception {
+        long before = rssKb(pid);
+        List<Socket> sockets = new ArrayList<>(count);
+        for (int i = 0; i < count; i++) {
+            sockets.add(t.tunnel());
+        }
+        // Let the proxy settle (buffers released after the handshakes) before reading its RSS.
+        System.gc();
+        long settleDeadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(3);
+        long after = rssKb(pid);
+        while (System.nanoTime() < settleDeadline) {
+            TimeUnit.MILLISECONDS.sleep(200);
+            after = Math.min(after, rssKb(pid));
+        }
+        result("idle" + count, "rss_kb_per_tunnel", (after - before) / (double) count);
+        result("idle" + count, "rss_mb_total", after / 1024.0);
+        for (Socket s : sockets) {
+            s.close();
+        }
+    }
+
+    static long rssKb(long pid) throws IOException {
+        for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
+            if (line.startsWith("VmRSS:")) {
+                return Long.parseLong(line.replaceAll("[^0-9]", ""));
+            }
+        }
+        throw new IOException("no VmRSS for " + pid);
+    }
+
+    /** startup PROXY TARGET -- command...: time from launch to the first answered CONNECT. */
+    static void startup(String[] args) throws Exception {
+        Target t = Target.parse(args[1]);
+        List<String> command = new ArrayList<>(Arrays.asList(args).subList(3, args.length));
+        ProcessBuilder pb = new ProcessBuilder(command).redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                .redirectError(ProcessBuilder.Redirect.DISCARD);
+        long t0 = System.nanoTime();
+        Process p = pb.start();
+        try {
+            long deadline = t0 + TimeUnit.SECONDS.toNanos(30);
+            while (true) {
+                try (Socket s = t.tunnel()) {
+                    break;
+                } catch (IOException e) {
+                    if (System.nanoTime() > deadline) {
+                        throw new IllegalStateException("no CONNECT answered within 30 s: " + e);
+                    }
+                    TimeUnit.MILLISECONDS.sleep(5);
+                }
+            }
+            result("startup", "first_connect_ms", (System.nanoTime() - t0) / 1e6);
+            result("startup", "rss_mb", rssKb(p.pid()) / 1024.0);
+        } finally {
+            p.destroy();
+            p.waitFor(10, TimeUnit.SECONDS);
+            p.destroyForcibly();
+        }
+    }
+
+    static void readFully(InputStream in, byte[] buf) throws IOException {
+        int off = 0;
+        while (off < buf.length) {
+            int n = in.read(buf, off, buf.length - off);
+            if (n < 0) {
+                throw new IOException("closed after " + off + " of " + buf.length + " bytes");
+            }
+            off += n;
+        }
+    }
+
+    /** Echo on one port, a keep-alive HTTP/1.1 responder on the other; one selector thread. */
+    static void upstream(int echoPort, int httpPort) throws IOException {
+        Selector selector = Selector.open();
+        for (int port : new int[] {echoPort, httpPort}) {
+            ServerSocketChannel server = ServerSocketChannel.open();
+            server.bind(new InetSocketAddress("127.0.0.1", port), 4096);
+            server.configureBlocking(false);
+            server.register(selector, SelectionKey.OP_ACCEPT, port == httpPort);
+        }
+        byte[] body = "hello from the bench upstream\n".getBytes(StandardCharsets.US_ASCII);
+        ByteBuffer response = ByteBuffer.wrap(("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+                + body.length + "\r\n\r\n" + new String(body, StandardCharsets.US_ASCII)).getBytes(StandardCharsets.US_ASCII));
+        System.out.println("upstream ready");
+        System.out.flush();
+        while (true) {
+            selector.select();
+            Iterator<SelectionKey> it = selector.selectedKeys().iterator();
+            while (it.hasNext()) {
+                SelectionKey key = it.next();
+                it.remove();
+                try {
+                    if (key.isAcceptable()) {
+                        SocketChannel ch = ((ServerSocketChannel) key.channel()).accept();
+                        if (ch == null) {
+                            continue;
+                        }
+                        ch.configureBlocking(false);
+                        ch.setOption(java.net.StandardSocketOptions.TCP_NODELAY, true);
+                        ch.register(selector, SelectionKey.OP_READ, new Conn((Boolean) key.attachment()));
+                    } else {
+                        Conn c = (Conn) key.attachment();
+                        c.service(key, response);
+                    }
+                } catch (IOException e) {
+                    key.cancel();
+                    key.channel().close();
+                }
+            }
+        }
+    }
+
+    /** The selector thread's one read buffer: idle connections hold no buffer of their own. */
+    static final ByteBuffer READ = ByteBuffer.allocateDirect(64 * 1024);
+
+    /** One upstream connection: echoes, or answers each request head with the fixed response. */
+    static final class Conn {
+        final boolean http;
+        final ByteBuffer in = READ;
+        ByteBuffer pending;
+        int matched;
+
+        Conn(boolean http) {
+            this.http = http;
+        }
+
+        void service(SelectionKey key, ByteBuffer response) throws IOException {
+            SocketChannel ch = (SocketChannel) key.channel();
+            if (pending != null) {
+                ch.write(pending);
+                if (pending.hasRemaining()) {
+                    return;
+                }
+                pending = null;
+                key.interestOps(SelectionKey.OP_READ);
+            }
+            in.clear();
+            int n = ch.read(in);
+            if (n < 0) {
+                ch.close();
+                return;
+            }
+            in.flip();
+            ByteBuffer out;
+            if (http) {
+                int heads = 0;
+                while (in.hasRemaining()) {
+                    byte b = in.get();
+                    matched = (b == (matched % 2 == 0 ? '\r' : '\n')) ? matched + 1 : (b == '\r' ? 1 : 0);
+                    if (matched == 4) {
+                        heads++;
+                        matched = 0;
+                    }
+                }
+                out = ByteBuffer.allocate(response.remaining() * heads);
+                for (int i = 0; i < heads; i++) {
+                    out.put(response.duplicate());
+                }
+                out.flip();
+            } else {
+                out = in;
+            }
+            ch.write(out);
+            if (out.hasRemaining()) {
+                pending = ByteBuffer.allocate(out.remaining()).put(out).flip();
+                key.interestOps(SelectionKey.OP_WRITE);
+            }
+        }
+    }
+}

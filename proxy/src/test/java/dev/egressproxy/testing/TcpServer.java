@@ -128,6 +128,11 @@ public final class TcpServer implements AutoCloseable {
         return socket.getLocalPort();
     }
 
+    /** Whether a connection from local port {@code clientPort} has been accepted. */
+    public boolean hasAcceptedFrom(int clientPort) {
+        return accepted.stream().anyMatch(s -> s.getPort() == clientPort);
+    }
+
     @Override
     public void close() throws IOException {
         socket.close();

@@ -70,8 +70,9 @@ class DrainIT {
 
     @Test
     void sigtermDrainsOpenTunnelsAndExitsZero() throws Exception {
-        int port = Processes.freePort();
-        int admin = Processes.freePort();
+        int[] ports = Processes.twoFreePorts();
+        int port = ports[0];
+        int admin = ports[1];
         HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
         try (TcpServer echo = TcpServer.echo()) {
             Process proxy = start(writeConfig(port, admin, echo.port(), "\"echo.test:7000\""));
@@ -111,9 +112,38 @@ class DrainIT {
     }
 
     @Test
+    void secondSigtermExitsAtOnceWithoutWaitingForOpenTunnels() throws Exception {
+        int[] ports = Processes.twoFreePorts();
+        int port = ports[0];
+        int admin = ports[1];
+        HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
+        try (TcpServer echo = TcpServer.echo()) {
+            Process proxy = start(writeConfig(port, admin, echo.port(), "\"echo.test:7000\""));
+            try {
+                await().atMost(Duration.ofSeconds(30)).until(() -> status(http, admin, "/readyz") == 200);
+                try (RawClient tunnel = new RawClient(new InetSocketAddress("127.0.0.1", port))) {
+                    tunnel.send("CONNECT echo.test:7000 HTTP/1.1\r\n\r\n");
+                    assertThat(tunnel.readHead().status()).isEqualTo(200);
+                    proxy.destroy(); // first SIGTERM: drain, with a 20 s grace and a tunnel open
+                    await().atMost(Duration.ofSeconds(10)).until(() -> status(http, admin, "/readyz") == 503);
+                    assertThat(proxy.isAlive()).isTrue();
+                    long start = System.nanoTime();
+                    proxy.destroy(); // second SIGTERM: out at once
+                    assertThat(proxy.waitFor(5, TimeUnit.SECONDS)).isTrue();
+                    assertThat((System.nanoTime() - start) / 1_000_000).isLessThan(5_000);
+                }
+                assertThat(Files.readString(dir.resolve("stderr.log"))).contains("second stop signal");
+            } finally {
+                proxy.destroyForcibly();
+            }
+        }
+    }
+
+    @Test
     void sighupReloadsTheConfigFile() throws Exception {
-        int port = Processes.freePort();
-        int admin = Processes.freePort();
+        int[] ports = Processes.twoFreePorts();
+        int port = ports[0];
+        int admin = ports[1];
         HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
         try (TcpServer echo = TcpServer.echo()) {
             Process proxy = start(writeConfig(port, admin, echo.port(), "\"echo.test:7000\""));

@@ -64,8 +64,9 @@ class JarIT {
 
     @Test
     void shippedDefaultsRunRefuseOutsideTheAllowlistAndStopOnSigterm() throws Exception {
-        int port = Processes.freePort();
-        int admin = Processes.freePort();
+        int[] ports = Processes.twoFreePorts();
+        int port = ports[0];
+        int admin = ports[1];
         File stdout = dir.resolve("stdout.log").toFile();
         File stderr = dir.resolve("stderr.log").toFile();
         ProcessBuilder pb = new ProcessBuilder(java(), "-jar", jar()).redirectOutput(stdout).redirectError(stderr);

@@ -38,6 +38,16 @@ public final class Processes {
         return root != null ? Path.of(root) : Path.of("..").toAbsolutePath().normalize();
     }
 
+    /** Two ports that were free a moment ago and differ (the kernel may hand out one twice). */
+    public static int[] twoFreePorts() throws IOException {
+        int a = freePort();
+        int b = freePort();
+        while (b == a) {
+            b = freePort();
+        }
+        return new int[] {a, b};
+    }
+
     /** A port that was free a moment ago, for programs that cannot be told to pick one. */
     public static int freePort() throws IOException {
         try (ServerSocket s = new ServerSocket(0)) {

@@ -40,8 +40,10 @@ fi
 # Two descriptors per tunnel in the proxy: 8,000 idle tunnels need 16,000 and more.
 ulimit -n "$(ulimit -Hn)"
 
-# The JVM flags for egress-proxy (docs/performance.md says why).
-EGRESS_JVM=(-Xms64m -Xmx256m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError)
+# egress-proxy runs as installed: through its launcher (deploy/bin/egress-proxy), with the
+# launcher's JVM flags (docs/performance.md says which and why) and its class-data-sharing archive,
+# built once below as the launcher builds it on a first start or at image build.
+export EGRESS_PROXY_JAR="$jar" EGRESS_PROXY_HEAP=256m EGRESS_PROXY_DIRECT_MEMORY=256m EGRESS_PROXY_GC=serial
 PROXY_CPU=1
 LOAD_CPU=0
 
@@ -50,7 +52,7 @@ chmod 0777 "$work"
 pids=()
 cleanup() {
   for p in "${pids[@]:-}"; do
-    [[ -n "$p" ]] && kill "$p" 2>/dev/null || true
+    if [[ -n "$p" ]]; then kill "$p" 2>/dev/null || true; fi
   done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -58,6 +60,8 @@ cleanup() {
 trap cleanup EXIT
 
 javac -d "$work/classes" "$here/src/Bench.java"
+export EGRESS_PROXY_CDS_ARCHIVE="$work/egress-proxy.jsa"
+taskset -c "$PROXY_CPU" "$root/deploy/bin/egress-proxy" --build-cds-archive >&2
 loadgen() { taskset -c "$LOAD_CPU" java -Xms512m -Xmx1g -XX:+UseParallelGC -cp "$work/classes" Bench "$@"; }
 
 wait_port() { # port, seconds
@@ -80,16 +84,17 @@ cp "$here/config/tinyproxy-filter" "$work/tinyproxy-filter"
 
 proxy_cmd() {
   case "$1" in
-    egress) echo taskset -c "$PROXY_CPU" java "${EGRESS_JVM[@]}" -jar "$jar" --config "$here/config/egress-proxy.conf" ;;
+    egress) echo taskset -c "$PROXY_CPU" "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
+    egress-no-cds) echo taskset -c "$PROXY_CPU" env EGRESS_PROXY_CDS=off "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     squid) echo taskset -c "$PROXY_CPU" squid -N -f "$work/squid.conf" ;;
     tinyproxy) echo taskset -c "$PROXY_CPU" tinyproxy -d -c "$work/tinyproxy.conf" ;;
   esac
 }
-proxy_port() { case "$1" in egress) echo 13128 ;; squid) echo 13129 ;; tinyproxy) echo 13130 ;; esac; }
+proxy_port() { case "$1" in egress | egress-no-cds) echo 13128 ;; squid) echo 13129 ;; tinyproxy) echo 13130 ;; esac; }
 
 proxy_pid=""
 start_proxy() {
-  # shellcheck disable=SC2046
+  # shellcheck disable=SC2046,SC2091  # proxy_cmd prints the command line to run
   $(proxy_cmd "$1") > "$work/$1.out" 2> "$work/$1.err" &
   proxy_pid=$!
   pids+=("$proxy_pid")
@@ -122,7 +127,7 @@ results="$work/results.tsv"
 : > "$results"
 record() { # proxy run < lines
   while read -r tag scenario metric value; do
-    [[ "$tag" == RESULT ]] && printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$scenario" "$metric" "$value" >> "$results"
+    [[ "$tag" == RESULT ]] && printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$scenario" "$metric${suffix:-}" "$value" >> "$results"
   done
 }
 scenario() { # proxy run args...
@@ -151,6 +156,11 @@ for run in $(seq 1 "$runs"); do
     echo "== run $run/$runs: $proxy" >&2
     t="$(target "$proxy")"
     if [[ "$proxy" != direct ]]; then
+      if [[ "$proxy" == egress ]]; then
+        # The same start without the archive, for comparison (recorded as its own metric).
+        # shellcheck disable=SC2046
+        suffix=_no_cds scenario "$proxy" "$run" startup "$t" -- $(proxy_cmd egress-no-cds)
+      fi
       # shellcheck disable=SC2046
       scenario "$proxy" "$run" startup "$t" -- $(proxy_cmd "$proxy")
       start_proxy "$proxy"
@@ -176,5 +186,5 @@ done
 echo
 echo "egress-proxy benchmark: $runs run(s), $secs s per scenario, proxy on CPU $PROXY_CPU, load on CPU $LOAD_CPU"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(java -version 2>&1 | head -1)"
-echo "egress-proxy JVM: ${EGRESS_JVM[*]}; wall time $((SECONDS - started)) s"
+echo "egress-proxy: deploy/bin/egress-proxy, EGRESS_PROXY_HEAP=$EGRESS_PROXY_HEAP (-Xms=-Xmx), EGRESS_PROXY_GC=$EGRESS_PROXY_GC, EGRESS_PROXY_DIRECT_MEMORY=$EGRESS_PROXY_DIRECT_MEMORY, CDS archive; wall time $((SECONDS - started)) s"
 python3 "$here/table.py" "$results" "$quick"

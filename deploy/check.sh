@@ -13,7 +13,8 @@
 #                check of the Containerfile (stages, numeric USER, ports, HEALTHCHECK, STOPSIGNAL)
 #   openshift    the Proxy object's fields, --check-config on its allowlist
 #   launcher     `bash -n`, shellcheck; then it starts the jar on free loopback ports until
-#                /readyz answers 200, runs the Containerfile's HEALTHCHECK command against it,
+#                /readyz answers 200 (building the class-data-sharing archive first, which the
+#                JVM must then have mapped), runs the Containerfile's HEALTHCHECK command against it,
 #                reloads on SIGHUP, and on SIGTERM with a tunnel open drains (/readyz 503, no
 #                new connections, the tunnel still relays) and exits 0 within the grace
 #
@@ -495,8 +496,8 @@ fi
 # --- launcher ----------------------------------------------------------------------------------
 check "bash -n deploy/bin/egress-proxy" bash -n "$launcher"
 if have shellcheck; then
-  check "shellcheck deploy/bin/egress-proxy, deploy/check.sh, generate-prometheusrule.sh" \
-    shellcheck "$launcher" "$deploy/check.sh" "$deploy/kubernetes/generate-prometheusrule.sh"
+  check "shellcheck deploy/bin/egress-proxy, deploy/check.sh, generate-prometheusrule.sh, bench/run.sh" \
+    shellcheck "$launcher" "$deploy/check.sh" "$deploy/kubernetes/generate-prometheusrule.sh" "$root/bench/run.sh"
 else
   fail "shellcheck not found (Debian: apt-get install shellcheck)"
 fi
@@ -585,8 +586,11 @@ with open(conf, "w") as f:
 }}
 """)
 admin = f"http://127.0.0.1:{admin_port}"
-env = dict(os.environ, EGRESS_PROXY_JAR=jar, EGRESS_PROXY_HEAP="64m", EGRESS_PROXY_DIRECT_MEMORY="64m")
-for k in ("EGRESS_PROXY_CONFIG", "EGRESS_PROXY_PORT", "EGRESS_PROXY_ADMIN_PORT", "EGRESS_PROXY_SHUTDOWN_GRACE"):
+archive = os.path.join(workdir, "egress-proxy.jsa")
+env = dict(os.environ, EGRESS_PROXY_JAR=jar, EGRESS_PROXY_HEAP="64m", EGRESS_PROXY_DIRECT_MEMORY="64m",
+           EGRESS_PROXY_CDS_ARCHIVE=archive)
+for k in ("EGRESS_PROXY_CONFIG", "EGRESS_PROXY_PORT", "EGRESS_PROXY_ADMIN_PORT", "EGRESS_PROXY_SHUTDOWN_GRACE",
+          "EGRESS_PROXY_CDS"):
     env.pop(k, None)
 out = open(os.path.join(workdir, "stdout"), "w")
 err = open(os.path.join(workdir, "stderr"), "w")
@@ -601,6 +605,11 @@ try:
     exe = os.path.basename(os.readlink(f"/proc/{proc.pid}/exe"))
     report(exe == "java", "launcher exec's java (same PID, so signals reach the JVM)", f"PID {proc.pid} is {exe}")
     report(status(admin + "/healthz")[0] == 200, "/healthz 200")
+    # The first start built the class-data-sharing archive; the JVM has it mapped (a JVM that
+    # rejected it would run on without mapping it).
+    with open(f"/proc/{proc.pid}/maps") as maps:
+        mapped = archive in maps.read()
+    report(os.path.getsize(archive) > 0 and mapped, "launcher built the CDS archive and the JVM maps it", archive)
 
     try:
         hc = json.load(open(healthcheck_json))

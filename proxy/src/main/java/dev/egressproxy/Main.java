@@ -29,6 +29,7 @@ import org.slf4j.LoggerFactory;
  * java -jar egress-proxy.jar [--config FILE]    run (FILE over the shipped defaults; or EGRESS_PROXY_CONFIG)
  * java -jar egress-proxy.jar --check-config FILE  validate FILE, print the allowlist, exit 0 or 2
  * java -jar egress-proxy.jar --version
+ * java -XX:ArchiveClassesAtExit=FILE -jar egress-proxy.jar --cds-training   see {@link ClassDataTraining}
  * </pre>
  */
 public final class Main {
@@ -65,6 +66,9 @@ public final class Main {
                 case "--version" -> {
                     out.println("egress-proxy " + version());
                     return 0;
+                }
+                case "--cds-training" -> {
+                    return ClassDataTraining.run(out, err);
                 }
                 case "--help", "-h" -> {
                     usage(out);
@@ -163,6 +167,7 @@ public final class Main {
         s.println("usage: egress-proxy [--config FILE] | --check-config FILE | --version");
         s.println("  --config FILE        load FILE over the shipped defaults (also: EGRESS_PROXY_CONFIG)");
         s.println("  --check-config FILE  validate FILE and print the resulting allowlist, then exit");
+        s.println("  --cds-training       exercise the proxy on loopback and exit (for -XX:ArchiveClassesAtExit)");
         s.println("environment overrides: " + String.join(", ", ConfigLoader.ENV_KEYS.keySet()));
     }
 

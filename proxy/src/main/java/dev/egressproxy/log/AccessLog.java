@@ -8,7 +8,7 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Writes one line per request or tunnel to the {@value #LOGGER} logger, so operators can route it
- * on its own (see logback.xml). Three formats: {@code text} (key=value, the default), {@code json}
+ * on its own (see BuiltInLogging). Three formats: {@code text} (key=value, the default), {@code json}
  * (one object per line, for log shippers) and {@code squid} (Squid's native access.log layout, so
  * existing Squid log tooling keeps working). Allowed exchanges log at INFO, refused or failed ones
  * at WARN.

@@ -9,8 +9,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Applies {@code logging.format}: switches the application log appender ({@code APP} in the
- * shipped logback.xml) to Logback's JSON encoder. Does nothing when the operator replaced the
+ * Applies {@code logging.format}: switches the application log appender ({@code APP} in {@link BuiltInLogging}
+ * and in config/logback.xml) to Logback's JSON encoder. Does nothing when the operator replaced the
  * Logback configuration and has no such appender.
  */
 public final class LoggingSetup {
@@ -22,7 +22,7 @@ public final class LoggingSetup {
         if (!(LoggerFactory.getILoggerFactory() instanceof LoggerContext context)) {
             return;
         }
-        Appender<ILoggingEvent> appender = context.getLogger(Logger.ROOT_LOGGER_NAME).getAppender("APP");
+        Appender<ILoggingEvent> appender = context.getLogger(Logger.ROOT_LOGGER_NAME).getAppender(BuiltInLogging.APP);
         if (appender instanceof OutputStreamAppender<ILoggingEvent> out) {
             JsonEncoder encoder = new JsonEncoder();
             encoder.setContext(context);

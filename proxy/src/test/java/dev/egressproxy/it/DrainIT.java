@@ -154,7 +154,9 @@ class DrainIT {
                 Processes.Result kill = Processes.run(List.of("kill", "-HUP", Long.toString(proxy.pid())), null, 10);
                 assertThat(kill.exitCode()).isZero();
                 await().atMost(Duration.ofSeconds(10)).until(() -> connect(port, "later.test:7000") == 200);
-                assertThat(Files.readString(dir.resolve("stderr.log"))).contains("configuration reloaded (SIGHUP)");
+                // The new allowlist is in force before the reloader logs that it is.
+                await().atMost(Duration.ofSeconds(10)).until(() -> Files.readString(dir.resolve("stderr.log"))
+                        .contains("configuration reloaded (SIGHUP)"));
             } finally {
                 proxy.destroy();
                 assertThat(proxy.waitFor(20, TimeUnit.SECONDS)).isTrue();

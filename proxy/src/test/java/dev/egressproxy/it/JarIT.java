@@ -21,7 +21,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The runnable jar as an operator uses it: {@code --check-config}, the shipped defaults,
- * environment overrides, the access log on stdout, and a clean stop on SIGTERM.
+ * environment overrides, the access log on stdout, a clean stop on SIGTERM, and the
+ * class-data-sharing training run.
  */
 class JarIT {
 
@@ -60,6 +61,59 @@ class JarIT {
         assertThat(r.output()).contains("listen 0.0.0.0:3128, admin 0.0.0.0:9128")
                 .contains("  registry.redhat.io\n  registry.access.redhat.com\n  cdn.quay.io\n  cdn01.quay.io\n"
                         + "  cdn02.quay.io\n  cdn03.quay.io\n");
+    }
+
+    @Test
+    void cdsTrainingBuildsAnArchiveThatTheNextStartMapsAndLogsGoWhereBuiltInLoggingSends() throws Exception {
+        Path archive = dir.resolve("egress-proxy.jsa");
+        File stdout = dir.resolve("stdout.log").toFile();
+        File stderr = dir.resolve("stderr.log").toFile();
+        Process training = new ProcessBuilder(java(), "-Xlog:disable", "-XX:ArchiveClassesAtExit=" + archive,
+                "-jar", jar(), "--cds-training").redirectOutput(stdout).redirectError(stderr).start();
+        assertThat(training.waitFor(120, TimeUnit.SECONDS)).isTrue();
+        assertThat(training.exitValue()).as(Files.readString(stderr.toPath())).isZero();
+        assertThat(Files.size(archive)).isPositive();
+
+        // The application log: stderr, text, one line per event. The access log: stdout, the line
+        // as formatted and nothing added, one per exchange of the training run.
+        assertThat(Files.readString(stderr.toPath())).containsPattern(
+                "(?m)^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z INFO  \\[main\\] d\\.e\\.server\\.ProxyServer - egress-proxy listening on 127\\.0\\.0\\.1:");
+        List<String> access = Files.readAllLines(stdout.toPath()).stream().filter(l -> l.startsWith("id=")).toList();
+        assertThat(access).hasSize(9).allSatisfy(l -> assertThat(l).matches("id=\\S+ client=127\\.0\\.0\\.1:\\d+ method=.*"));
+        assertThat(access).filteredOn(l -> l.contains("method=CONNECT target=localhost:")).hasSize(3)
+                .allSatisfy(l -> assertThat(l).contains("status=200"));
+        assertThat(Files.readString(stdout.toPath()))
+                .contains("egress-proxy --cds-training: 3 rounds of tunnel, forward, refusal and admin requests done");
+
+        // -Xshare:on makes the JVM refuse to start unless it maps the archive; the proxy's classes
+        // then come from it. EGRESS_PROXY_LOG_LEVEL=WARN silences the application log's INFO lines.
+        ProcessBuilder shared = new ProcessBuilder(java(), "-Xshare:on", "-XX:SharedArchiveFile=" + archive,
+                "-Xlog:class+load=info:file=" + dir.resolve("classes.log"), "-jar", jar(), "--cds-training")
+                .redirectOutput(stdout).redirectError(stderr);
+        shared.environment().put("EGRESS_PROXY_LOG_LEVEL", "WARN");
+        Process second = shared.start();
+        assertThat(second.waitFor(120, TimeUnit.SECONDS)).isTrue();
+        assertThat(second.exitValue()).as(Files.readString(stderr.toPath())).isZero();
+        assertThat(Files.readString(dir.resolve("classes.log")))
+                .contains("dev.egressproxy.server.ProxyServer source: shared objects file (top)")
+                .contains("io.netty.channel.epoll.Native source: shared objects file (top)");
+        assertThat(Files.readString(stderr.toPath())).doesNotContain("egress-proxy listening");
+    }
+
+    @Test
+    void theShippedLogbackFileReplacesTheBuiltInConfigurationAndKeepsTheTwoStreams() throws Exception {
+        File stdout = dir.resolve("stdout.log").toFile();
+        File stderr = dir.resolve("stderr.log").toFile();
+        Process p = new ProcessBuilder(java(), "-Dlogback.configurationFile="
+                + Processes.projectRoot().resolve("config/logback.xml"), "-Dlogback.debug=true", "-jar", jar(), "--cds-training")
+                .redirectOutput(stdout).redirectError(stderr).start();
+        assertThat(p.waitFor(120, TimeUnit.SECONDS)).isTrue();
+        assertThat(p.exitValue()).as(Files.readString(stderr.toPath())).isZero();
+        // logback.debug prints Logback's own status lines (to stdout): the file was the one used.
+        assertThat(Files.readString(stdout.toPath())).contains("config/logback.xml")
+                .contains("method=CONNECT target=localhost:");
+        assertThat(Files.readString(stderr.toPath())).contains("INFO  [main] d.e.server.ProxyServer - egress-proxy listening")
+                .doesNotContain("method=CONNECT");
     }
 
     @Test

@@ -2,9 +2,10 @@ package dev.egressproxy.handler;
 
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
+import io.netty.channel.ChannelDuplexHandler;
 import io.netty.channel.ChannelHandlerContext;
-import io.netty.handler.timeout.IdleStateEvent;
-import io.netty.handler.timeout.IdleStateHandler;
+import io.netty.channel.ChannelPromise;
+import io.netty.util.concurrent.ScheduledFuture;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
 
@@ -13,19 +14,90 @@ import java.util.concurrent.TimeUnit;
  * {@code timeouts.idle} with no bytes read or written on it. Tunnelled bytes in both directions
  * pass through the client channel, so this one timer covers the whole tunnel. Counts
  * {@code rejected_total{reason="idle_timeout"}}.
+ *
+ * <p>Activity is a read from the client or a write handed to it, noted as a timestamp. One timer
+ * per connection runs at the moment the connection would become idle; if there was activity since,
+ * it re-arms itself for the time left. Netty's {@code IdleStateHandler} does the same job but adds
+ * a listener to every write's promise to note when the write completes: an allocation and a
+ * listener call per relayed chunk, on the hottest path of a tunnel. Here a write counts when it is
+ * handed over; a peer that stops reading stops the writes too (the relay's backpressure), so a
+ * stalled tunnel still goes idle.
  */
-public final class IdleCloseHandler extends IdleStateHandler {
+public final class IdleCloseHandler extends ChannelDuplexHandler {
 
+    private final long idleNanos;
     private final ProxyMetrics metrics;
+    private long lastActivity;
+    private ScheduledFuture<?> timer;
+    private boolean stopped;
 
     public IdleCloseHandler(Duration idle, ProxyMetrics metrics) {
-        super(0, 0, idle.toMillis(), TimeUnit.MILLISECONDS);
+        this.idleNanos = idle.toNanos();
         this.metrics = metrics;
     }
 
     @Override
-    protected void channelIdle(ChannelHandlerContext ctx, IdleStateEvent evt) {
-        metrics.rejected(Rejection.IDLE_TIMEOUT);
-        ctx.close();
+    public void handlerAdded(ChannelHandlerContext ctx) {
+        if (ctx.channel().isActive()) {
+            start(ctx);
+        }
+    }
+
+    @Override
+    public void channelActive(ChannelHandlerContext ctx) {
+        start(ctx);
+        ctx.fireChannelActive();
+    }
+
+    private void start(ChannelHandlerContext ctx) {
+        if (timer != null || stopped || idleNanos <= 0) {
+            return;
+        }
+        lastActivity = System.nanoTime();
+        timer = ctx.executor().schedule(() -> check(ctx), idleNanos, TimeUnit.NANOSECONDS);
+    }
+
+    private void check(ChannelHandlerContext ctx) {
+        if (stopped || !ctx.channel().isOpen()) {
+            return;
+        }
+        long quiet = System.nanoTime() - lastActivity;
+        if (quiet >= idleNanos) {
+            metrics.rejected(Rejection.IDLE_TIMEOUT);
+            ctx.close();
+            return;
+        }
+        timer = ctx.executor().schedule(() -> check(ctx), idleNanos - quiet, TimeUnit.NANOSECONDS);
+    }
+
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        lastActivity = System.nanoTime();
+        ctx.fireChannelRead(msg);
+    }
+
+    @Override
+    public void write(ChannelHandlerContext ctx, Object msg, ChannelPromise promise) {
+        lastActivity = System.nanoTime();
+        ctx.write(msg, promise);
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+        stop();
+        ctx.fireChannelInactive();
+    }
+
+    @Override
+    public void handlerRemoved(ChannelHandlerContext ctx) {
+        stop();
+    }
+
+    private void stop() {
+        stopped = true;
+        if (timer != null) {
+            timer.cancel(false);
+            timer = null;
+        }
     }
 }

@@ -3,7 +3,6 @@ package dev.egressproxy.handler;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
-import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.socket.ChannelInputShutdownEvent;
@@ -34,16 +33,10 @@ final class RelayHandler extends ChannelInboundHandlerAdapter {
 
     private final Tunnel tunnel;
     private final Channel peer;
-    private final ChannelFutureListener closeOnFailure;
 
     RelayHandler(Tunnel tunnel, Channel self) {
         this.tunnel = tunnel;
         this.peer = tunnel.peerOf(self);
-        this.closeOnFailure = f -> {
-            if (!f.isSuccess()) {
-                tunnel.close();
-            }
-        };
     }
 
     @Override
@@ -58,7 +51,9 @@ final class RelayHandler extends ChannelInboundHandlerAdapter {
             return;
         }
         tunnel.countBytes(ctx.channel(), buf.readableBytes());
-        peer.write(buf).addListener(closeOnFailure);
+        // No promise and no listener per chunk: a failed write is fired as an exception into the
+        // peer's pipeline, whose relay handler closes the tunnel (exceptionCaught below).
+        peer.write(buf, peer.voidPromise());
         if (!peer.isWritable()) {
             ctx.channel().config().setAutoRead(false);
         }

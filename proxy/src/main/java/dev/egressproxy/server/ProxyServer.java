@@ -138,6 +138,7 @@ public final class ProxyServer implements AutoCloseable {
     public ProxyServer start() throws InterruptedException {
         transport = Transport.choose(config.transport());
         int threads = config.ioThreads() > 0 ? config.ioThreads() : Math.max(1, Runtime.getRuntime().availableProcessors());
+        // The admin listener's acceptor; the proxy listener accepts on the I/O loops (below).
         bossGroup = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("egress-accept"), transport.ioHandlerFactory());
         workerGroup = new MultiThreadIoEventLoopGroup(threads, new DefaultThreadFactory("egress-io"),
                 transport.ioHandlerFactory());
@@ -149,7 +150,12 @@ public final class ProxyServer implements AutoCloseable {
 
         ProxyConfig.Limits limits = config.limits();
         ServerBootstrap b = new ServerBootstrap()
-                .group(bossGroup, workerGroup)
+                // Accepting on an I/O event loop, not a separate acceptor thread: with the accept on
+                // its own thread every new connection is handed to the I/O thread through a task
+                // queue and a wake-up (an eventfd write and a context switch); here, with one I/O
+                // thread, the accepted channel is registered in the same loop iteration. With more
+                // threads the listener lives on one of them and spreads connections over all.
+                .group(workerGroup)
                 .channel(transport.serverChannel())
                 .option(ChannelOption.SO_BACKLOG, 1024)
                 .option(ChannelOption.SO_REUSEADDR, true)

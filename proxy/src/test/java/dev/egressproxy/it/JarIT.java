@@ -109,8 +109,10 @@ class JarIT {
                 .redirectOutput(stdout).redirectError(stderr).start();
         assertThat(p.waitFor(120, TimeUnit.SECONDS)).isTrue();
         assertThat(p.exitValue()).as(Files.readString(stderr.toPath())).isZero();
-        // logback.debug prints Logback's own status lines (to stdout): the file was the one used.
-        assertThat(Files.readString(stdout.toPath())).contains("config/logback.xml")
+        // logback.debug prints Logback's own status lines (to stdout): Joran read the file, which
+        // substituted EGRESS_PROXY_LOG_LEVEL's default, as only the XML file does.
+        assertThat(Files.readString(stdout.toPath())).contains("DefaultJoranConfigurator.configure()")
+                .contains("value \"INFO\" substituted for \"${EGRESS_PROXY_LOG_LEVEL:-INFO}\"")
                 .contains("method=CONNECT target=localhost:");
         assertThat(Files.readString(stderr.toPath())).contains("INFO  [main] d.e.server.ProxyServer - egress-proxy listening")
                 .doesNotContain("method=CONNECT");

@@ -7,6 +7,7 @@ import dev.egressproxy.testing.RawClient;
 import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestProxy;
 import java.time.Duration;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -71,6 +72,27 @@ class LimitsIT {
         }
         await().atMost(Duration.ofSeconds(5)).until(
                 () -> proxy.scrapeValue("egress_proxy_rejected_total{reason=\"idle_timeout\"}") >= 1.0);
+    }
+
+    @Test
+    void aTunnelInUseOutlivesTheIdleTimeoutAndGoesIdleWhenTrafficStops() throws Exception {
+        try (RawClient raw = new RawClient(proxy.address())) {
+            raw.send("CONNECT echo.test:7000 HTTP/1.1\r\n\r\n");
+            assertThat(raw.readHead().status()).isEqualTo(200);
+            long start = System.nanoTime();
+            // A byte each way every 400 ms for 3.6 s, nearly twice the 2 s idle timeout: the timer
+            // re-arms on this traffic and never fires. (The sleep paces the traffic; it waits for
+            // nothing.)
+            for (int i = 0; i < 9; i++) {
+                raw.send("x");
+                assertThat(raw.readExactly(1)).containsExactly('x');
+                TimeUnit.MILLISECONDS.sleep(400);
+            }
+            assertThat((System.nanoTime() - start) / 1_000_000).isGreaterThan(3_000L);
+            long quietFrom = System.nanoTime();
+            assertThat(raw.in().read()).isEqualTo(-1);
+            assertThat((System.nanoTime() - quietFrom) / 1_000_000).isBetween(1_500L, 10_000L);
+        }
     }
 
     @Test

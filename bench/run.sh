@@ -147,7 +147,7 @@ if [[ $quick -eq 1 ]]; then
 else
   proxies=(direct egress squid tinyproxy)
   secs=5
-  warm=8
+  warm=15
   idle_counts=(4000 8000)
 fi
 

@@ -35,12 +35,13 @@ def cell(scenario, metric, proxy):
     return (fmt + " ({}-{})").format(m, fmt.format(min(v)), fmt.format(max(v)))
 
 
-header = ["scenario", "metric"] + proxies + ["egress/squid"]
+header = ["scenario", "metric"] + proxies + ["egress/squid", "egress/direct"]
 table = [header]
 for scenario, metric in seen:
-    e, s = med(scenario, metric, "egress"), med(scenario, metric, "squid")
-    ratio = "{:.2f}x".format(e / s) if e is not None and s else "-"
-    table.append([scenario, metric] + [cell(scenario, metric, p) for p in proxies] + [ratio])
+    e, s, d = med(scenario, metric, "egress"), med(scenario, metric, "squid"), med(scenario, metric, "direct")
+    vs_squid = "{:.2f}x".format(e / s) if e is not None and s else "-"
+    vs_direct = "{:.2f}x".format(e / d) if e is not None and d else "-"
+    table.append([scenario, metric] + [cell(scenario, metric, p) for p in proxies] + [vs_squid, vs_direct])
 
 widths = [max(len(r[i]) for r in table) for i in range(len(header))]
 for i, r in enumerate(table):

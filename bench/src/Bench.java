@@ -27,8 +27,8 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <pre>
  * upstream ECHO_PORT HTTP_PORT          echo server and keep-alive HTTP responder (one selector thread)
- * connect-rate TARGET SECONDS WORKERS   new connection + CONNECT + 16-byte exchange + close, per worker loop
- * rr TARGET SECONDS TUNNELS             persistent tunnels, 64-byte ping-pong
+ * connect-rate TARGET SECONDS WORKERS   new connection + CONNECT + 16-byte exchange + close, WORKERS at once
+ * rr TARGET SECONDS TUNNELS             persistent tunnels, 64-byte ping-pong, one in flight per tunnel
  * bulk TARGET SECONDS TUNNELS           tunnels streaming both ways through the echo server
  * http TARGET SECONDS CONNECTIONS       GET with keep-alive (through the proxy, or direct)
  * idle TARGET COUNT PROXY_PID           hold COUNT idle tunnels, report the proxy's RSS per tunnel
@@ -75,6 +75,26 @@ public final class Bench {
                 }
             }
             return new Target(proxy, echo, http);
+        }
+
+        /** Like {@link #tunnel()}, as a (blocking) SocketChannel, for the event-driven scenarios. */
+        SocketChannel tunnelChannel() throws IOException {
+            SocketChannel ch = SocketChannel.open();
+            ch.setOption(java.net.StandardSocketOptions.TCP_NODELAY, true);
+            if (proxy == null) {
+                ch.connect(echo);
+                return ch;
+            }
+            ch.connect(proxy);
+            String authority = echo.getAddress().getHostAddress() + ":" + echo.getPort();
+            ch.write(ByteBuffer.wrap(("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n")
+                    .getBytes(StandardCharsets.US_ASCII)));
+            String head = readConnectHead(java.nio.channels.Channels.newInputStream(ch));
+            if (!head.startsWith("HTTP/1.1 200") && !head.startsWith("HTTP/1.0 200")) {
+                ch.close();
+                throw new IOException("CONNECT refused: " + head.lines().findFirst().orElse(head));
+            }
+            return ch;
         }
 
         /** A connected socket to the echo server: through a CONNECT tunnel, or direct. */
@@ -218,58 +238,214 @@ public final class Bench {
         return Samples.merge(all);
     }
 
+    /**
+     * connect-rate, event-driven: one thread and one selector drive {@code workers} connections at
+     * once, each a loop of connect, CONNECT, 16-byte exchange and close. A thread per worker would
+     * spend the load generator's core on context switches (64 threads blocking in turn), lowering
+     * the "direct" limit and adding scheduling noise to every column.
+     */
     static void connectRate(Target t, long duration, int workers) throws Exception {
-        AtomicLong ops = new AtomicLong();
+        byte[] connect = null;
+        if (t.proxy != null) {
+            String authority = t.echo.getAddress().getHostAddress() + ":" + t.echo.getPort();
+            connect = ("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n")
+                    .getBytes(StandardCharsets.US_ASCII);
+        }
+        InetSocketAddress to = t.proxy != null ? t.proxy : t.echo;
+        Samples samples = new Samples();
+        long ops = 0;
         long start = System.nanoTime();
-        long[] lat = runWorkers(workers, duration, ops, (samples, count, deadline) -> {
-            byte[] msg = "0123456789abcdef".getBytes(StandardCharsets.US_ASCII);
-            byte[] buf = new byte[16];
-            while (System.nanoTime() < deadline) {
-                long t0 = System.nanoTime();
-                try (Socket s = t.tunnel()) {
-                    samples.add(System.nanoTime() - t0);
-                    s.getOutputStream().write(msg);
-                    readFully(s.getInputStream(), buf);
-                    count.incrementAndGet();
+        long deadline = start + duration;
+        try (Selector selector = Selector.open()) {
+            for (int i = 0; i < workers; i++) {
+                ConnectLoop.open(selector, to, connect);
+            }
+            int open = workers;
+            while (open > 0) {
+                selector.select(1000);
+                Iterator<SelectionKey> it = selector.selectedKeys().iterator();
+                while (it.hasNext()) {
+                    SelectionKey key = it.next();
+                    it.remove();
+                    ConnectLoop c = (ConnectLoop) key.attachment();
+                    if (c.step(key, samples)) {
+                        ops++;
+                        key.channel().close();
+                        if (System.nanoTime() < deadline) {
+                            ConnectLoop.open(selector, to, connect);
+                        } else {
+                            open--;
+                        }
+                    }
+                }
+                if (System.nanoTime() > deadline + 30_000_000_000L) {
+                    throw new IllegalStateException(open + " connection(s) still open 30 s after the end");
                 }
             }
-        });
+        }
         double secs = (System.nanoTime() - start) / 1e9;
-        result("connect-rate", "tunnels_per_s", ops.get() / secs);
+        long[] lat = Samples.merge(List.of(samples));
+        result("connect-rate", "tunnels_per_s", ops / secs);
         result("connect-rate", "setup_p50_ms", percentileMs(lat, 50));
         result("connect-rate", "setup_p99_ms", percentileMs(lat, 99));
     }
 
-    static void rr(Target t, long duration, int tunnels) throws Exception {
-        AtomicLong ops = new AtomicLong();
-        List<Socket> sockets = new ArrayList<>();
-        for (int i = 0; i < tunnels; i++) {
-            sockets.add(t.tunnel());
+    /** One connect-rate connection: connect, [CONNECT and its 200,] 16 bytes out and back, done. */
+    static final class ConnectLoop {
+        private static final byte[] MSG = "0123456789abcdef".getBytes(StandardCharsets.US_ASCII);
+        private final long t0 = System.nanoTime();
+        private ByteBuffer out; // wraps shared arrays that are only ever read
+        private final ByteBuffer in = ByteBuffer.allocate(1024);
+        private boolean tunnelUp;
+
+        private ConnectLoop(byte[] connect) {
+            tunnelUp = connect == null;
+            out = ByteBuffer.wrap(connect != null ? connect : MSG);
         }
-        AtomicLong next = new AtomicLong();
-        long start = System.nanoTime();
-        long[] lat = runWorkers(tunnels, duration, ops, (samples, count, deadline) -> {
-            Socket s = sockets.get((int) next.getAndIncrement());
-            byte[] msg = new byte[64];
-            byte[] buf = new byte[64];
-            OutputStream out = s.getOutputStream();
-            InputStream in = s.getInputStream();
-            while (System.nanoTime() < deadline) {
-                long t0 = System.nanoTime();
-                out.write(msg);
-                readFully(in, buf);
-                samples.add(System.nanoTime() - t0);
-                count.incrementAndGet();
+
+        static void open(Selector selector, InetSocketAddress to, byte[] connect) throws IOException {
+            SocketChannel ch = SocketChannel.open();
+            ch.configureBlocking(false);
+            ch.setOption(java.net.StandardSocketOptions.TCP_NODELAY, true);
+            ConnectLoop c = new ConnectLoop(connect);
+            if (ch.connect(to)) {
+                ch.register(selector, SelectionKey.OP_WRITE, c);
+            } else {
+                ch.register(selector, SelectionKey.OP_CONNECT, c);
             }
-        });
-        double secs = (System.nanoTime() - start) / 1e9;
-        for (Socket s : sockets) {
-            s.close();
         }
-        result("rr", "ops_per_s", ops.get() / secs);
+
+        /** Advances on readiness; true when the exchange is complete. */
+        boolean step(SelectionKey key, Samples samples) throws IOException {
+            SocketChannel ch = (SocketChannel) key.channel();
+            if (key.isConnectable()) {
+                ch.finishConnect();
+                key.interestOps(SelectionKey.OP_WRITE);
+                if (tunnelUp) {
+                    samples.add(System.nanoTime() - t0); // direct: setup is the TCP connect
+                }
+            }
+            if (key.isValid() && key.isWritable()) {
+                ch.write(out);
+                if (!out.hasRemaining()) {
+                    key.interestOps(SelectionKey.OP_READ);
+                }
+                return false;
+            }
+            if (key.isValid() && key.isReadable()) {
+                if (ch.read(in) < 0) {
+                    throw new IOException("closed by the " + (tunnelUp ? "echo server" : "proxy") + " after "
+                            + in.position() + " bytes");
+                }
+                if (!tunnelUp) {
+                    String head = new String(in.array(), 0, in.position(), StandardCharsets.ISO_8859_1);
+                    int end = head.indexOf("\r\n\r\n");
+                    if (end < 0) {
+                        if (!in.hasRemaining()) {
+                            throw new IOException("CONNECT answer head longer than 1024 bytes");
+                        }
+                        return false;
+                    }
+                    if (!head.startsWith("HTTP/1.1 200") && !head.startsWith("HTTP/1.0 200")) {
+                        throw new IOException("CONNECT refused: " + head.lines().findFirst().orElse(head));
+                    }
+                    if (end + 4 != in.position()) {
+                        throw new IOException("bytes after the CONNECT answer's head: " + head);
+                    }
+                    samples.add(System.nanoTime() - t0);
+                    tunnelUp = true;
+                    in.clear();
+                    out = ByteBuffer.wrap(MSG);
+                    key.interestOps(SelectionKey.OP_WRITE);
+                    return false;
+                }
+                return in.position() >= MSG.length;
+            }
+            return false;
+        }
+    }
+
+    /**
+     * rr, event-driven: one thread and one selector keep a 64-byte message in flight on each of
+     * {@code tunnels} persistent tunnels (or direct connections) and time each round trip.
+     */
+    static void rr(Target t, long duration, int tunnels) throws Exception {
+        long ops = 0;
+        Samples samples = new Samples();
+        long start;
+        try (Selector selector = Selector.open()) {
+            List<SocketChannel> channels = new ArrayList<>();
+            for (int i = 0; i < tunnels; i++) {
+                channels.add(t.tunnelChannel());
+            }
+            start = System.nanoTime();
+            long deadline = start + duration;
+            for (SocketChannel ch : channels) {
+                ch.configureBlocking(false);
+                PingPong pp = new PingPong();
+                pp.send(ch);
+                ch.register(selector, SelectionKey.OP_READ, pp);
+            }
+            int open = tunnels;
+            while (open > 0) {
+                selector.select(1000);
+                Iterator<SelectionKey> it = selector.selectedKeys().iterator();
+                while (it.hasNext()) {
+                    SelectionKey key = it.next();
+                    it.remove();
+                    PingPong pp = (PingPong) key.attachment();
+                    SocketChannel ch = (SocketChannel) key.channel();
+                    if (pp.receive(ch)) {
+                        samples.add(System.nanoTime() - pp.sentAt);
+                        ops++;
+                        if (System.nanoTime() < deadline) {
+                            pp.send(ch);
+                        } else {
+                            key.cancel();
+                            open--;
+                        }
+                    }
+                }
+                if (System.nanoTime() > deadline + 30_000_000_000L) {
+                    throw new IllegalStateException(open + " round trip(s) unanswered 30 s after the end");
+                }
+            }
+            for (SocketChannel ch : channels) {
+                ch.close();
+            }
+        }
+        double secs = (System.nanoTime() - start) / 1e9;
+        long[] lat = Samples.merge(List.of(samples));
+        result("rr", "ops_per_s", ops / secs);
         result("rr", "p50_ms", percentileMs(lat, 50));
         result("rr", "p99_ms", percentileMs(lat, 99));
         result("rr", "p999_ms", percentileMs(lat, 99.9));
+    }
+
+    /** One rr connection: a 64-byte message out, the same 64 bytes back. */
+    static final class PingPong {
+        private static final byte[] MSG = new byte[64];
+        private final ByteBuffer in = ByteBuffer.allocate(64);
+        long sentAt;
+
+        void send(SocketChannel ch) throws IOException {
+            sentAt = System.nanoTime();
+            ByteBuffer out = ByteBuffer.wrap(MSG);
+            while (out.hasRemaining()) {
+                ch.write(out); // 64 bytes fit an empty socket buffer: this does not spin
+            }
+        }
+
+        boolean receive(SocketChannel ch) throws IOException {
+            if (ch.read(in) < 0) {
+                throw new IOException("tunnel closed after " + in.position() + " bytes of a round trip");
+            }
+            if (in.hasRemaining()) {
+                return false;
+            }
+            in.clear();
+            return true;
+        }
     }
 
     static void bulk(Target t, long duration, int tunnels) throws Exception {
@@ -434,12 +610,16 @@ public final class Bench {
         throw new IOException("no VmRSS for " + pid);
     }
 
-    /** startup PROXY TARGET -- command...: time from launch to the first answered CONNECT. */
+    /**
+     * startup PROXY TARGET -- command...: time from launch to the first answered CONNECT. The
+     * proxy's output goes to a file that is printed if it never answers.
+     */
     static void startup(String[] args) throws Exception {
         Target t = Target.parse(args[1]);
         List<String> command = new ArrayList<>(Arrays.asList(args).subList(3, args.length));
-        ProcessBuilder pb = new ProcessBuilder(command).redirectOutput(ProcessBuilder.Redirect.DISCARD)
-                .redirectError(ProcessBuilder.Redirect.DISCARD);
+        Path log = Files.createTempFile("bench-startup", ".log");
+        ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true)
+                .redirectOutput(log.toFile());
         long t0 = System.nanoTime();
         Process p = pb.start();
         try {
@@ -448,8 +628,10 @@ public final class Bench {
                 try (Socket s = t.tunnel()) {
                     break;
                 } catch (IOException e) {
-                    if (System.nanoTime() > deadline) {
-                        throw new IllegalStateException("no CONNECT answered within 30 s: " + e);
+                    if (!p.isAlive() || System.nanoTime() > deadline) {
+                        String why = p.isAlive() ? "no CONNECT answered within 30 s: " + e
+                                : "the proxy exited with status " + p.exitValue() + " before answering a CONNECT";
+                        throw new IllegalStateException(why + "\n--- its output:\n" + Files.readString(log));
                     }
                     TimeUnit.MILLISECONDS.sleep(5);
                 }
@@ -458,8 +640,10 @@ public final class Bench {
             result("startup", "rss_mb", rssKb(p.pid()) / 1024.0);
         } finally {
             p.destroy();
-            p.waitFor(10, TimeUnit.SECONDS);
-            p.destroyForcibly();
+            if (!p.waitFor(20, TimeUnit.SECONDS)) {
+                p.destroyForcibly().waitFor();
+            }
+            Files.deleteIfExists(log);
         }
     }
 
@@ -507,7 +691,8 @@ public final class Bench {
                         Conn c = (Conn) key.attachment();
                         c.service(key, response);
                     }
-                } catch (IOException e) {
+                } catch (IOException | RuntimeException e) {
+                    // One connection's failure (a reset, a cancelled key) ends that connection only.
                     key.cancel();
                     key.channel().close();
                 }

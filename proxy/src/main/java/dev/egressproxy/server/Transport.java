@@ -16,8 +16,8 @@ import io.netty.channel.socket.nio.NioSocketChannel;
 import java.util.Locale;
 
 /**
- * The network transport: Netty's native epoll on Linux (fewer system calls and copies, edge
- * triggered), Java NIO elsewhere or when asked for. One choice for every channel of the process,
+ * The network transport: Netty's native epoll on Linux (fewer system calls and less garbage than
+ * NIO's selector), Java NIO elsewhere or when asked for. One choice for every channel of the process,
  * so that a tunnel's two channels share an event loop and class.
  */
 public record Transport(String name, IoHandlerFactory ioHandlerFactory, Class<? extends ServerSocketChannel> serverChannel,

@@ -245,49 +245,63 @@ public final class Bench {
      * the "direct" limit and adding scheduling noise to every column.
      */
     static void connectRate(Target t, long duration, int workers) throws Exception {
-        byte[] connect = null;
-        if (t.proxy != null) {
-            String authority = t.echo.getAddress().getHostAddress() + ":" + t.echo.getPort();
-            connect = ("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n")
-                    .getBytes(StandardCharsets.US_ASCII);
-        }
+        String authority = t.echo.getAddress().getHostAddress() + ":" + t.echo.getPort();
+        byte[] connect = t.proxy == null ? null
+                : ("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n")
+                        .getBytes(StandardCharsets.US_ASCII);
         InetSocketAddress to = t.proxy != null ? t.proxy : t.echo;
         Samples samples = new Samples();
-        long ops = 0;
+        long[] ops = {0};
         long start = System.nanoTime();
         long deadline = start + duration;
         try (Selector selector = Selector.open()) {
             for (int i = 0; i < workers; i++) {
                 ConnectLoop.open(selector, to, connect);
             }
-            int open = workers;
-            while (open > 0) {
-                selector.select(1000);
-                Iterator<SelectionKey> it = selector.selectedKeys().iterator();
-                while (it.hasNext()) {
-                    SelectionKey key = it.next();
-                    it.remove();
-                    ConnectLoop c = (ConnectLoop) key.attachment();
-                    if (c.step(key, samples)) {
-                        ops++;
-                        key.channel().close();
-                        if (System.nanoTime() < deadline) {
-                            ConnectLoop.open(selector, to, connect);
-                        } else {
-                            open--;
-                        }
-                    }
+            selectUntilDone(selector, workers, deadline, " connection(s) still open 30 s after the end", key -> {
+                if (!((ConnectLoop) key.attachment()).step(key, samples)) {
+                    return false;
                 }
-                if (System.nanoTime() > deadline + 30_000_000_000L) {
-                    throw new IllegalStateException(open + " connection(s) still open 30 s after the end");
+                ops[0]++;
+                key.channel().close();
+                if (System.nanoTime() < deadline) {
+                    ConnectLoop.open(selector, to, connect);
+                    return false;
                 }
-            }
+                return true;
+            });
         }
         double secs = (System.nanoTime() - start) / 1e9;
         long[] lat = Samples.merge(List.of(samples));
-        result("connect-rate", "tunnels_per_s", ops / secs);
+        result("connect-rate", "tunnels_per_s", ops[0] / secs);
         result("connect-rate", "setup_p50_ms", percentileMs(lat, 50));
         result("connect-rate", "setup_p99_ms", percentileMs(lat, 99));
+    }
+
+    /** What a ready key does; true when its connection is finished and leaves the loop. */
+    interface Ready {
+        boolean finished(SelectionKey key) throws IOException;
+    }
+
+    /**
+     * Dispatches ready keys until {@code open} connections have finished; fails if some are still
+     * busy 30 s after the deadline ({@code stuck} says what they are doing).
+     */
+    static void selectUntilDone(Selector selector, int open, long deadline, String stuck, Ready ready) throws IOException {
+        while (open > 0) {
+            selector.select(1000);
+            Iterator<SelectionKey> it = selector.selectedKeys().iterator();
+            while (it.hasNext()) {
+                SelectionKey key = it.next();
+                it.remove();
+                if (ready.finished(key)) {
+                    open--;
+                }
+            }
+            if (System.nanoTime() > deadline + 30_000_000_000L) {
+                throw new IllegalStateException(open + stuck);
+            }
+        }
     }
 
     /** One connect-rate connection: connect, [CONNECT and its 200,] 16 bytes out and back, done. */
@@ -370,7 +384,7 @@ public final class Bench {
      * {@code tunnels} persistent tunnels (or direct connections) and time each round trip.
      */
     static void rr(Target t, long duration, int tunnels) throws Exception {
-        long ops = 0;
+        long[] ops = {0};
         Samples samples = new Samples();
         long start;
         try (Selector selector = Selector.open()) {
@@ -386,37 +400,28 @@ public final class Bench {
                 pp.send(ch);
                 ch.register(selector, SelectionKey.OP_READ, pp);
             }
-            int open = tunnels;
-            while (open > 0) {
-                selector.select(1000);
-                Iterator<SelectionKey> it = selector.selectedKeys().iterator();
-                while (it.hasNext()) {
-                    SelectionKey key = it.next();
-                    it.remove();
-                    PingPong pp = (PingPong) key.attachment();
-                    SocketChannel ch = (SocketChannel) key.channel();
-                    if (pp.receive(ch)) {
-                        samples.add(System.nanoTime() - pp.sentAt);
-                        ops++;
-                        if (System.nanoTime() < deadline) {
-                            pp.send(ch);
-                        } else {
-                            key.cancel();
-                            open--;
-                        }
-                    }
+            selectUntilDone(selector, tunnels, deadline, " round trip(s) unanswered 30 s after the end", key -> {
+                PingPong pp = (PingPong) key.attachment();
+                SocketChannel ch = (SocketChannel) key.channel();
+                if (!pp.receive(ch)) {
+                    return false;
                 }
-                if (System.nanoTime() > deadline + 30_000_000_000L) {
-                    throw new IllegalStateException(open + " round trip(s) unanswered 30 s after the end");
+                samples.add(System.nanoTime() - pp.sentAt);
+                ops[0]++;
+                if (System.nanoTime() < deadline) {
+                    pp.send(ch);
+                    return false;
                 }
-            }
+                key.cancel();
+                return true;
+            });
             for (SocketChannel ch : channels) {
                 ch.close();
             }
         }
         double secs = (System.nanoTime() - start) / 1e9;
         long[] lat = Samples.merge(List.of(samples));
-        result("rr", "ops_per_s", ops / secs);
+        result("rr", "ops_per_s", ops[0] / secs);
         result("rr", "p50_ms", percentileMs(lat, 50));
         result("rr", "p99_ms", percentileMs(lat, 99));
         result("rr", "p999_ms", percentileMs(lat, 99.9));

@@ -50,20 +50,22 @@ ulimit -n "$(ulimit -Hn)"
 # proxy, one direct) the 28,000 ports of the default range are all in TIME_WAIT within seconds,
 # and every later connect() then searches the range, which slows whichever proxy runs later in
 # the run. In the namespace the range is widened and at most 2,048 TIME_WAIT sockets are kept
-# (the rest are dropped, harmless on loopback); these settings are per namespace and leave the
-# machine's own untouched. --no-netns, or not root, runs on the machine's loopback as it is.
+# (the rest are dropped, harmless on loopback), and the bench's own listening ports are reserved so
+# that no outgoing connection takes one as its source port (a proxy started later could not bind
+# it); these settings are per namespace and leave the machine's own untouched. --no-netns, or not root, runs on the machine's loopback as it is.
 if [[ "${EGRESS_BENCH_IN_NETNS:-}" != 1 && " $* " != *" --no-netns "* && $(id -u) == 0 ]] \
   && command -v unshare >/dev/null && command -v ip >/dev/null && unshare -n true 2>/dev/null; then
   # shellcheck disable=SC2016  # the inner script's $0 and $@ are its own
   exec env EGRESS_BENCH_IN_NETNS=1 unshare -n bash -c '
     ip link set lo up &&
     echo "1024 65535" > /proc/sys/net/ipv4/ip_local_port_range &&
+    echo "13128-13130,18080-18081,19128" > /proc/sys/net/ipv4/ip_local_reserved_ports &&
     echo 2048 > /proc/sys/net/ipv4/tcp_max_tw_buckets &&
     echo 1 > /proc/sys/net/ipv4/tcp_tw_reuse &&
     exec bash "$0" "$@"' "${BASH_SOURCE[0]}" "${original_args[@]}"
 fi
 if [[ "${EGRESS_BENCH_IN_NETNS:-}" == 1 ]]; then
-  netns="own network namespace (port range 1024-65535, tcp_max_tw_buckets 2048)"
+  netns="own network namespace (port range 1024-65535 less the bench ports, tcp_max_tw_buckets 2048)"
 else
   netns="the machine's network namespace"
 fi

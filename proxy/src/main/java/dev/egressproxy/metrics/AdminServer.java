@@ -2,6 +2,7 @@ package dev.egressproxy.metrics;
 
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.server.PipelineNames;
+import dev.egressproxy.util.Channels;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.ByteBuf;
@@ -10,6 +11,7 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandler.Sharable;
 import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelOption;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.SimpleChannelInboundHandler;
@@ -60,11 +62,12 @@ public final class AdminServer implements AutoCloseable {
         this.workers = workers;
     }
 
-    public void start() throws InterruptedException {
+    public void start() throws java.io.IOException, InterruptedException {
         AdminHandler handler = new AdminHandler();
-        channel = new ServerBootstrap()
+        ServerBootstrap bootstrap = new ServerBootstrap()
                 .group(boss, workers)
                 .channel(channelClass)
+                .option(ChannelOption.SO_REUSEADDR, true)
                 .childHandler(new ChannelInitializer<SocketChannel>() {
                     @Override
                     protected void initChannel(SocketChannel ch) {
@@ -73,8 +76,8 @@ public final class AdminServer implements AutoCloseable {
                                 .addLast(PipelineNames.ADMIN_AGGREGATOR, new HttpObjectAggregator(8192))
                                 .addLast(PipelineNames.ADMIN_HANDLER, handler);
                     }
-                })
-                .bind(config.host(), config.port()).sync().channel();
+                });
+        channel = Channels.bindOrExplain(bootstrap, "admin", config.host(), config.port());
     }
 
     public InetSocketAddress address() {

@@ -11,6 +11,7 @@ import dev.egressproxy.policy.Allowlist;
 import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.upstream.DnsResolvers;
 import dev.egressproxy.upstream.UpstreamConnector;
+import dev.egressproxy.util.Channels;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.PooledByteBufAllocator;
@@ -135,7 +136,7 @@ public final class ProxyServer implements AutoCloseable {
     }
 
     /** Binds both listeners; returns once they accept connections. */
-    public ProxyServer start() throws InterruptedException {
+    public ProxyServer start() throws java.io.IOException, InterruptedException {
         transport = Transport.choose(config.transport());
         int threads = config.ioThreads() > 0 ? config.ioThreads() : Math.max(1, Runtime.getRuntime().availableProcessors());
         // The admin listener's acceptor; the proxy listener accepts on the I/O loops (below).
@@ -172,7 +173,7 @@ public final class ProxyServer implements AutoCloseable {
                     transport.serverChannel());
             admin.start();
         }
-        listener = b.bind(config.listen().host(), config.listen().port()).sync().channel();
+        listener = Channels.bindOrExplain(b, "proxy", config.listen().host(), config.listen().port());
         ready = true;
         log.info("egress-proxy listening on {} (admin {}), transport {} with {} io threads, allowlist: {} entries{}",
                 text(proxyAddress()), admin == null ? "disabled" : text(admin.address()), transport.name(), threads, config.allowlist().entries().size(),

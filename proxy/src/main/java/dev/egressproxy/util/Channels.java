@@ -1,13 +1,16 @@
 package dev.egressproxy.util;
 
+import io.netty.bootstrap.AbstractBootstrap;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.util.ReferenceCountUtil;
+import java.io.IOException;
 import java.util.concurrent.TimeUnit;
 
 /** Small channel helpers shared by the handlers. */
@@ -19,6 +22,26 @@ public final class Channels {
     private static final long LINGER_BYTES = 1024 * 1024;
 
     private Channels() {
+    }
+
+    /**
+     * Binds a listener, or fails with a message that names it and the address: "cannot listen
+     * (proxy) on 127.0.0.1:3128: Address already in use" instead of the transport's
+     * "bind(..) failed with error(-98)".
+     */
+    public static Channel bindOrExplain(AbstractBootstrap<?, ?> bootstrap, String listener, String host, int port)
+            throws IOException, InterruptedException {
+        ChannelFuture bound = bootstrap.bind(host, port).await();
+        if (bound.isSuccess()) {
+            return bound.channel();
+        }
+        Throwable cause = bound.cause();
+        String reason = String.valueOf(cause.getMessage());
+        int colon = reason.lastIndexOf(": ");
+        if (reason.startsWith("bind(") && colon >= 0) {
+            reason = reason.substring(colon + 2);
+        }
+        throw new IOException("cannot listen (" + listener + ") on " + host + ":" + port + ": " + reason, cause);
     }
 
     /** Closes {@code ch} once everything already written to it has been flushed. */

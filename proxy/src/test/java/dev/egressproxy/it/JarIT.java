@@ -5,6 +5,8 @@ import static org.awaitility.Awaitility.await;
 
 import dev.egressproxy.testing.Processes;
 import java.io.File;
+import java.net.InetAddress;
+import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -157,5 +159,19 @@ class JarIT {
             assertThat(proxy.waitFor(20, TimeUnit.SECONDS)).isTrue();
         }
         assertThat(Files.readString(stderr.toPath())).contains("egress-proxy stopping");
+    }
+
+    @Test
+    void aTakenPortIsNamedAndTheProcessExits1() throws Exception {
+        int[] ports = Processes.twoFreePorts();
+        try (ServerSocket taken = new ServerSocket(ports[0], 50, InetAddress.getLoopbackAddress())) {
+            Processes.Result r = Processes.run(List.of(java(), "-jar", jar(), "--config",
+                    Processes.projectRoot().resolve("config/egress-proxy.conf").toString()), null, 60,
+                    Map.of("EGRESS_PROXY_HOST", "127.0.0.1", "EGRESS_PROXY_PORT", Integer.toString(ports[0]),
+                            "EGRESS_PROXY_ADMIN_HOST", "127.0.0.1", "EGRESS_PROXY_ADMIN_PORT", Integer.toString(ports[1])));
+            assertThat(r.exitCode()).as(r.output()).isEqualTo(1);
+            assertThat(r.output()).contains("egress-proxy could not start: cannot listen (proxy) on 127.0.0.1:"
+                    + ports[0] + ": Address already in use");
+        }
     }
 }

@@ -5,6 +5,7 @@ import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /** Runs real programs (promtool, curl, the proxy jar) for tests and captures what they print. */
@@ -19,7 +20,15 @@ public final class Processes {
 
     /** Runs {@code command} with {@code stdin}, waiting at most {@code timeoutSeconds}. */
     public static Result run(List<String> command, String stdin, long timeoutSeconds) throws Exception {
-        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+        return run(command, stdin, timeoutSeconds, Map.of());
+    }
+
+    /** Runs {@code command} as {@link #run(List, String, long)} does, with {@code env} added to its environment. */
+    public static Result run(List<String> command, String stdin, long timeoutSeconds, Map<String, String> env)
+            throws Exception {
+        ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true);
+        builder.environment().putAll(env);
+        Process p = builder.start();
         if (stdin != null) {
             p.getOutputStream().write(stdin.getBytes(StandardCharsets.UTF_8));
         }

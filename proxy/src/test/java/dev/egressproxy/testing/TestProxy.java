@@ -21,7 +21,7 @@ public final class TestProxy implements AutoCloseable {
     public final ProxyServer server;
     public final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
 
-    private TestProxy(ProxyConfig config) throws InterruptedException {
+    private TestProxy(ProxyConfig config) throws Exception {
         server = new ProxyServer(config, registry, "test").start();
     }
 

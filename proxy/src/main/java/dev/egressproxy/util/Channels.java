@@ -6,8 +6,10 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelOutboundBuffer;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.socket.ChannelInputShutdownEvent;
+import io.netty.channel.socket.DuplexChannel;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.util.ReferenceCountUtil;
 import java.io.IOException;
@@ -44,11 +46,21 @@ public final class Channels {
         throw new IOException("cannot listen (" + listener + ") on " + host + ":" + port + ": " + reason, cause);
     }
 
-    /** Closes {@code ch} once everything already written to it has been flushed. */
+    /**
+     * Closes {@code ch} once everything already written to it has been flushed. With nothing
+     * queued (the usual end of a tunnel) or its output already shut down it closes at once: an
+     * empty write and a listener would only wait for nothing, and a write after a shutdown of the
+     * output fails with an exception Netty makes for the purpose.
+     */
     public static void closeOnFlush(Channel ch) {
-        if (ch != null && ch.isActive()) {
+        if (ch == null) {
+            return;
+        }
+        ChannelOutboundBuffer queued = ch.unsafe().outboundBuffer();
+        boolean outputShut = ch instanceof DuplexChannel dc && dc.isOutputShutdown();
+        if (ch.isActive() && !outputShut && queued != null && queued.totalPendingWriteBytes() > 0) {
             ch.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
-        } else if (ch != null) {
+        } else {
             ch.close();
         }
     }

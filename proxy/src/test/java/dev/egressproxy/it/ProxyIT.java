@@ -10,7 +10,9 @@ import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestCerts;
 import dev.egressproxy.testing.TestProxy;
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelOption;
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.ProxySelector;
@@ -22,6 +24,7 @@ import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
@@ -77,7 +80,7 @@ class ProxyIT {
         }
         proxy = TestProxy.start("""
                 allowlist.hosts = ["registry.redhat.io", "cdn02.quay.io", "echo.test:7000", "source.test:7001",
-                                   "refused.test:7002", "blackhole.test:7003"]
+                                   "refused.test:7002", "blackhole.test:7003", "slow.test:7004"]
                 timeouts.connect = 1s
                 destinations.connect-to {
                   "registry.redhat.io:443" = "127.0.0.1:%d"
@@ -88,9 +91,10 @@ class ProxyIT {
                   "source.test:7001" = "127.0.0.1:%d"
                   "refused.test:7002" = "127.0.0.1:%d"
                   "blackhole.test:7003" = "127.0.0.1:%d"
+                  "slow.test:7004" = "127.0.0.1:%d"
                 }
                 """.formatted(registryTls.port(), registryHttp.port(), cdnTls.port(), cdnHttp.port(), echo.port(),
-                source.port(), closedPort, blackhole.port()));
+                source.port(), closedPort, blackhole.port(), blackhole.port()));
     }
 
     @AfterAll
@@ -271,6 +275,44 @@ class ProxyIT {
             raw.socket.shutdownOutput();
             assertThat(raw.readHead().status()).isEqualTo(200);
             assertThat(new String(raw.readToEnd(), StandardCharsets.US_ASCII)).isEqualTo("sent before the tunnel was up");
+        }
+    }
+
+    @Test
+    void bytesSentBehindTheConnectWhileTheUpstreamIsSlowAreBufferedOnlyUpToABound() throws Exception {
+        try (RawClient raw = new RawClient(proxy.address())) {
+            raw.send("CONNECT slow.test:7004 HTTP/1.1\r\n\r\n");
+            // 4 MiB behind the head while the upstream connect hangs (until the 1 s connect timeout):
+            // the proxy keeps at most 64 KiB of it and then stops reading from the client.
+            CompletableFuture<Void> sending = CompletableFuture.runAsync(() -> {
+                try {
+                    OutputStream out = raw.out();
+                    byte[] chunk = new byte[16 * 1024];
+                    for (int i = 0; i < 256; i++) {
+                        out.write(chunk);
+                    }
+                } catch (IOException expected) {
+                    // the proxy closes after its 504
+                }
+            });
+            await().atMost(Duration.ofSeconds(5)).until(() -> proxy.server.clientChannels().stream()
+                    .anyMatch(ch -> !ch.config().isAutoRead()));
+            assertThat(raw.readHead().status()).isEqualTo(504);
+            sending.get(30, TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
+    void bothSidesOfATunnelSendSmallWritesAtOnce() throws Exception {
+        // TCP_NODELAY comes from the transport's defaults, not from an option the proxy sets.
+        try (RawClient raw = new RawClient(proxy.address())) {
+            raw.send("CONNECT echo.test:7000 HTTP/1.1\r\n\r\nping");
+            assertThat(raw.readHead().status()).isEqualTo(200);
+            assertThat(raw.readExactly(4)).isEqualTo("ping".getBytes(StandardCharsets.US_ASCII));
+            List<Channel> sides = new ArrayList<>(proxy.server.clientChannels());
+            sides.addAll(proxy.server.upstreamChannels());
+            assertThat(sides).hasSizeGreaterThanOrEqualTo(2)
+                    .allSatisfy(ch -> assertThat(ch.config().getOption(ChannelOption.TCP_NODELAY)).isTrue());
         }
     }
 

@@ -2,12 +2,16 @@
 # The egress-proxy benchmark: egress-proxy, Squid, tinyproxy and a direct connection measured in one
 # run on loopback, printed as one table with ratios against Squid. See docs/performance.md.
 #
-#   bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns]
+#   bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile]
 #
 # --quick   smoke version for CI: egress-proxy and direct only, ~1 s per scenario, 200 idle tunnels;
 #           asserts nothing about speed, fails if a scenario fails.
 # --runs N  repetitions of every scenario (default 3; the table shows median and min-max).
 # --no-netns  stay in the machine's network namespace (see below).
+# --profile  after the last run's scenarios, profile each proxy under the connect-rate load: where
+#            the proxy core's time goes (perf record -C, by thread and library) and system calls per
+#            tunnel (strace -c); printed after the table. Needs perf (apt-get install -y linux-perf)
+#            and strace.
 # Needs: java 17, taskset (util-linux), squid and tinyproxy (apt-get install -y squid tinyproxy)
 # unless --quick, and the built jar (mvn -B -q package -DskipTests).
 set -euo pipefail
@@ -17,6 +21,7 @@ root="$(dirname "$here")"
 original_args=("$@")
 quick=0
 runs=3
+profile=0
 jar="$root/proxy/target/egress-proxy.jar"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -24,7 +29,8 @@ while [[ $# -gt 0 ]]; do
     --runs) runs="$2"; shift ;;
     --jar) jar="$2"; shift ;;
     --no-netns) ;;
-    *) echo "usage: bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns]" >&2; exit 64 ;;
+    --profile) profile=1 ;;
+    *) echo "usage: bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile]" >&2; exit 64 ;;
   esac
   shift
 done
@@ -35,6 +41,10 @@ need javac "install a JDK 17"
 need taskset "apt-get install -y util-linux"
 need python3 "apt-get install -y python3"
 [[ -f "$jar" ]] || { echo "bench: no jar at $jar; run: mvn -B -q package -DskipTests" >&2; exit 2; }
+if [[ $profile -eq 1 ]]; then
+  need perf "apt-get install -y linux-perf"
+  need strace "apt-get install -y strace"
+fi
 if [[ $quick -eq 0 ]]; then
   need squid "apt-get install -y squid"
   need tinyproxy "apt-get install -y tinyproxy"
@@ -145,11 +155,13 @@ if [[ $quick -eq 1 ]]; then
   proxies=(direct egress)
   secs=1
   warm=1
+  again=0
   idle_counts=(200)
 else
   proxies=(direct egress squid tinyproxy)
   secs=5
   warm=15
+  again=3
   idle_counts=(4000 8000)
 fi
 
@@ -172,12 +184,57 @@ scenario() { # proxy run args...
   record "$proxy" "$run" <<< "$out"
 }
 
+# A load scenario: the same load for $again seconds first (discarded), then measured for $secs. A
+# JVM recompiles when the load changes (connect-rate after plain HTTP, say: new hot paths, some
+# deoptimisation), and on the proxy's one core its compiler competes with the event loop; the
+# short repeat measures every proxy in the steady state of the load at hand. Same for all.
+measured() { # proxy run scenario target n
+  if (( again > 0 )); then
+    loadgen "$3" "$4" "$again" "$5" > /dev/null
+  fi
+  scenario "$1" "$2" "$3" "$4" "$secs" "$5"
+}
+
 target() {
   if [[ "$1" == direct ]]; then
     echo "echo=127.0.0.1:18080,http=127.0.0.1:18081"
   else
     echo "proxy=127.0.0.1:$(proxy_port "$1"),echo=127.0.0.1:18080,http=127.0.0.1:18081"
   fi
+}
+
+# The profile of one proxy (its pid in $proxy_pid) under connect-rate, into $work/profile-<proxy>.txt.
+# The pauses give the load a second to reach its steady state before sampling starts.
+profile_proxy() { # proxy target
+  local lg
+  {
+    echo "== $1 under connect-rate, 64 workers: CPU $PROXY_CPU (the proxy's) by thread and library"
+    echo "   (perf record -C $PROXY_CPU, 4 s; [JIT] is compiled Java code, libjvm.so the JVM itself)"
+    loadgen connect-rate "$2" 6 64 > "$work/profile-$1.rate" &
+    lg=$!
+    sleep 1
+    perf record -q -o "$work/perf-$1.data" -C "$PROXY_CPU" -- sleep 4 > /dev/null 2>&1
+    wait "$lg"
+    grep tunnels_per_s "$work/profile-$1.rate" | sed 's/^RESULT /   /'
+    perf report -i "$work/perf-$1.data" --sort comm,dso --stdio 2> /dev/null | grep -v '^#' | grep -v '^$' | head -12
+    echo "-- system calls per tunnel (strace -c -f on the proxy for 3 s of connect-rate, divided by its accepts)"
+    loadgen connect-rate "$2" 5 64 > /dev/null &
+    lg=$!
+    sleep 1
+    timeout -s INT 3 strace -c -f -p "$proxy_pid" -o "$work/strace-$1.txt" 2> /dev/null || true
+    wait "$lg"
+    awk '$1 ~ /^[0-9.]+$/ && $NF != "total" { calls[$NF] = $4 }
+         END {
+           tunnels = calls["accept4"] + calls["accept"]
+           if (tunnels == 0) { print "   no accept seen"; exit }
+           total = 0
+           for (c in calls) if (c != "futex") total += calls[c]
+           printf "   %d tunnels, %.1f system calls per tunnel (futex not counted)\n", tunnels, total / tunnels
+           fflush()
+           for (c in calls) if (calls[c] / tunnels >= 0.5) printf "   %-16s %6.1f\n", c, calls[c] / tunnels | "sort -k2 -nr"
+           close("sort -k2 -nr")
+         }' "$work/strace-$1.txt"
+  } > "$work/profile-$1.txt" 2>&1
 }
 
 started=$SECONDS
@@ -199,15 +256,18 @@ for run in $(seq 1 "$runs"); do
     # paths; every proxy gets the same.
     loadgen connect-rate "$t" "$warm" 64 > /dev/null
     loadgen http "$t" "$warm" 32 > /dev/null
-    scenario "$proxy" "$run" connect-rate "$t" "$secs" 64
-    scenario "$proxy" "$run" rr "$t" "$secs" 64
-    scenario "$proxy" "$run" bulk "$t" "$secs" 1
-    scenario "$proxy" "$run" bulk "$t" "$secs" 4
-    scenario "$proxy" "$run" http "$t" "$secs" 32
+    measured "$proxy" "$run" connect-rate "$t" 64
+    measured "$proxy" "$run" rr "$t" 64
+    measured "$proxy" "$run" bulk "$t" 1
+    measured "$proxy" "$run" bulk "$t" 4
+    measured "$proxy" "$run" http "$t" 32
     if [[ "$proxy" != direct ]]; then
       for n in "${idle_counts[@]}"; do
         scenario "$proxy" "$run" idle "$t" "$n" "$proxy_pid"
       done
+      if [[ $profile -eq 1 && $run -eq $runs ]]; then
+        profile_proxy "$proxy" "$t"
+      fi
       stop_proxy
     fi
   done
@@ -219,3 +279,7 @@ echo "network: $netns"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(java -version 2>&1 | head -1)"
 echo "egress-proxy: deploy/bin/egress-proxy, EGRESS_PROXY_HEAP=$EGRESS_PROXY_HEAP (-Xms=-Xmx), EGRESS_PROXY_GC=$EGRESS_PROXY_GC, EGRESS_PROXY_DIRECT_MEMORY=$EGRESS_PROXY_DIRECT_MEMORY, CDS archive; wall time $((SECONDS - started)) s"
 python3 "$here/table.py" "$results" "$quick"
+if [[ $profile -eq 1 ]]; then
+  echo
+  cat "$work"/profile-*.txt
+fi

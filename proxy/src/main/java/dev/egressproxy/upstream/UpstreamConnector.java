@@ -5,6 +5,7 @@ import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.policy.Target;
 import io.netty.bootstrap.Bootstrap;
+import io.netty.buffer.PooledByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelHandler;
@@ -141,6 +142,9 @@ public final class UpstreamConnector {
                 // TCP_NODELAY: Netty's socket channels turn it on when they are created (one
                 // setsockopt); asking again here would cost a second one per connection.
                 .option(ChannelOption.SO_KEEPALIVE, true)
+                // The client side's allocator: one pool for both directions of a tunnel, the pool
+                // the allocator metrics report. (Netty 4.2's default is another, adaptive pool.)
+                .option(ChannelOption.ALLOCATOR, PooledByteBufAllocator.DEFAULT)
                 .option(ChannelOption.WRITE_BUFFER_WATER_MARK,
                         new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
                 .handler(handler);

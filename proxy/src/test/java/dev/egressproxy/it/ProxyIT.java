@@ -9,6 +9,7 @@ import dev.egressproxy.testing.RawClient;
 import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestCerts;
 import dev.egressproxy.testing.TestProxy;
+import io.netty.buffer.PooledByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelOption;
 import java.io.ByteArrayOutputStream;
@@ -303,8 +304,9 @@ class ProxyIT {
     }
 
     @Test
-    void bothSidesOfATunnelSendSmallWritesAtOnce() throws Exception {
-        // TCP_NODELAY comes from the transport's defaults, not from an option the proxy sets.
+    void bothSidesOfATunnelSendSmallWritesAtOnceAndShareTheMeteredBufferPool() throws Exception {
+        // TCP_NODELAY comes from the transport's defaults, not from an option the proxy sets. The
+        // buffers come from the pool the allocator metrics report, on both sides.
         try (RawClient raw = new RawClient(proxy.address())) {
             raw.send("CONNECT echo.test:7000 HTTP/1.1\r\n\r\nping");
             assertThat(raw.readHead().status()).isEqualTo(200);
@@ -312,7 +314,8 @@ class ProxyIT {
             List<Channel> sides = new ArrayList<>(proxy.server.clientChannels());
             sides.addAll(proxy.server.upstreamChannels());
             assertThat(sides).hasSizeGreaterThanOrEqualTo(2)
-                    .allSatisfy(ch -> assertThat(ch.config().getOption(ChannelOption.TCP_NODELAY)).isTrue());
+                    .allSatisfy(ch -> assertThat(ch.config().getOption(ChannelOption.TCP_NODELAY)).isTrue())
+                    .allSatisfy(ch -> assertThat(ch.alloc()).isSameAs(PooledByteBufAllocator.DEFAULT));
         }
     }
 

@@ -9,7 +9,6 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelOutboundBuffer;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.socket.ChannelInputShutdownEvent;
-import io.netty.channel.socket.DuplexChannel;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.util.ReferenceCountUtil;
 import java.io.IOException;
@@ -50,15 +49,15 @@ public final class Channels {
      * Closes {@code ch} once everything already written to it has been flushed. With nothing
      * queued (the usual end of a tunnel) or its output already shut down it closes at once: an
      * empty write and a listener would only wait for nothing, and a write after a shutdown of the
-     * output fails with an exception Netty makes for the purpose.
+     * output fails with an exception Netty makes for the purpose. Netty drops a channel's outbound
+     * buffer when its output is shut down or it closes, so a missing buffer covers both.
      */
     public static void closeOnFlush(Channel ch) {
         if (ch == null) {
             return;
         }
         ChannelOutboundBuffer queued = ch.unsafe().outboundBuffer();
-        boolean outputShut = ch instanceof DuplexChannel dc && dc.isOutputShutdown();
-        if (ch.isActive() && !outputShut && queued != null && queued.totalPendingWriteBytes() > 0) {
+        if (ch.isActive() && queued != null && queued.totalPendingWriteBytes() > 0) {
             ch.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
         } else {
             ch.close();

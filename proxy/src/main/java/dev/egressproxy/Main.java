@@ -116,7 +116,7 @@ public final class Main {
         try {
             server.start();
         } catch (Exception e) {
-            log.error("egress-proxy could not start: {}", e instanceof java.io.IOException ? e.getMessage() : e.toString());
+            log.error("egress-proxy could not start: {}", e instanceof IOException ? e.getMessage() : e.toString());
             server.close();
             System.exit(1);
         }

@@ -27,6 +27,7 @@ import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.HttpVersion;
+import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.util.function.BooleanSupplier;
@@ -62,7 +63,7 @@ public final class AdminServer implements AutoCloseable {
         this.workers = workers;
     }
 
-    public void start() throws java.io.IOException, InterruptedException {
+    public void start() throws IOException, InterruptedException {
         AdminHandler handler = new AdminHandler();
         ServerBootstrap bootstrap = new ServerBootstrap()
                 .group(boss, workers)

@@ -25,6 +25,7 @@ import io.netty.channel.group.DefaultChannelGroup;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import io.netty.util.concurrent.GlobalEventExecutor;
 import dev.egressproxy.handler.DrainEvent;
+import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -136,7 +137,7 @@ public final class ProxyServer implements AutoCloseable {
     }
 
     /** Binds both listeners; returns once they accept connections. */
-    public ProxyServer start() throws java.io.IOException, InterruptedException {
+    public ProxyServer start() throws IOException, InterruptedException {
         transport = Transport.choose(config.transport());
         int threads = config.ioThreads() > 0 ? config.ioThreads() : Math.max(1, Runtime.getRuntime().availableProcessors());
         // The admin listener's acceptor; the proxy listener accepts on the I/O loops (below).

@@ -8,10 +8,10 @@
 #           asserts nothing about speed, fails if a scenario fails.
 # --runs N  repetitions of every scenario (default 3; the table shows median and min-max).
 # --no-netns  stay in the machine's network namespace (see below).
-# --profile  after the last run's scenarios, profile each proxy under the connect-rate load: where
+# --profile  after the last run's scenarios, profile each proxy: under the connect-rate load, where
 #            the proxy core's time goes (perf record -C, by thread and library) and system calls per
-#            tunnel (strace -c); printed after the table. Needs perf (apt-get install -y linux-perf)
-#            and strace.
+#            tunnel (strace -c); under bulk, how busy each core is (/proc/stat). Printed after the
+#            table. Needs perf (apt-get install -y linux-perf) and strace.
 # Needs: java 17, taskset (util-linux), squid and tinyproxy (apt-get install -y squid tinyproxy)
 # unless --quick, and the built jar (mvn -B -q package -DskipTests).
 set -euo pipefail
@@ -203,7 +203,8 @@ target() {
   fi
 }
 
-# The profile of one proxy (its pid in $proxy_pid) under connect-rate, into $work/profile-<proxy>.txt.
+# The profile of one proxy (its pid in $proxy_pid) under connect-rate, and where both cores' time
+# goes under bulk, into $work/profile-<proxy>.txt.
 # The pauses give the load a second to reach its steady state before sampling starts.
 profile_proxy() { # proxy target
   local lg
@@ -234,7 +235,29 @@ profile_proxy() { # proxy target
            for (c in calls) if (calls[c] / tunnels >= 0.5) printf "   %-16s %6.1f\n", c, calls[c] / tunnels | "sort -k2 -nr"
            close("sort -k2 -nr")
          }' "$work/strace-$1.txt"
+    echo "-- CPU use of both cores under bulk, 1 tunnel both ways (/proc/stat over 4 s; the proxy is on CPU $PROXY_CPU)"
+    loadgen bulk "$2" 6 1 > "$work/profile-$1.bulk" &
+    lg=$!
+    sleep 1
+    cpu_sample 4
+    wait "$lg"
+    grep mb_per_s "$work/profile-$1.bulk" | sed 's/^RESULT /   /'
   } > "$work/profile-$1.txt" 2>&1
+}
+
+# Busy shares of each CPU over $1 seconds, from /proc/stat (user, system, softirq; idle).
+cpu_sample() {
+  local before after
+  before="$(grep '^cpu[0-9]' /proc/stat)"
+  sleep "$1"
+  after="$(grep '^cpu[0-9]' /proc/stat)"
+  paste <(echo "$before") <(echo "$after") | awk '{
+      n = 0; t = 0
+      for (i = 2; i <= 9; i++) { d[i] = $(i + 11) - $i; t += d[i] }
+      if (t == 0) next
+      printf "   %-5s user %3.0f%%  system %3.0f%%  softirq %3.0f%%  idle %3.0f%%\n", $1,
+             100 * (d[2] + d[3]) / t, 100 * d[4] / t, 100 * (d[7] + d[8]) / t, 100 * (d[5] + d[6]) / t
+    }'
 }
 
 started=$SECONDS

@@ -196,6 +196,8 @@ public final class ConfigLoader {
                     + "): " + low + " bytes is above write-buffer-high (" + high + " bytes)");
         }
         ProxyConfig.Limits limits = new ProxyConfig.Limits(maxConnections, maxHead, high, low);
+        ProxyConfig.Relay relay = new ProxyConfig.Relay(bool(c, "relay.splice"),
+                bytes(c, "relay.splice-after", 0, Integer.MAX_VALUE));
         ProxyConfig.Metrics metrics = new ProxyConfig.Metrics(intAtLeast(c, "metrics.max-host-labels", 1),
                 intAtLeast(c, "metrics.denied-report-size", 1));
 
@@ -228,7 +230,7 @@ public final class ConfigLoader {
         if (!problems.isEmpty()) {
             throw new ConfigException(problems);
         }
-        return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, metrics,
+        return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, relay, metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
                 new ProxyConfig.Reload(watch));
     }

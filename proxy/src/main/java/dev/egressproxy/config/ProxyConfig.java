@@ -23,6 +23,7 @@ public record ProxyConfig(
         Dns dns,
         Timeouts timeouts,
         Limits limits,
+        Relay relay,
         Metrics metrics,
         Logging logging,
         Shutdown shutdown,
@@ -37,6 +38,7 @@ public record ProxyConfig(
         Objects.requireNonNull(dns, "dns");
         Objects.requireNonNull(timeouts, "timeouts");
         Objects.requireNonNull(limits, "limits");
+        Objects.requireNonNull(relay, "relay");
         Objects.requireNonNull(metrics, "metrics");
         Objects.requireNonNull(logging, "logging");
         Objects.requireNonNull(shutdown, "shutdown");
@@ -101,6 +103,13 @@ public record ProxyConfig(
 
     /** {@code egress-proxy.limits}. Sizes in bytes. */
     public record Limits(int maxConnections, int maxRequestHead, int writeBufferHigh, int writeBufferLow) {
+    }
+
+    /**
+     * {@code egress-proxy.relay}: whether a tunnel direction moves to splice(2) on the epoll
+     * transport, and after how many bytes (in bytes).
+     */
+    public record Relay(boolean splice, long spliceAfter) {
     }
 
     /** {@code egress-proxy.metrics}. */

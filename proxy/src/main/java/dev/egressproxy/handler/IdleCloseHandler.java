@@ -8,6 +8,7 @@ import io.netty.channel.ChannelPromise;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
 
 /**
  * Closes a client connection (and with it any tunnel or upstream connection) after
@@ -30,6 +31,8 @@ public final class IdleCloseHandler extends ChannelDuplexHandler {
     private long lastActivity;
     private ScheduledFuture<?> timer;
     private boolean stopped;
+    /** Activity the pipeline does not see (a tunnel's splice), asked before closing; may be null. */
+    private BooleanSupplier unseenActivity;
 
     public IdleCloseHandler(Duration idle, ProxyMetrics metrics) {
         this.idleNanos = idle.toNanos();
@@ -62,6 +65,10 @@ public final class IdleCloseHandler extends ChannelDuplexHandler {
             return;
         }
         long quiet = System.nanoTime() - lastActivity;
+        if (quiet >= idleNanos && unseenActivity != null && unseenActivity.getAsBoolean()) {
+            lastActivity = System.nanoTime();
+            quiet = 0;
+        }
         if (quiet >= idleNanos) {
             metrics.rejected(Rejection.IDLE_TIMEOUT);
             ctx.close();
@@ -80,6 +87,19 @@ public final class IdleCloseHandler extends ChannelDuplexHandler {
     public void write(ChannelHandlerContext ctx, Object msg, ChannelPromise promise) {
         lastActivity = System.nanoTime();
         ctx.write(msg, promise);
+    }
+
+    /** Notes activity the pipeline does not see: bytes a tunnel moved with splice(2). */
+    public void touch() {
+        lastActivity = System.nanoTime();
+    }
+
+    /**
+     * Also counts as activity whatever {@code moved} reports (true: bytes moved since it was last
+     * asked); asked only when the connection would otherwise be closed as idle.
+     */
+    public void alsoWatch(BooleanSupplier moved) {
+        unseenActivity = moved;
     }
 
     @Override

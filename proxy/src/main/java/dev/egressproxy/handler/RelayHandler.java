@@ -1,12 +1,10 @@
 package dev.egressproxy.handler;
 
 import io.netty.buffer.ByteBuf;
-import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.socket.ChannelInputShutdownEvent;
-import io.netty.channel.socket.SocketChannel;
 import io.netty.util.ReferenceCountUtil;
 import java.io.IOException;
 import org.slf4j.Logger;
@@ -24,6 +22,10 @@ import org.slf4j.LoggerFactory;
  * <p>Half-close: when this side's input ends (FIN), whatever is queued is flushed to the peer and the
  * peer's output is shut down; the tunnel closes when both directions have ended, or when either
  * side closes or fails.
+ *
+ * <p>Splice: once a direction has carried {@code relay.splice-after} bytes (and while its peer is
+ * writable) it moves to a {@link SpliceRelay}, which keeps the same backpressure, half-close and
+ * byte counts without the bytes passing through the proxy's memory.
  *
  * <p>Owns {@code bytes_total} (through the tunnel) and no other metric.
  */
@@ -50,12 +52,20 @@ final class RelayHandler extends ChannelInboundHandlerAdapter {
             buf.release();
             return;
         }
-        tunnel.countBytes(ctx.channel(), buf.readableBytes());
+        Channel self = ctx.channel();
+        tunnel.countBytes(self, buf.readableBytes());
         // No promise and no listener per chunk: a failed write is fired as an exception into the
         // peer's pipeline, whose relay handler closes the tunnel (exceptionCaught below).
         peer.write(buf, peer.voidPromise());
+        if (tunnel.splice(self) != null) {
+            // A read between two splice chunks: Netty's splice keeps the backpressure.
+            return;
+        }
         if (!peer.isWritable()) {
-            ctx.channel().config().setAutoRead(false);
+            self.config().setAutoRead(false);
+        } else {
+            // Only while both sides flow: a direction that splices never pauses through auto-read here.
+            tunnel.maybeSplice(self);
         }
     }
 
@@ -67,9 +77,15 @@ final class RelayHandler extends ChannelInboundHandlerAdapter {
 
     @Override
     public void channelWritabilityChanged(ChannelHandlerContext ctx) {
-        // Our channel drained below its low water mark: the peer may read again.
-        if (ctx.channel().isWritable() && !tunnel.isInputDone(peer)) {
-            peer.config().setAutoRead(true);
+        // Our channel drained below its low water mark: the peer may read again (a spliced peer
+        // reads under Netty's own backpressure, or is relaying the rest after its end of input).
+        if (ctx.channel().isWritable()) {
+            SpliceRelay spliced = tunnel.splice(peer);
+            if (spliced != null) {
+                spliced.writable();
+            } else if (!tunnel.isInputDone(peer)) {
+                peer.config().setAutoRead(true);
+            }
         }
         ctx.fireChannelWritabilityChanged();
     }
@@ -77,15 +93,11 @@ final class RelayHandler extends ChannelInboundHandlerAdapter {
     @Override
     public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
         if (evt instanceof ChannelInputShutdownEvent) {
-            boolean bothDone = tunnel.inputDone(ctx.channel());
-            if (bothDone) {
-                tunnel.close();
-            } else if (peer.isActive()) {
-                peer.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(f -> {
-                    if (peer instanceof SocketChannel sc && sc.isActive()) {
-                        sc.shutdownOutput();
-                    }
-                });
+            SpliceRelay spliced = tunnel.splice(ctx.channel());
+            if (spliced != null) {
+                spliced.inputEnded();
+            } else {
+                tunnel.inputEnded(ctx.channel());
             }
             return;
         }

@@ -2,7 +2,10 @@ package dev.egressproxy.handler;
 
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.util.Channels;
+import dev.egressproxy.util.EpollInterest;
+import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
+import io.netty.channel.socket.SocketChannel;
 
 /**
  * The shared state of one CONNECT tunnel: its two channels, which directions have finished, the
@@ -19,12 +22,19 @@ final class Tunnel {
     private boolean clientInputDone;
     private boolean upstreamInputDone;
     private boolean closed;
+    /** Bytes after which a direction moves to splice(2); -1: never. */
+    private final long spliceAfter;
+    private SpliceRelay clientSplice;
+    private SpliceRelay upstreamSplice;
+    private final IdleCloseHandler idle;
 
     Tunnel(ProxyServices services, AccessRecord record, Channel client, Channel upstream) {
         this.services = services;
         this.record = record;
         this.client = client;
         this.upstream = upstream;
+        this.spliceAfter = services.config().relay().splice() ? services.config().relay().spliceAfter() : -1;
+        this.idle = client.pipeline().get(IdleCloseHandler.class);
         services.metrics().tunnelOpened();
     }
 
@@ -42,6 +52,66 @@ final class Tunnel {
         }
     }
 
+    /** The splice relay of the direction from {@code ch}, or null while it relays through user space. */
+    SpliceRelay splice(Channel ch) {
+        return ch == client ? clientSplice : upstreamSplice;
+    }
+
+    /**
+     * Moves the direction from {@code ch} to splice(2) if it has carried enough bytes, splicing is
+     * on and possible here; returns whether it did.
+     */
+    boolean maybeSplice(Channel ch) {
+        long carried = ch == client ? record.bytesUp() : record.bytesDown();
+        if (spliceAfter < 0 || carried < spliceAfter || closed || !SpliceRelay.possible(ch, peerOf(ch))) {
+            return false;
+        }
+        SpliceRelay relay = SpliceRelay.start(this, ch, peerOf(ch));
+        if (ch == client) {
+            clientSplice = relay;
+        } else {
+            upstreamSplice = relay;
+        }
+        services.metrics().tunnelSpliced();
+        if (idle != null) {
+            idle.alsoWatch(this::splicedSinceAsked);
+        }
+        return true;
+    }
+
+    private boolean splicedSinceAsked() {
+        // Both asked, so that each notes where it stands now.
+        boolean up = clientSplice != null && clientSplice.progressed();
+        boolean down = upstreamSplice != null && upstreamSplice.progressed();
+        return up || down;
+    }
+
+    /** Bytes moved where the pipeline does not see them count as activity for the idle timeout. */
+    void activity() {
+        if (idle != null) {
+            idle.touch();
+        }
+    }
+
+    /**
+     * The input from {@code ch} has ended and everything it sent has been handed to the peer: once
+     * that is flushed, shut the peer's output down (passing the half-close on), or close the tunnel
+     * when the other direction has ended too.
+     */
+    void inputEnded(Channel ch) {
+        Channel peer = peerOf(ch);
+        if (inputDone(ch)) {
+            close();
+        } else if (peer.isActive()) {
+            peer.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(f -> {
+                if (peer instanceof SocketChannel sc && sc.isActive()) {
+                    EpollInterest.release(sc);
+                    sc.shutdownOutput();
+                }
+            });
+        }
+    }
+
     /** Records that {@code ch} will send nothing more; returns true when both directions are done. */
     boolean inputDone(Channel ch) {
         if (ch == client) {
@@ -56,14 +126,34 @@ final class Tunnel {
         return ch == client ? clientInputDone : upstreamInputDone;
     }
 
-    /** Closes both sides after flushing what is queued, and writes the access-log line once. */
+    /**
+     * Closes both sides after flushing what is queued, and writes the access-log line once (for a
+     * tunnel that spliced, once both sides have closed).
+     */
     void close() {
         if (closed) {
             return;
         }
         closed = true;
+        // What a splice moved since its last whole chunk, while the channel can still tell.
+        if (clientSplice != null) {
+            clientSplice.settle();
+        }
+        if (upstreamSplice != null) {
+            upstreamSplice.settle();
+        }
         Channels.closeOnFlush(client);
         Channels.closeOnFlush(upstream);
+        if (clientSplice == null && upstreamSplice == null) {
+            finish();
+        } else {
+            // A spliced chunk still on its way out completes (and is counted) by the time its
+            // channel has flushed and closed: the access-log line waits for both.
+            client.closeFuture().addListener(c -> upstream.closeFuture().addListener(u -> finish()));
+        }
+    }
+
+    private void finish() {
         services.metrics().tunnelClosed(System.nanoTime() - openedNanos);
         services.accessLog().log(record);
     }

@@ -75,6 +75,16 @@ public final class AccessRecord {
         return this;
     }
 
+    /** Bytes relayed from the client so far. */
+    public long bytesUp() {
+        return bytesUp;
+    }
+
+    /** Bytes relayed to the client so far. */
+    public long bytesDown() {
+        return bytesDown;
+    }
+
     public void addBytesUp(long n) {
         bytesUp += n;
     }

@@ -46,6 +46,8 @@ public final class ProxyMetrics {
     public static final String REJECTED = "egress.proxy.rejected";
     /** {@code egress_proxy_bytes_total{direction}}: payload bytes relayed. */
     public static final String BYTES = "egress.proxy.bytes";
+    /** {@code egress_proxy_tunnel_splices_total}: tunnel directions that moved to splice(2). */
+    public static final String TUNNEL_SPLICES = "egress.proxy.tunnel.splices";
     /** {@code egress_proxy_tunnel_duration_seconds}: lifetime of CONNECT tunnels. */
     public static final String TUNNEL_DURATION = "egress.proxy.tunnel.duration";
     /** {@code egress_proxy_config_reloads_total{result}}: config reloads, successful or refused. */
@@ -97,6 +99,7 @@ public final class ProxyMetrics {
     private final Map<String, Timer> connectTimers = new ConcurrentHashMap<>();
     private final Counter bytesToUpstream;
     private final Counter bytesToClient;
+    private final Counter tunnelSplices;
     private final Timer tunnelDuration;
     private final AtomicInteger tunnelsActive = new AtomicInteger();
     private final AtomicInteger connectionsActive = new AtomicInteger();
@@ -130,6 +133,9 @@ public final class ProxyMetrics {
         failureHosts = new HostLabels(maxHostLabels, overflowCounter("upstream_failures"));
         bytesToUpstream = bytesCounter("client_to_upstream");
         bytesToClient = bytesCounter("upstream_to_client");
+        tunnelSplices = Counter.builder(TUNNEL_SPLICES)
+                .description("Tunnel directions that moved their bytes to splice(2) after relay.splice-after bytes")
+                .register(registry);
         tunnelDuration = Timer.builder(TUNNEL_DURATION)
                 .description("Lifetime of CONNECT tunnels")
                 .serviceLevelObjectives(TUNNEL_BUCKETS)
@@ -245,6 +251,10 @@ public final class ProxyMetrics {
 
     public void bytesToClient(long n) {
         bytesToClient.increment(n);
+    }
+
+    public void tunnelSpliced() {
+        tunnelSplices.increment();
     }
 
     public void tunnelOpened() {

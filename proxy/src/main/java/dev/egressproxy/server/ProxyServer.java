@@ -2,6 +2,7 @@ package dev.egressproxy.server;
 
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.handler.ProxyServices;
+import dev.egressproxy.handler.SpliceRelay;
 import dev.egressproxy.log.AccessLog;
 import dev.egressproxy.metrics.AdminServer;
 import dev.egressproxy.metrics.DeniedReport;
@@ -12,6 +13,7 @@ import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.upstream.DnsResolvers;
 import dev.egressproxy.upstream.UpstreamConnector;
 import dev.egressproxy.util.Channels;
+import dev.egressproxy.util.EpollInterest;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.PooledByteBufAllocator;
@@ -104,6 +106,9 @@ public final class ProxyServer implements AutoCloseable {
         if (!running.limits().equals(next.limits())) {
             restart.add("limits");
         }
+        if (!running.relay().equals(next.relay())) {
+            restart.add("relay");
+        }
         if (!running.metrics().equals(next.metrics())) {
             restart.add("metrics");
         }
@@ -161,6 +166,8 @@ public final class ProxyServer implements AutoCloseable {
                 .channel(transport.serverChannel())
                 .option(ChannelOption.SO_BACKLOG, 1024)
                 .option(ChannelOption.SO_REUSEADDR, true)
+                // Before each accepted socket is registered: see EpollInterest.
+                .handler(new EpollInterest.OnAccept())
                 .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
                 // No TCP_NODELAY child option: Netty's socket channels turn it on when they are
                 // created; setting it again would cost a second setsockopt per connection.
@@ -177,8 +184,9 @@ public final class ProxyServer implements AutoCloseable {
         }
         listener = Channels.bindOrExplain(b, "proxy", config.listen().host(), config.listen().port());
         ready = true;
-        log.info("egress-proxy listening on {} (admin {}), transport {} with {} io threads, allowlist: {} entries{}",
-                text(proxyAddress()), admin == null ? "disabled" : text(admin.address()), transport.name(), threads, config.allowlist().entries().size(),
+        log.info("egress-proxy listening on {} (admin {}), transport {} with {} io threads, tunnels relayed {}, allowlist: {} entries{}",
+                text(proxyAddress()), admin == null ? "disabled" : text(admin.address()), transport.name(), threads,
+                relayText(config.relay(), transport.name()), config.allowlist().entries().size(),
                 config.allowlist().presets().isEmpty() ? "" : " (presets " + String.join(", ", config.allowlist().presets()) + ")");
         return this;
     }
@@ -194,6 +202,21 @@ public final class ProxyServer implements AutoCloseable {
 
     public InetSocketAddress adminAddress() {
         return admin == null ? null : admin.address();
+    }
+
+    /** How tunnels relay their bytes here, for the start-up line. */
+    private static String relayText(ProxyConfig.Relay relay, String transport) {
+        if (!relay.splice()) {
+            return "through user space (relay.splice = false)";
+        }
+        if (!transport.equals("epoll")) {
+            return "through user space (splice needs the epoll transport)";
+        }
+        String unavailable = SpliceRelay.unavailableReason();
+        if (unavailable != null) {
+            return "through user space (splice unavailable: " + unavailable + ")";
+        }
+        return "with splice(2) after " + relay.spliceAfter() + " bytes per direction";
     }
 
     /** The transport in use ("epoll" or "nio"); null before {@link #start()}. */

@@ -4,14 +4,17 @@ import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.policy.Target;
+import dev.egressproxy.util.EpollInterest;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.PooledByteBufAllocator;
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelFactory;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelHandler;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.ConnectTimeoutException;
 import io.netty.channel.EventLoop;
+import io.netty.channel.ReflectiveChannelFactory;
 import io.netty.channel.WriteBufferWaterMark;
 import io.netty.channel.group.ChannelGroup;
 import io.netty.channel.socket.SocketChannel;
@@ -48,7 +51,7 @@ public final class UpstreamConnector {
     private final Supplier<PolicyEngine> policy;
     private final ProxyMetrics metrics;
     private final DnsResolvers resolvers;
-    private final Class<? extends SocketChannel> channelClass;
+    private final ChannelFactory<? extends SocketChannel> channelFactory;
     private final ChannelGroup channels;
     private final ProxyConfig.Limits startLimits;
 
@@ -62,7 +65,7 @@ public final class UpstreamConnector {
         this.policy = policy;
         this.metrics = metrics;
         this.resolvers = resolvers;
-        this.channelClass = channelClass;
+        this.channelFactory = new ReflectiveChannelFactory<>(channelClass);
         this.channels = channels;
         this.startLimits = config.get().limits();
     }
@@ -135,7 +138,8 @@ public final class UpstreamConnector {
         ProxyConfig.Limits limits = startLimits;
         Bootstrap b = new Bootstrap()
                 .group(loop)
-                .channel(channelClass)
+                // EPOLLERR added before registration: see EpollInterest.
+                .channelFactory((ChannelFactory<SocketChannel>) () -> EpollInterest.hold(channelFactory.newChannel()))
                 .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) Math.min(Integer.MAX_VALUE, config.timeouts().connect().toMillis()))
                 .option(ChannelOption.ALLOW_HALF_CLOSURE, true)
                 .option(ChannelOption.AUTO_READ, false)

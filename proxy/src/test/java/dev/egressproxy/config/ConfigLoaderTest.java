@@ -45,6 +45,7 @@ class ConfigLoaderTest {
         assertThat(config.timeouts()).isEqualTo(
                 new ProxyConfig.Timeouts(Duration.ofSeconds(10), Duration.ofSeconds(30), Duration.ofMinutes(5)));
         assertThat(config.limits().maxRequestHead()).isEqualTo(32 * 1024);
+        assertThat(config.relay()).isEqualTo(new ProxyConfig.Relay(true, 64 * 1024));
         assertThat(config.logging().accessFormat()).isEqualTo(ProxyConfig.AccessLogFormat.TEXT);
     }
 
@@ -210,6 +211,12 @@ class ConfigLoaderTest {
     void rejectsRequestHeadLimitThatIsNotASize() throws Exception {
         assertSingleProblem("max-request-head-not-a-size.conf", 3, "egress-proxy.limits.max-request-head",
                 "'lots' is not a size such as 32KiB");
+    }
+
+    @Test
+    void rejectsNegativeSpliceThreshold() throws Exception {
+        assertSingleProblem("splice-after-negative.conf", 3, "egress-proxy.relay.splice-after",
+                "'-1' is not a size such as 32KiB");
     }
 
     @Test

@@ -8,23 +8,33 @@ import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestProxy;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.AfterParameterizedClassInvocation;
+import org.junit.jupiter.params.BeforeParameterizedClassInvocation;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * Timeouts, size limits and the connection cap: each answers or closes the offending connection
- * and is counted, while the proxy keeps serving others.
+ * and is counted, while the proxy keeps serving others. Run with tunnels relayed through the
+ * proxy's buffers and with every tunnel direction spliced from its first read (the idle timeout
+ * must see spliced bytes too).
  */
+@ParameterizedClass(name = "relay {0}")
+@ValueSource(strings = {"user-space", "splice"})
 class LimitsIT {
+
+    @Parameter
+    String relay;
 
     static TcpServer echo;
     static TestProxy proxy;
 
-    @BeforeAll
-    static void start() throws Exception {
+    @BeforeParameterizedClassInvocation
+    static void start(String relay) throws Exception {
         echo = TcpServer.echo();
-        proxy = TestProxy.start("""
+        proxy = TestProxy.start((relay.equals("splice") ? "relay.splice-after = 0\n" : "relay.splice = false\n") + """
                 allowlist.hosts = ["echo.test:7000"]
                 destinations.connect-to { "echo.test:7000" = "127.0.0.1:%d" }
                 timeouts { request-head = 1s, idle = 2s }
@@ -32,7 +42,7 @@ class LimitsIT {
                 """.formatted(echo.port()));
     }
 
-    @AfterAll
+    @AfterParameterizedClassInvocation
     static void stop() throws Exception {
         proxy.close();
         echo.close();

@@ -32,17 +32,29 @@ import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import javax.net.ssl.SSLContext;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.AfterParameterizedClassInvocation;
+import org.junit.jupiter.params.BeforeParameterizedClassInvocation;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * The core proxy over real sockets on loopback: TLS through CONNECT to a real HTTPS server reached
  * under a registry hostname (through {@code connect-to}), plain HTTP forwarding, redirects,
  * refusals, early payload, half-close, backpressure, and upstream failures.
+ *
+ * <p>Every test runs twice: with tunnels relayed through the proxy's buffers ({@code relay.splice =
+ * false}) and with every tunnel direction moved to splice(2) after its first read ({@code
+ * relay.splice-after = 0}).
  */
+@ParameterizedClass(name = "relay {0}")
+@ValueSource(strings = {"user-space", "splice"})
 class ProxyIT {
+
+    @Parameter
+    String relay;
 
     @TempDir
     static Path dir;
@@ -54,15 +66,16 @@ class ProxyIT {
     static Origin cdnHttp;
     static TcpServer echo;
     static TcpServer source;
+    static TcpServer reply;
     static TcpServer blackhole;
     static int closedPort;
     static TestProxy proxy;
 
     static final long SOURCE_BYTES = 16L * 1024 * 1024;
 
-    @BeforeAll
-    static void start() throws Exception {
-        certs = TestCerts.generate(dir);
+    @BeforeParameterizedClassInvocation
+    static void start(String relay) throws Exception {
+        certs = TestCerts.generate(java.nio.file.Files.createDirectories(dir.resolve(relay)));
         clientTls = certs.clientContext();
         registryTls = Origin.https(certs.serverContext())
                 .respond("/v2/", 200, "registry over tls\n")
@@ -75,13 +88,14 @@ class ProxyIT {
         cdnHttp = Origin.http().respond("/sha256/ab/abc", 200, "blob abc over http\n");
         echo = TcpServer.echo();
         source = TcpServer.source(SOURCE_BYTES);
+        reply = TcpServer.sourceAfterEndOfRequest(SOURCE_BYTES);
         blackhole = TcpServer.blackhole();
         try (ServerSocket s = new ServerSocket(0)) {
             closedPort = s.getLocalPort();
         }
-        proxy = TestProxy.start("""
+        proxy = TestProxy.start((relay.equals("splice") ? "relay.splice-after = 0\n" : "relay.splice = false\n") + """
                 allowlist.hosts = ["registry.redhat.io", "cdn02.quay.io", "echo.test:7000", "source.test:7001",
-                                   "refused.test:7002", "blackhole.test:7003", "slow.test:7004"]
+                                   "refused.test:7002", "blackhole.test:7003", "slow.test:7004", "reply.test:7005"]
                 timeouts.connect = 1s
                 destinations.connect-to {
                   "registry.redhat.io:443" = "127.0.0.1:%d"
@@ -93,15 +107,16 @@ class ProxyIT {
                   "refused.test:7002" = "127.0.0.1:%d"
                   "blackhole.test:7003" = "127.0.0.1:%d"
                   "slow.test:7004" = "127.0.0.1:%d"
+                  "reply.test:7005" = "127.0.0.1:%d"
                 }
                 """.formatted(registryTls.port(), registryHttp.port(), cdnTls.port(), cdnHttp.port(), echo.port(),
-                source.port(), closedPort, blackhole.port(), blackhole.port()));
+                source.port(), closedPort, blackhole.port(), blackhole.port(), reply.port()));
     }
 
-    @AfterAll
+    @AfterParameterizedClassInvocation
     static void stop() throws Exception {
         proxy.close();
-        for (AutoCloseable c : List.<AutoCloseable>of(registryTls, registryHttp, cdnTls, cdnHttp, echo, source, blackhole)) {
+        for (AutoCloseable c : List.<AutoCloseable>of(registryTls, registryHttp, cdnTls, cdnHttp, echo, source, reply, blackhole)) {
             c.close();
         }
         assertThat(echo.errors).isEmpty();
@@ -357,6 +372,45 @@ class ProxyIT {
     }
 
     @Test
+    void bulkEchoEndedByHalfCloseArrivesWholeAndIsCountedExactly() throws Exception {
+        // Sizes at which Netty's own splice lost bytes at end of input: a little, several pipes'
+        // worth, and more than the socket buffers hold when the FIN arrives.
+        for (int size : new int[] {100_000, 4_000_000, 40_000_000}) {
+            double upBefore = proxy.scrapeValue("egress_proxy_bytes_total{direction=\"client_to_upstream\"}");
+            double downBefore = proxy.scrapeValue("egress_proxy_bytes_total{direction=\"upstream_to_client\"}");
+            double splicesBefore = proxy.scrapeValue("egress_proxy_tunnel_splices_total");
+            byte[] payload = new byte[size];
+            new Random(size).nextBytes(payload);
+            try (AccessLogCapture log = new AccessLogCapture(); RawClient raw = new RawClient(proxy.address())) {
+                raw.send("CONNECT echo.test:7000 HTTP/1.1\r\n\r\n");
+                assertThat(raw.readHead().status()).isEqualTo(200);
+                CompletableFuture<byte[]> received = CompletableFuture.supplyAsync(() -> {
+                    try {
+                        return raw.readToEnd();
+                    } catch (Exception e) {
+                        throw new IllegalStateException(e);
+                    }
+                });
+                raw.out().write(payload);
+                raw.out().flush();
+                raw.socket.shutdownOutput();
+                byte[] back = received.get(60, TimeUnit.SECONDS);
+                assertThat(back.length).as("bytes echoed of %d", size).isEqualTo(size);
+                assertThat(Arrays.equals(back, payload)).as("echo of %d bytes intact", size).isTrue();
+                await().atMost(Duration.ofSeconds(10)).until(() -> log.lines().stream()
+                        .anyMatch(l -> l.contains("echo.test") && l.contains("bytes_up=" + size + " bytes_down=" + size)));
+            }
+            assertThat(proxy.scrapeValue("egress_proxy_bytes_total{direction=\"client_to_upstream\"}") - upBefore)
+                    .isEqualTo(size);
+            assertThat(proxy.scrapeValue("egress_proxy_bytes_total{direction=\"upstream_to_client\"}") - downBefore)
+                    .isEqualTo(size);
+            assertThat(proxy.scrapeValue("egress_proxy_tunnel_splices_total") - splicesBefore)
+                    .as("tunnel directions moved to splice").isEqualTo(
+                            relay.equals("splice") && proxy.server.transportName().equals("epoll") ? 2.0 : 0.0);
+        }
+    }
+
+    @Test
     void slowReaderDoesNotMakeTheProxyBufferWithoutBound() throws Exception {
         try (RawClient raw = new RawClient(proxy.address())) {
             raw.socket.setReceiveBufferSize(16 * 1024);
@@ -372,6 +426,38 @@ class ProxyIT {
             assertThat(source.bytesWritten.get()).isLessThan(SOURCE_BYTES);
 
             // Once the client reads, everything arrives intact.
+            InputStream in = raw.in();
+            byte[] buf = new byte[65536];
+            long offset = 0;
+            int n;
+            while ((n = in.read(buf)) >= 0) {
+                for (int i = 0; i < n; i++) {
+                    if (buf[i] != TcpServer.patternByte(offset + i)) {
+                        throw new AssertionError("byte " + (offset + i) + " differs");
+                    }
+                }
+                offset += n;
+            }
+            assertThat(offset).isEqualTo(SOURCE_BYTES);
+        }
+    }
+
+    @Test
+    void clientThatEndsItsRequestBeforeTheDownloadStartsStillReceivesAllOfIt() throws Exception {
+        // The client's FIN reaches the proxy while nothing is being written to it; the download
+        // then outpaces the client. Netty 4.2's epoll took such a socket out of its epoll set and
+        // failed the first write that had to wait ("epoll_ctl(..) failed: No such file or
+        // directory"), cutting the download short.
+        try (RawClient raw = new RawClient(proxy.address())) {
+            raw.socket.setReceiveBufferSize(16 * 1024);
+            raw.send("CONNECT reply.test:7005 HTTP/1.1\r\n\r\nrequest");
+            assertThat(raw.readHead().status()).isEqualTo(200);
+            raw.socket.shutdownOutput();
+            // Read only once the proxy has had to wait for the client (or the tunnel has gone).
+            await().atMost(Duration.ofSeconds(20)).until(() -> proxy.server.upstreamChannels().stream()
+                    .noneMatch(ch -> ch.remoteAddress().toString().endsWith(":" + reply.port()))
+                    || proxy.server.upstreamChannels().stream().anyMatch(ch -> !ch.config().isAutoRead()
+                            && ch.remoteAddress().toString().endsWith(":" + reply.port())));
             InputStream in = raw.in();
             byte[] buf = new byte[65536];
             long offset = 0;

@@ -66,22 +66,35 @@ public final class TcpServer implements AutoCloseable {
 
     /** Writes {@code total} bytes of a known pattern ({@link #patternByte}), then closes. */
     public static TcpServer source(long total) throws IOException {
+        return new TcpServer(64, (s, server) -> writePattern(s, server, total));
+    }
+
+    /**
+     * Reads the request until the client's FIN, then answers with {@code total} bytes of the
+     * pattern and closes: a client that half-closes before its download starts.
+     */
+    public static TcpServer sourceAfterEndOfRequest(long total) throws IOException {
         return new TcpServer(64, (s, server) -> {
-            OutputStream out = s.getOutputStream();
-            byte[] buf = new byte[65536];
-            long sent = 0;
-            while (sent < total) {
-                int n = (int) Math.min(buf.length, total - sent);
-                for (int i = 0; i < n; i++) {
-                    buf[i] = patternByte(sent + i);
-                }
-                out.write(buf, 0, n);
-                sent += n;
-                server.bytesWritten.addAndGet(n);
-            }
-            out.flush();
-            s.close();
+            s.getInputStream().readAllBytes();
+            writePattern(s, server, total);
         });
+    }
+
+    private static void writePattern(Socket s, TcpServer server, long total) throws IOException {
+        OutputStream out = s.getOutputStream();
+        byte[] buf = new byte[65536];
+        long sent = 0;
+        while (sent < total) {
+            int n = (int) Math.min(buf.length, total - sent);
+            for (int i = 0; i < n; i++) {
+                buf[i] = patternByte(sent + i);
+            }
+            out.write(buf, 0, n);
+            sent += n;
+            server.bytesWritten.addAndGet(n);
+        }
+        out.flush();
+        s.close();
     }
 
     /**

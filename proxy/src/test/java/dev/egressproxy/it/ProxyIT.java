@@ -352,13 +352,7 @@ class ProxyIT {
         try (RawClient raw = new RawClient(proxy.address())) {
             raw.send("CONNECT echo.test:7000 HTTP/1.1\r\n\r\n");
             assertThat(raw.readHead().status()).isEqualTo(200);
-            CompletableFuture<byte[]> received = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return raw.readToEnd();
-                } catch (Exception e) {
-                    throw new IllegalStateException(e);
-                }
-            });
+            CompletableFuture<byte[]> received = readToEndInBackground(raw);
             OutputStream out = raw.out();
             for (int off = 0; off < payload.length; off += 8192) {
                 out.write(payload, off, 8192);
@@ -384,13 +378,7 @@ class ProxyIT {
             try (AccessLogCapture log = new AccessLogCapture(); RawClient raw = new RawClient(proxy.address())) {
                 raw.send("CONNECT echo.test:7000 HTTP/1.1\r\n\r\n");
                 assertThat(raw.readHead().status()).isEqualTo(200);
-                CompletableFuture<byte[]> received = CompletableFuture.supplyAsync(() -> {
-                    try {
-                        return raw.readToEnd();
-                    } catch (Exception e) {
-                        throw new IllegalStateException(e);
-                    }
-                });
+                CompletableFuture<byte[]> received = readToEndInBackground(raw);
                 raw.out().write(payload);
                 raw.out().flush();
                 raw.socket.shutdownOutput();
@@ -412,33 +400,16 @@ class ProxyIT {
 
     @Test
     void slowReaderDoesNotMakeTheProxyBufferWithoutBound() throws Exception {
-        try (RawClient raw = new RawClient(proxy.address())) {
-            raw.socket.setReceiveBufferSize(16 * 1024);
-            raw.send("CONNECT source.test:7001 HTTP/1.1\r\n\r\n");
-            assertThat(raw.readHead().status()).isEqualTo(200);
+        try (RawClient raw = tunnelWithSmallReceiveBuffer("CONNECT source.test:7001 HTTP/1.1\r\n\r\n")) {
             // The client reads nothing: the proxy must stop reading the source instead of queueing.
             // Wait until it has (upstream auto-read off) or until it has queued more than it may.
             long bound = 64 * 1024 + 64 * 1024; // high water mark plus at most one read of the upstream
-            await().atMost(Duration.ofSeconds(20)).until(() -> pendingTowardsClients() > bound
-                    || proxy.server.upstreamChannels().stream().anyMatch(ch -> !ch.config().isAutoRead()
-                            && ch.remoteAddress().toString().endsWith(":" + source.port())));
+            await().atMost(Duration.ofSeconds(20)).until(() -> pendingTowardsClients() > bound || upstreamPaused(source));
             assertThat(pendingTowardsClients()).isLessThanOrEqualTo(bound);
             assertThat(source.bytesWritten.get()).isLessThan(SOURCE_BYTES);
 
             // Once the client reads, everything arrives intact.
-            InputStream in = raw.in();
-            byte[] buf = new byte[65536];
-            long offset = 0;
-            int n;
-            while ((n = in.read(buf)) >= 0) {
-                for (int i = 0; i < n; i++) {
-                    if (buf[i] != TcpServer.patternByte(offset + i)) {
-                        throw new AssertionError("byte " + (offset + i) + " differs");
-                    }
-                }
-                offset += n;
-            }
-            assertThat(offset).isEqualTo(SOURCE_BYTES);
+            assertThat(readPatternToEnd(raw.in())).isEqualTo(SOURCE_BYTES);
         }
     }
 
@@ -448,30 +419,57 @@ class ProxyIT {
         // then outpaces the client. Netty 4.2's epoll took such a socket out of its epoll set and
         // failed the first write that had to wait ("epoll_ctl(..) failed: No such file or
         // directory"), cutting the download short.
-        try (RawClient raw = new RawClient(proxy.address())) {
-            raw.socket.setReceiveBufferSize(16 * 1024);
-            raw.send("CONNECT reply.test:7005 HTTP/1.1\r\n\r\nrequest");
-            assertThat(raw.readHead().status()).isEqualTo(200);
+        try (RawClient raw = tunnelWithSmallReceiveBuffer("CONNECT reply.test:7005 HTTP/1.1\r\n\r\nrequest")) {
             raw.socket.shutdownOutput();
             // Read only once the proxy has had to wait for the client (or the tunnel has gone).
-            await().atMost(Duration.ofSeconds(20)).until(() -> proxy.server.upstreamChannels().stream()
-                    .noneMatch(ch -> ch.remoteAddress().toString().endsWith(":" + reply.port()))
-                    || proxy.server.upstreamChannels().stream().anyMatch(ch -> !ch.config().isAutoRead()
-                            && ch.remoteAddress().toString().endsWith(":" + reply.port())));
-            InputStream in = raw.in();
-            byte[] buf = new byte[65536];
-            long offset = 0;
-            int n;
-            while ((n = in.read(buf)) >= 0) {
-                for (int i = 0; i < n; i++) {
-                    if (buf[i] != TcpServer.patternByte(offset + i)) {
-                        throw new AssertionError("byte " + (offset + i) + " differs");
-                    }
-                }
-                offset += n;
-            }
-            assertThat(offset).isEqualTo(SOURCE_BYTES);
+            await().atMost(Duration.ofSeconds(20)).until(() -> upstreamPaused(reply) || upstreamsTo(reply).findAny().isEmpty());
+            assertThat(readPatternToEnd(raw.in())).isEqualTo(SOURCE_BYTES);
         }
+    }
+
+    private static CompletableFuture<byte[]> readToEndInBackground(RawClient raw) {
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                return raw.readToEnd();
+            } catch (IOException e) {
+                throw new IllegalStateException(e);
+            }
+        });
+    }
+
+    /** A tunnel from a client whose socket holds little (16 KiB), so that the proxy soon waits on it. */
+    private static RawClient tunnelWithSmallReceiveBuffer(String connect) throws IOException {
+        RawClient raw = new RawClient(proxy.address());
+        raw.socket.setReceiveBufferSize(16 * 1024);
+        raw.send(connect);
+        assertThat(raw.readHead().status()).isEqualTo(200);
+        return raw;
+    }
+
+    private static java.util.stream.Stream<Channel> upstreamsTo(TcpServer server) {
+        return proxy.server.upstreamChannels().stream()
+                .filter(ch -> ch.remoteAddress().toString().endsWith(":" + server.port()));
+    }
+
+    /** The proxy has stopped reading from its connection to {@code server} (backpressure). */
+    private static boolean upstreamPaused(TcpServer server) {
+        return upstreamsTo(server).anyMatch(ch -> !ch.config().isAutoRead());
+    }
+
+    /** Reads to the end, checking every byte against the source servers' pattern; returns the count. */
+    private static long readPatternToEnd(InputStream in) throws IOException {
+        byte[] buf = new byte[65536];
+        long offset = 0;
+        int n;
+        while ((n = in.read(buf)) >= 0) {
+            for (int i = 0; i < n; i++) {
+                if (buf[i] != TcpServer.patternByte(offset + i)) {
+                    throw new AssertionError("byte " + (offset + i) + " differs");
+                }
+            }
+            offset += n;
+        }
+        return offset;
     }
 
     private static long pendingTowardsClients() {

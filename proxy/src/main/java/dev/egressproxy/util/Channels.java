@@ -82,6 +82,7 @@ public final class Channels {
                 return;
             }
             ch.pipeline().addFirst(new Discard());
+            EpollInterest.release(sc);
             sc.shutdownOutput().addListener(s -> ch.config().setAutoRead(true));
             ch.eventLoop().schedule(() -> {
                 ch.close();

@@ -5,8 +5,6 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.epoll.AbstractEpollStreamChannel;
-import io.netty.channel.epoll.EpollChannelConfig;
-import io.netty.channel.epoll.EpollMode;
 import io.netty.channel.unix.FileDescriptor;
 import java.io.IOException;
 import java.lang.reflect.Field;
@@ -104,21 +102,15 @@ public final class SpliceRelay {
                 && to instanceof AbstractEpollStreamChannel && from.eventLoop() == to.eventLoop();
     }
 
-    /** Moves {@code from} to {@code to} over to splicing; the caller has checked {@link #possible}. */
+    /**
+     * Moves {@code from} to {@code to} over to splicing; the caller has checked {@link #possible}.
+     * (Netty splices only between level-triggered channels; its 4.2 epoll transport has no other
+     * mode.)
+     */
     static SpliceRelay start(Tunnel tunnel, Channel from, Channel to) {
         SpliceRelay relay = new SpliceRelay(tunnel, (AbstractEpollStreamChannel) from, (AbstractEpollStreamChannel) to);
-        // Netty splices only on level-triggered channels (one epoll_ctl each, once per tunnel).
-        levelTriggered(relay.from);
-        levelTriggered(relay.to);
         relay.next();
         return relay;
-    }
-
-    private static void levelTriggered(AbstractEpollStreamChannel ch) {
-        EpollChannelConfig config = ch.config();
-        if (config.getEpollMode() != EpollMode.LEVEL_TRIGGERED) {
-            config.setEpollMode(EpollMode.LEVEL_TRIGGERED);
-        }
     }
 
     private void next() {

@@ -252,7 +252,7 @@ cpu_sample() {
   sleep "$1"
   after="$(grep '^cpu[0-9]' /proc/stat)"
   paste <(echo "$before") <(echo "$after") | awk '{
-      n = 0; t = 0
+      t = 0
       for (i = 2; i <= 9; i++) { d[i] = $(i + 11) - $i; t += d[i] }
       if (t == 0) next
       printf "   %-5s user %3.0f%%  system %3.0f%%  softirq %3.0f%%  idle %3.0f%%\n", $1,

@@ -25,10 +25,11 @@ import org.slf4j.LoggerFactory;
  *
  * <p>End of input is where Netty's splice falls short: on the peer's FIN it splices what fits in
  * the pipe and shuts the input down, leaving the rest in the socket's receive buffer (lost, and a
- * reset when the socket closes). So here, when the input ends, the proxy counts what the pending
- * chunk moved and then reads the rest of the receive buffer itself, through pooled buffers, as
- * fast as the other side takes it, before passing the half-close on. Reading the pending chunk's
- * progress needs two of Netty's private fields; where they cannot be read, splicing is off
+ * reset when the socket closes). So here, when the input ends, the proxy stops Netty's read loop,
+ * reads the rest of the receive buffer itself, through pooled buffers, as fast as the other side
+ * takes it, counts what the current chunk moved, and then passes the half-close on. Reading the
+ * current chunk's progress needs three of Netty's private fields (the splice queue, a task's
+ * remaining length and its promise); where they cannot be read, splicing is off
  * ({@link #unavailableReason()}) and tunnels relay through user space as before.
  */
 public final class SpliceRelay {

@@ -2,7 +2,6 @@ package dev.egressproxy.handler;
 
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.util.Channels;
-import dev.egressproxy.util.EpollInterest;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.socket.SocketChannel;
@@ -26,7 +25,8 @@ final class Tunnel {
     private final long spliceAfter;
     private SpliceRelay clientSplice;
     private SpliceRelay upstreamSplice;
-    private final IdleCloseHandler idle;
+    /** The client connection's idle timer, looked up when the first direction splices. */
+    private IdleCloseHandler idle;
 
     Tunnel(ProxyServices services, AccessRecord record, Channel client, Channel upstream) {
         this.services = services;
@@ -34,7 +34,6 @@ final class Tunnel {
         this.client = client;
         this.upstream = upstream;
         this.spliceAfter = services.config().relay().splice() ? services.config().relay().spliceAfter() : -1;
-        this.idle = client.pipeline().get(IdleCloseHandler.class);
         services.metrics().tunnelOpened();
     }
 
@@ -59,12 +58,12 @@ final class Tunnel {
 
     /**
      * Moves the direction from {@code ch} to splice(2) if it has carried enough bytes, splicing is
-     * on and possible here; returns whether it did.
+     * on and possible here.
      */
-    boolean maybeSplice(Channel ch) {
+    void maybeSplice(Channel ch) {
         long carried = ch == client ? record.bytesUp() : record.bytesDown();
         if (spliceAfter < 0 || carried < spliceAfter || closed || !SpliceRelay.possible(ch, peerOf(ch))) {
-            return false;
+            return;
         }
         SpliceRelay relay = SpliceRelay.start(this, ch, peerOf(ch));
         if (ch == client) {
@@ -73,10 +72,12 @@ final class Tunnel {
             upstreamSplice = relay;
         }
         services.metrics().tunnelSpliced();
-        if (idle != null) {
-            idle.alsoWatch(this::splicedSinceAsked);
+        if (idle == null) {
+            idle = client.pipeline().get(IdleCloseHandler.class);
+            if (idle != null) {
+                idle.alsoWatch(this::splicedSinceAsked);
+            }
         }
-        return true;
     }
 
     private boolean splicedSinceAsked() {
@@ -105,8 +106,7 @@ final class Tunnel {
         } else if (peer.isActive()) {
             peer.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(f -> {
                 if (peer instanceof SocketChannel sc && sc.isActive()) {
-                    EpollInterest.release(sc);
-                    sc.shutdownOutput();
+                    Channels.shutdownOutput(sc);
                 }
             });
         }

@@ -65,6 +65,16 @@ public final class Channels {
     }
 
     /**
+     * Shuts {@code sc}'s output down (sends its FIN). The proxy's one way to do so: the socket's
+     * {@code EPOLLERR} interest comes off first, since nothing is written to it afterwards
+     * ({@link EpollInterest}).
+     */
+    public static ChannelFuture shutdownOutput(SocketChannel sc) {
+        EpollInterest.release(sc);
+        return sc.shutdownOutput();
+    }
+
+    /**
      * Writes a final answer and closes without losing it. Closing a socket whose receive buffer
      * still holds bytes the client sent (the rest of an oversized head, a request body) makes the
      * kernel send a reset, and a reset can destroy the answer before the client reads it. So, as
@@ -82,8 +92,7 @@ public final class Channels {
                 return;
             }
             ch.pipeline().addFirst(new Discard());
-            EpollInterest.release(sc);
-            sc.shutdownOutput().addListener(s -> ch.config().setAutoRead(true));
+            shutdownOutput(sc).addListener(s -> ch.config().setAutoRead(true));
             ch.eventLoop().schedule(() -> {
                 ch.close();
             }, LINGER_MILLIS, TimeUnit.MILLISECONDS);

@@ -24,7 +24,8 @@ import org.slf4j.LoggerFactory;
  * <p>Here every proxied socket also asks for {@code EPOLLERR}, which the kernel reports whether
  * asked for or not (so no event changes), and the set of events never becomes empty. It is added
  * before the socket is registered, which costs no system call. It is taken off when the proxy shuts
- * the socket's output down, after which nothing more is written to it: a socket shut in both
+ * the socket's output down ({@link Channels#shutdownOutput}), after which nothing more is written
+ * to it: a socket shut in both
  * directions reports {@code EPOLLHUP}, which Netty ignores, and would wake the event loop again and
  * again until it is closed if it stayed in the set.
  *
@@ -83,7 +84,7 @@ public final class EpollInterest {
         return ch;
     }
 
-    /** Takes {@code EPOLLERR} off again: call just before shutting the channel's output down. */
+    /** Takes {@code EPOLLERR} off again; {@link Channels#shutdownOutput} calls it before the FIN. */
     public static void release(Channel ch) {
         if (CLEAR != null && EPOLL_CHANNEL.isInstance(ch) && ch.isRegistered() && ch.isOpen()) {
             invoke(CLEAR, ch);

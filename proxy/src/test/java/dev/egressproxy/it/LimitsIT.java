@@ -34,7 +34,7 @@ class LimitsIT {
     @BeforeParameterizedClassInvocation
     static void start(String relay) throws Exception {
         echo = TcpServer.echo();
-        proxy = TestProxy.start((relay.equals("splice") ? "relay.splice-after = 0\n" : "relay.splice = false\n") + """
+        proxy = TestProxy.start(TestProxy.relaySettings(relay) + """
                 allowlist.hosts = ["echo.test:7000"]
                 destinations.connect-to { "echo.test:7000" = "127.0.0.1:%d" }
                 timeouts { request-head = 1s, idle = 2s }

@@ -93,7 +93,7 @@ class ProxyIT {
         try (ServerSocket s = new ServerSocket(0)) {
             closedPort = s.getLocalPort();
         }
-        proxy = TestProxy.start((relay.equals("splice") ? "relay.splice-after = 0\n" : "relay.splice = false\n") + """
+        proxy = TestProxy.start(TestProxy.relaySettings(relay) + """
                 allowlist.hosts = ["registry.redhat.io", "cdn02.quay.io", "echo.test:7000", "source.test:7001",
                                    "refused.test:7002", "blackhole.test:7003", "slow.test:7004", "reply.test:7005"]
                 timeouts.connect = 1s

@@ -34,6 +34,18 @@ public final class TestProxy implements AutoCloseable {
         return new TestProxy(ConfigLoader.fromString(full));
     }
 
+    /**
+     * The settings of a relay mode the parametrised tests run in: {@code "user-space"} (no splice)
+     * or {@code "splice"} (every tunnel direction spliced from its first read).
+     */
+    public static String relaySettings(String relay) {
+        return switch (relay) {
+            case "user-space" -> "relay.splice = false\n";
+            case "splice" -> "relay.splice-after = 0\n";
+            default -> throw new IllegalArgumentException("relay mode " + relay);
+        };
+    }
+
     public int port() {
         return server.proxyAddress().getPort();
     }

@@ -4,7 +4,10 @@
 #
 #   bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile]
 #
-# --quick   smoke version for CI: egress-proxy and direct only, ~1 s per scenario, 200 idle tunnels;
+# egress-proxy is measured twice: as shipped (transport auto, epoll here) and as "egress-uring"
+# (transport = io_uring), unless the kernel refuses io_uring.
+#
+# --quick   smoke version for CI: egress-proxy (both transports) and direct only, ~1 s per scenario, 200 idle tunnels;
 #           asserts nothing about speed, fails if a scenario fails.
 # --runs N  repetitions of every scenario (default 3; the table shows median and min-max).
 # --no-netns  stay in the machine's network namespace (see below).
@@ -126,11 +129,12 @@ proxy_cmd() {
   case "$1" in
     egress) echo taskset -c "$PROXY_CPU" "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     egress-no-cds) echo taskset -c "$PROXY_CPU" env EGRESS_PROXY_CDS=off "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
+    egress-uring) echo taskset -c "$PROXY_CPU" env EGRESS_PROXY_TRANSPORT=io_uring "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     squid) echo taskset -c "$PROXY_CPU" squid -N -f "$work/squid.conf" ;;
     tinyproxy) echo taskset -c "$PROXY_CPU" tinyproxy -d -c "$work/tinyproxy.conf" ;;
   esac
 }
-proxy_port() { case "$1" in egress | egress-no-cds) echo 13128 ;; squid) echo 13129 ;; tinyproxy) echo 13130 ;; esac; }
+proxy_port() { case "$1" in egress | egress-no-cds | egress-uring) echo 13128 ;; squid) echo 13129 ;; tinyproxy) echo 13130 ;; esac; }
 
 proxy_pid=""
 start_proxy() {
@@ -151,14 +155,21 @@ stop_proxy() {
   wait "$proxy_pid" 2>/dev/null || true
 }
 
+# egress-proxy a second time with transport = io_uring (no splice; docs/performance.md), where the
+# kernel allows io_uring.
+uring=(egress-uring)
+if [[ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]]; then
+  echo "bench: kernel.io_uring_disabled is set; egress-proxy runs on epoll only" >&2
+  uring=()
+fi
 if [[ $quick -eq 1 ]]; then
-  proxies=(direct egress)
+  proxies=(direct egress "${uring[@]}")
   secs=1
   warm=1
   again=0
   idle_counts=(200)
 else
-  proxies=(direct egress squid tinyproxy)
+  proxies=(direct egress "${uring[@]}" squid tinyproxy)
   secs=5
   warm=15
   again=3

@@ -11,8 +11,10 @@ for line in open(results_path):
     proxy, run, scenario, metric, value = line.rstrip("\n").split("\t")
     values[(scenario, metric, proxy)].append(float(value))
 
-proxies = ["direct", "egress", "squid", "tinyproxy"]
-rows = []
+# egress-proxy as shipped (transport auto: epoll) and, where the run has it, with transport = io_uring.
+variants = [("egress", "transport auto (epoll), as shipped"), ("egress-uring", "transport = io_uring")]
+variants = [(v, what) for v, what in variants if any(p == v for (_s, _m, p) in values)]
+proxies = ["direct"] + [v for v, _ in variants] + ["squid", "tinyproxy"]
 seen = []
 for (scenario, metric, _proxy) in values:
     if (scenario, metric) not in seen:
@@ -35,17 +37,28 @@ def cell(scenario, metric, proxy):
     return (fmt + " ({}-{})").format(m, fmt.format(min(v)), fmt.format(max(v)))
 
 
-header = ["scenario", "metric"] + proxies + ["egress/squid", "egress/direct"]
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def times(r):
+    return "-" if r is None else "{:.2f}x".format(r)
+
+
+header = ["scenario", "metric"] + proxies
+for v, _ in variants:
+    header += [v + "/squid", v + "/direct"]
 table = [header]
 for scenario, metric in seen:
-    e, s, d = med(scenario, metric, "egress"), med(scenario, metric, "squid"), med(scenario, metric, "direct")
-    vs_squid = "{:.2f}x".format(e / s) if e is not None and s else "-"
-    vs_direct = "{:.2f}x".format(e / d) if e is not None and d else "-"
-    table.append([scenario, metric] + [cell(scenario, metric, p) for p in proxies] + [vs_squid, vs_direct])
+    row = [scenario, metric] + [cell(scenario, metric, p) for p in proxies]
+    for v, _ in variants:
+        e = med(scenario, metric, v)
+        row += [times(ratio(e, med(scenario, metric, "squid"))), times(ratio(e, med(scenario, metric, "direct")))]
+    table.append(row)
 
 widths = [max(len(r[i]) for r in table) for i in range(len(header))]
 for i, r in enumerate(table):
-    print("  ".join(c.ljust(widths[j]) for j, c in enumerate(r)))
+    print("  ".join(c.ljust(widths[j]) for j, c in enumerate(r)).rstrip())
     if i == 0:
         print("  ".join("-" * w for w in widths))
 
@@ -57,35 +70,36 @@ def target(name, ok):
         print(("  MET   " if ok else "  MISSED") + " " + name)
 
 
-def ratio(a, b):
-    return None if a is None or b is None or b == 0 else a / b
+def at_least(r, bound):
+    return None if r is None else r >= bound
 
 
-print()
-print("targets (issue 7), from the medians of this run:")
-if quick:
-    print("  (quick run: egress-proxy and direct only, not a measurement)")
-cr = med("connect-rate", "tunnels_per_s", "egress")
-target("new tunnels/s >= 1.5x Squid", None if ratio(cr, med("connect-rate", "tunnels_per_s", "squid")) is None
-       else ratio(cr, med("connect-rate", "tunnels_per_s", "squid")) >= 1.5)
-target("new tunnels/s >= 0.75x direct", None if ratio(cr, med("connect-rate", "tunnels_per_s", "direct")) is None
-       else ratio(cr, med("connect-rate", "tunnels_per_s", "direct")) >= 0.75)
-p99 = med("connect-rate", "setup_p99_ms", "egress")
-sq99 = med("connect-rate", "setup_p99_ms", "squid")
-target("p99 setup latency <= Squid's", None if p99 is None or sq99 is None else p99 <= sq99)
-rr = ratio(med("rr", "ops_per_s", "egress"), med("rr", "ops_per_s", "direct"))
-target("round trips over 64 tunnels >= 0.95x direct", None if rr is None else rr >= 0.95)
-rr99 = ratio(med("rr", "p99_ms", "egress"), med("rr", "p99_ms", "direct"))
-target("round-trip p99 <= 1.2x direct", None if rr99 is None else rr99 <= 1.2)
-for n in ("1", "4"):
-    b = ratio(med("bulk" + n, "mb_per_s", "egress"), med("bulk" + n, "mb_per_s", "direct"))
-    target("bulk through " + n + " tunnel(s) >= 0.8x direct", None if b is None else b >= 0.8)
-h = ratio(med("http", "req_per_s", "egress"), med("http", "req_per_s", "squid"))
-target("plain-HTTP req/s >= 1.5x Squid", None if h is None else h >= 1.5)
-for n in ("4000", "8000"):
-    i = ratio(med("idle" + n, "rss_kb_per_tunnel", "egress"), med("idle" + n, "rss_kb_per_tunnel", "squid"))
-    target("RSS per idle tunnel at " + n + " <= 0.25x Squid", None if i is None else i <= 0.25)
-held = med("idle8000", "rss_mb_total", "egress")
-target("8,000 idle tunnels held with a 256 MiB heap", None if held is None else True)
-st = med("startup", "first_connect_ms", "egress")
-target("start-up to first accepted CONNECT < 1 s", None if st is None else st < 1000)
+def at_most(r, bound):
+    return None if r is None else r <= bound
+
+
+for v, what in variants:
+    print()
+    print("targets (issue 7) for " + v + " (" + what + "), from the medians of this run:")
+    if quick:
+        print("  (quick run: egress-proxy and direct only, not a measurement)")
+    cr_squid = ratio(med("connect-rate", "tunnels_per_s", v), med("connect-rate", "tunnels_per_s", "squid"))
+    cr_direct = ratio(med("connect-rate", "tunnels_per_s", v), med("connect-rate", "tunnels_per_s", "direct"))
+    target("new tunnels/s >= 1.5x Squid", at_least(cr_squid, 1.5))
+    target("new tunnels/s >= 0.75x direct", at_least(cr_direct, 0.75))
+    target("p99 setup latency <= Squid's",
+           at_most(ratio(med("connect-rate", "setup_p99_ms", v), med("connect-rate", "setup_p99_ms", "squid")), 1.0))
+    target("round trips over 64 tunnels >= 0.95x direct",
+           at_least(ratio(med("rr", "ops_per_s", v), med("rr", "ops_per_s", "direct")), 0.95))
+    target("round-trip p99 <= 1.2x direct", at_most(ratio(med("rr", "p99_ms", v), med("rr", "p99_ms", "direct")), 1.2))
+    for n in ("1", "4"):
+        target("bulk through " + n + " tunnel(s) >= 0.8x direct",
+               at_least(ratio(med("bulk" + n, "mb_per_s", v), med("bulk" + n, "mb_per_s", "direct")), 0.8))
+    target("plain-HTTP req/s >= 1.5x Squid", at_least(ratio(med("http", "req_per_s", v), med("http", "req_per_s", "squid")), 1.5))
+    for n in ("4000", "8000"):
+        target("RSS per idle tunnel at " + n + " <= 0.25x Squid",
+               at_most(ratio(med("idle" + n, "rss_kb_per_tunnel", v), med("idle" + n, "rss_kb_per_tunnel", "squid")), 0.25))
+    held = med("idle8000", "rss_mb_total", v)
+    target("8,000 idle tunnels held with a 256 MiB heap", None if held is None else True)
+    st = med("startup", "first_connect_ms", v)
+    target("start-up to first accepted CONNECT < 1 s", at_most(st, 999.999))

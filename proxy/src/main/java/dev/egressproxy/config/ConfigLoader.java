@@ -221,9 +221,9 @@ public final class ConfigLoader {
                     + ".listen.port); give the admin listener its own port");
         }
         String transport = c.getString("transport").toLowerCase(Locale.ROOT);
-        if (!List.of("auto", "epoll", "nio").contains(transport)) {
+        if (!List.of("auto", "epoll", "io_uring", "nio").contains(transport)) {
             problems.add(ROOT + ".transport (" + where(c.getValue("transport").origin()) + "): '" + transport
-                    + "' is not one of auto, epoll, nio");
+                    + "' is not one of auto, epoll, io_uring, nio");
         }
         int ioThreads = intAtLeast(c, "io-threads", 0);
         boolean watch = bool(c, "reload.watch");

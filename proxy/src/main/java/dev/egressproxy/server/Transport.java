@@ -7,6 +7,11 @@ import io.netty.channel.epoll.EpollIoHandler;
 import io.netty.channel.epoll.EpollServerSocketChannel;
 import io.netty.channel.epoll.EpollSocketChannel;
 import io.netty.channel.nio.NioIoHandler;
+import io.netty.channel.uring.IoUring;
+import io.netty.channel.uring.IoUringDatagramChannel;
+import io.netty.channel.uring.IoUringIoHandler;
+import io.netty.channel.uring.IoUringServerSocketChannel;
+import io.netty.channel.uring.IoUringSocketChannel;
 import io.netty.channel.socket.DatagramChannel;
 import io.netty.channel.socket.ServerSocketChannel;
 import io.netty.channel.socket.SocketChannel;
@@ -17,19 +22,31 @@ import java.util.Locale;
 
 /**
  * The network transport: Netty's native epoll on Linux (fewer system calls and less garbage than
- * NIO's selector), Java NIO elsewhere or when asked for. One choice for every channel of the process,
- * so that a tunnel's two channels share an event loop and class.
+ * NIO's selector), Java NIO elsewhere or when asked for, and Linux io_uring when asked for (faster
+ * tunnel set-up and round trips, but no splice(2) relay; docs/performance.md has the measurements).
+ * One choice for every channel of the process, so that a tunnel's two channels share an event loop
+ * and class.
  */
 public record Transport(String name, IoHandlerFactory ioHandlerFactory, Class<? extends ServerSocketChannel> serverChannel,
         Class<? extends SocketChannel> socketChannel, Class<? extends DatagramChannel> datagramChannel) {
 
     /**
-     * Picks the transport for {@code setting} ({@code auto}, {@code epoll} or {@code nio}).
+     * Picks the transport for {@code setting} ({@code auto}, {@code epoll}, {@code io_uring} or
+     * {@code nio}). {@code auto} never picks io_uring: container runtimes' default seccomp profiles
+     * refuse its system calls, and without splice it moves bulk tunnel bytes more slowly.
      *
-     * @throws IllegalStateException if epoll is asked for and cannot load here
+     * @throws IllegalStateException if epoll or io_uring is asked for and cannot be used here
      */
     public static Transport choose(String setting) {
         String s = setting.toLowerCase(Locale.ROOT);
+        if (s.equals("io_uring")) {
+            if (!IoUring.isAvailable()) {
+                throw new IllegalStateException("transport = io_uring, but io_uring is not available here"
+                        + " (a seccomp profile or kernel.io_uring_disabled can refuse it): " + IoUring.unavailabilityCause());
+            }
+            return new Transport("io_uring", IoUringIoHandler.newFactory(), IoUringServerSocketChannel.class,
+                    IoUringSocketChannel.class, IoUringDatagramChannel.class);
+        }
         if (s.equals("nio") || (s.equals("auto") && !Epoll.isAvailable())) {
             return nio();
         }

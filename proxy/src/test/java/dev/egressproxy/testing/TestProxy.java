@@ -4,6 +4,7 @@ import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.server.ProxyServer;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.netty.channel.uring.IoUring;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.net.InetSocketAddress;
 import java.net.URI;
@@ -11,6 +12,7 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.time.Duration;
+import org.junit.jupiter.api.Assumptions;
 
 /**
  * An in-process proxy on loopback ports picked by the kernel, built from HOCON text over
@@ -27,8 +29,11 @@ public final class TestProxy implements AutoCloseable {
 
     /** Starts a proxy with {@code hocon} (inside {@code egress-proxy { }}) on free loopback ports. */
     public static TestProxy start(String hocon) throws Exception {
-        // The build runs the integration tests once per transport (epoll where it loads, then NIO).
+        // The build runs the relay tests once per transport (epoll where it loads, NIO, io_uring).
         String transport = System.getProperty("egress.test.transport", "auto");
+        Assumptions.assumeTrue(!transport.equals("io_uring") || IoUring.isAvailable(),
+                () -> "io_uring is not available on this machine, so the io_uring transport run is skipped: "
+                        + IoUring.unavailabilityCause());
         String full = "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0 }\n"
                 + " admin { host = \"127.0.0.1\", port = 0 }\n transport = \"" + transport + "\"\n" + hocon + "\n}\n";
         return new TestProxy(ConfigLoader.fromString(full));

@@ -107,9 +107,9 @@ public record ProxyConfig(
 
     /**
      * {@code egress-proxy.relay}: whether a tunnel direction moves to splice(2) on the epoll
-     * transport, and after how many bytes (in bytes).
+     * transport, after how many bytes, and on a read of at least how many bytes (sizes in bytes).
      */
-    public record Relay(boolean splice, long spliceAfter) {
+    public record Relay(boolean splice, long spliceAfter, int spliceMinRead) {
     }
 
     /** {@code egress-proxy.metrics}. */

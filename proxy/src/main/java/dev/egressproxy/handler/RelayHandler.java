@@ -53,7 +53,8 @@ final class RelayHandler extends ChannelInboundHandlerAdapter {
             return;
         }
         Channel self = ctx.channel();
-        tunnel.countBytes(self, buf.readableBytes());
+        int n = buf.readableBytes();
+        tunnel.countBytes(self, n);
         // No promise and no listener per chunk: a failed write is fired as an exception into the
         // peer's pipeline, whose relay handler closes the tunnel (exceptionCaught below).
         peer.write(buf, peer.voidPromise());
@@ -65,7 +66,7 @@ final class RelayHandler extends ChannelInboundHandlerAdapter {
             self.config().setAutoRead(false);
         } else {
             // Only while both sides flow: a direction that splices never pauses through auto-read here.
-            tunnel.maybeSplice(self);
+            tunnel.maybeSplice(self, n);
         }
     }
 

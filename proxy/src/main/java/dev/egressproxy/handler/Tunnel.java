@@ -23,6 +23,8 @@ final class Tunnel {
     private boolean closed;
     /** Bytes after which a direction moves to splice(2); -1: never. */
     private final long spliceAfter;
+    /** ...on a read of at least this many bytes. */
+    private final int spliceMinRead;
     private SpliceRelay clientSplice;
     private SpliceRelay upstreamSplice;
     /** The client connection's idle timer, looked up when the first direction splices. */
@@ -34,6 +36,7 @@ final class Tunnel {
         this.client = client;
         this.upstream = upstream;
         this.spliceAfter = services.config().relay().splice() ? services.config().relay().spliceAfter() : -1;
+        this.spliceMinRead = services.config().relay().spliceMinRead();
         services.metrics().tunnelOpened();
     }
 
@@ -57,12 +60,18 @@ final class Tunnel {
     }
 
     /**
-     * Moves the direction from {@code ch} to splice(2) if it has carried enough bytes, splicing is
-     * on and possible here.
+     * Moves the direction from {@code ch} to splice(2) if it has carried enough bytes, the read
+     * that just arrived ({@code readBytes}) was a large one, and splicing is on and possible here.
+     * Through a pipe a small message costs more than through user space (two splice calls and
+     * Netty's splice bookkeeping instead of one read and one write), so only a direction that
+     * streams is moved.
      */
-    void maybeSplice(Channel ch) {
+    void maybeSplice(Channel ch, int readBytes) {
+        if (spliceAfter < 0 || readBytes < spliceMinRead || closed) {
+            return;
+        }
         long carried = ch == client ? record.bytesUp() : record.bytesDown();
-        if (spliceAfter < 0 || carried < spliceAfter || closed || !SpliceRelay.possible(ch, peerOf(ch))) {
+        if (carried < spliceAfter || !SpliceRelay.possible(ch, peerOf(ch))) {
             return;
         }
         SpliceRelay relay = SpliceRelay.start(this, ch, peerOf(ch));

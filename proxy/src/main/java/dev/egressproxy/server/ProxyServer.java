@@ -216,7 +216,8 @@ public final class ProxyServer implements AutoCloseable {
         if (unavailable != null) {
             return "through user space (splice unavailable: " + unavailable + ")";
         }
-        return "with splice(2) after " + relay.spliceAfter() + " bytes per direction";
+        return "with splice(2) after " + relay.spliceAfter() + " bytes per direction, on reads of at least "
+                + relay.spliceMinRead() + " bytes";
     }
 
     /** The transport in use ("epoll" or "nio"); null before {@link #start()}. */

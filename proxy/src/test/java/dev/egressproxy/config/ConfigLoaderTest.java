@@ -45,7 +45,7 @@ class ConfigLoaderTest {
         assertThat(config.timeouts()).isEqualTo(
                 new ProxyConfig.Timeouts(Duration.ofSeconds(10), Duration.ofSeconds(30), Duration.ofMinutes(5)));
         assertThat(config.limits().maxRequestHead()).isEqualTo(32 * 1024);
-        assertThat(config.relay()).isEqualTo(new ProxyConfig.Relay(true, 64 * 1024));
+        assertThat(config.relay()).isEqualTo(new ProxyConfig.Relay(true, 64 * 1024, 16 * 1024));
         assertThat(config.logging().accessFormat()).isEqualTo(ProxyConfig.AccessLogFormat.TEXT);
     }
 
@@ -217,6 +217,12 @@ class ConfigLoaderTest {
     void rejectsNegativeSpliceThreshold() throws Exception {
         assertSingleProblem("splice-after-negative.conf", 3, "egress-proxy.relay.splice-after",
                 "'-1' is not a size such as 32KiB");
+    }
+
+    @Test
+    void rejectsASpliceMinimumReadNoReadCanReach() throws Exception {
+        assertSingleProblem("splice-min-read-too-large.conf", 3, "egress-proxy.relay.splice-min-read",
+                "131072 bytes is outside 0..65536");
     }
 
     @Test

@@ -41,12 +41,12 @@ public final class TestProxy implements AutoCloseable {
 
     /**
      * The settings of a relay mode the parametrised tests run in: {@code "user-space"} (no splice)
-     * or {@code "splice"} (every tunnel direction spliced from its first read).
+     * or {@code "splice"} (every tunnel direction spliced from its first read, whatever its size).
      */
     public static String relaySettings(String relay) {
         return switch (relay) {
             case "user-space" -> "relay.splice = false\n";
-            case "splice" -> "relay.splice-after = 0\n";
+            case "splice" -> "relay.splice-after = 0\nrelay.splice-min-read = 0\n";
             default -> throw new IllegalArgumentException("relay mode " + relay);
         };
     }

@@ -2,15 +2,17 @@
 # The egress-proxy benchmark: egress-proxy, Squid, tinyproxy and a direct connection measured in one
 # run on loopback, printed as one table with ratios against Squid. See docs/performance.md.
 #
-#   bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile]
+#   bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile] [--variant NAME:VAR=VALUE...]
 #
-# egress-proxy is measured twice: as shipped (transport auto, epoll here) and as "egress-uring"
-# (transport = io_uring), unless the kernel refuses io_uring.
-#
-# --quick   smoke version for CI: egress-proxy (both transports) and direct only, ~1 s per scenario, 200 idle tunnels;
+# --quick   smoke version for CI: egress-proxy and direct only, ~1 s per scenario, 200 idle tunnels;
 #           asserts nothing about speed, fails if a scenario fails.
 # --runs N  repetitions of every scenario (default 3; the table shows median and min-max).
 # --no-netns  stay in the machine's network namespace (see below).
+# --variant NAME:VAR=VALUE[,VAR=VALUE]  (repeatable) egress-proxy once more per variant, as column
+#            egress-NAME, started with those environment variables (the launcher's and the
+#            config's EGRESS_PROXY_* ones), e.g. --variant c1:EGRESS_PROXY_JAVA_OPTS=-XX:TieredStopAtLevel=1
+#            or --variant uring:EGRESS_PROXY_TRANSPORT=io_uring: a setting measured against the
+#            shipped one in the same run. Values may not contain commas or spaces.
 # --profile  after the last run's scenarios, profile each proxy: under the connect-rate load, where
 #            the proxy core's time goes (perf record -C, by thread and library) and system calls per
 #            tunnel (strace -c); under bulk, how busy each core is (/proc/stat). Printed after the
@@ -26,6 +28,7 @@ quick=0
 runs=3
 profile=0
 jar="$root/proxy/target/egress-proxy.jar"
+variants=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1; runs=1 ;;
@@ -33,7 +36,10 @@ while [[ $# -gt 0 ]]; do
     --jar) jar="$2"; shift ;;
     --no-netns) ;;
     --profile) profile=1 ;;
-    *) echo "usage: bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile]" >&2; exit 64 ;;
+    --variant)
+      [[ "${2:-}" =~ ^[a-z0-9]+:[A-Z_]+=[^,\ ]*(,[A-Z_]+=[^,\ ]*)*$ ]] || { echo "bench: --variant NAME:VAR=VALUE[,VAR=VALUE], got '${2:-}'" >&2; exit 64; }
+      variants+=("$2"); shift ;;
+    *) echo "usage: bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile] [--variant NAME:VAR=VALUE...]" >&2; exit 64 ;;
   esac
   shift
 done
@@ -129,12 +135,19 @@ proxy_cmd() {
   case "$1" in
     egress) echo taskset -c "$PROXY_CPU" "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     egress-no-cds) echo taskset -c "$PROXY_CPU" env EGRESS_PROXY_CDS=off "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
-    egress-uring) echo taskset -c "$PROXY_CPU" env EGRESS_PROXY_TRANSPORT=io_uring "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
+    egress-*) echo taskset -c "$PROXY_CPU" env $(variant_env "${1#egress-}") "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     squid) echo taskset -c "$PROXY_CPU" squid -N -f "$work/squid.conf" ;;
     tinyproxy) echo taskset -c "$PROXY_CPU" tinyproxy -d -c "$work/tinyproxy.conf" ;;
   esac
 }
-proxy_port() { case "$1" in egress | egress-no-cds | egress-uring) echo 13128 ;; squid) echo 13129 ;; tinyproxy) echo 13130 ;; esac; }
+# The environment of variant $1, as VAR=VALUE words.
+variant_env() {
+  local v
+  for v in "${variants[@]}"; do
+    if [[ "${v%%:*}" == "$1" ]]; then echo "${v#*:}" | tr ',' ' '; fi
+  done
+}
+proxy_port() { case "$1" in egress*) echo 13128 ;; squid) echo 13129 ;; tinyproxy) echo 13130 ;; esac; }
 
 proxy_pid=""
 start_proxy() {
@@ -155,21 +168,16 @@ stop_proxy() {
   wait "$proxy_pid" 2>/dev/null || true
 }
 
-# egress-proxy a second time with transport = io_uring (no splice; docs/performance.md), where the
-# kernel allows io_uring.
-uring=(egress-uring)
-if [[ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]]; then
-  echo "bench: kernel.io_uring_disabled is set; egress-proxy runs on epoll only" >&2
-  uring=()
-fi
+extra=()
+for v in "${variants[@]}"; do extra+=("egress-${v%%:*}"); done
 if [[ $quick -eq 1 ]]; then
-  proxies=(direct egress "${uring[@]}")
+  proxies=(direct egress "${extra[@]}")
   secs=1
   warm=1
   again=0
   idle_counts=(200)
 else
-  proxies=(direct egress "${uring[@]}" squid tinyproxy)
+  proxies=(direct egress "${extra[@]}" squid tinyproxy)
   secs=5
   warm=15
   again=3
@@ -312,7 +320,9 @@ echo "egress-proxy benchmark: $runs run(s), $secs s per scenario, proxy on CPU $
 echo "network: $netns"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(java -version 2>&1 | head -1)"
 echo "egress-proxy: deploy/bin/egress-proxy, EGRESS_PROXY_HEAP=$EGRESS_PROXY_HEAP (-Xms=-Xmx), EGRESS_PROXY_GC=$EGRESS_PROXY_GC, EGRESS_PROXY_DIRECT_MEMORY=$EGRESS_PROXY_DIRECT_MEMORY, CDS archive; wall time $((SECONDS - started)) s"
-python3 "$here/table.py" "$results" "$quick"
+for v in "${variants[@]}"; do echo "variant egress-${v%%:*}: ${v#*:}"; done
+printf '%s\n' "${variants[@]}" > "$work/variants.txt"
+python3 "$here/table.py" "$results" "$quick" "$work/variants.txt"
 if [[ $profile -eq 1 ]]; then
   echo
   cat "$work"/profile-*.txt

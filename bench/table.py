@@ -11,8 +11,13 @@ for line in open(results_path):
     proxy, run, scenario, metric, value = line.rstrip("\n").split("\t")
     values[(scenario, metric, proxy)].append(float(value))
 
-# egress-proxy as shipped (transport auto: epoll) and, where the run has it, with transport = io_uring.
-variants = [("egress", "transport auto (epoll), as shipped"), ("egress-uring", "transport = io_uring")]
+# egress-proxy as shipped, then each --variant of bench/run.sh (NAME:VAR=VALUE,...) as egress-NAME.
+variants = [("egress", "as shipped")]
+if len(sys.argv) > 3:
+    for line in open(sys.argv[3]):
+        if line.strip():
+            name, settings = line.strip().split(":", 1)
+            variants.append(("egress-" + name, settings.replace(",", " ")))
 variants = [(v, what) for v, what in variants if any(p == v for (_s, _m, p) in values)]
 proxies = ["direct"] + [v for v, _ in variants] + ["squid", "tinyproxy"]
 seen = []

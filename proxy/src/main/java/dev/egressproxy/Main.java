@@ -111,6 +111,7 @@ public final class Main {
     private static void serve(ProxyConfig cfg, Path file, Map<String, String> env) throws Exception {
         Logger log = LoggerFactory.getLogger(Main.class);
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        AutoCloseable binders = StandardBinders.bind(registry);
         ProxyServer server = new ProxyServer(cfg, registry, version());
         try {
             server.start();
@@ -119,10 +120,6 @@ public final class Main {
             server.close();
             System.exit(1);
         }
-        // The JVM, process and allocator meters once the proxy accepts: their JMX and
-        // operating-system lookups took about 0.2 s of a one-core start and nothing needs them
-        // before the first scrape (docs/performance.md, start-up).
-        AutoCloseable binders = StandardBinders.bind(registry);
         ConfigReloader reloader = new ConfigReloader(file, env, server, server.metrics());
         if (cfg.reload().watch()) {
             reloader.watch();

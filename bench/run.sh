@@ -14,8 +14,9 @@
 #            or --variant uring:EGRESS_PROXY_TRANSPORT=io_uring: a setting measured against the
 #            shipped one in the same run. Values may not contain commas or spaces.
 # --profile  after the last run's scenarios, profile each proxy: under the connect-rate load, where
-#            the proxy core's time goes (perf record -C, by thread and library) and system calls per
-#            tunnel (strace -c); under bulk, how busy each core is (/proc/stat). Printed after the
+#            the proxy core's time goes (perf record -C, by thread and library), system calls per
+#            tunnel (strace -c) and how busy each core is (/proc/stat); under bulk, how busy each
+#            core is. Printed after the
 #            table. Needs perf (apt-get install -y linux-perf) and strace.
 # Needs: java 17, taskset (util-linux), squid and tinyproxy (apt-get install -y squid tinyproxy)
 # unless --quick, and the built jar (mvn -B -q package -DskipTests).
@@ -132,6 +133,7 @@ sed "s#BENCH_DIR#$work#g" "$here/config/tinyproxy.conf" > "$work/tinyproxy.conf"
 cp "$here/config/tinyproxy-filter" "$work/tinyproxy-filter"
 
 proxy_cmd() {
+  # shellcheck disable=SC2046  # a variant's VAR=VALUE words (variant_env), split on purpose
   case "$1" in
     egress) echo taskset -c "$PROXY_CPU" "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     egress-no-cds) echo taskset -c "$PROXY_CPU" env EGRESS_PROXY_CDS=off "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
@@ -228,7 +230,14 @@ target() {
 profile_proxy() { # proxy target
   local lg
   {
-    echo "== $1 under connect-rate, 64 workers: CPU $PROXY_CPU (the proxy's) by thread and library"
+    echo "== $1 under connect-rate, 64 workers: CPU use of both cores (/proc/stat over 4 s; the proxy is on CPU $PROXY_CPU)"
+    loadgen connect-rate "$2" 6 64 > "$work/profile-$1.share" &
+    lg=$!
+    sleep 1
+    cpu_sample 4
+    wait "$lg"
+    grep tunnels_per_s "$work/profile-$1.share" | sed 's/^RESULT /   /'
+    echo "-- CPU $PROXY_CPU (the proxy's) by thread and library"
     echo "   (perf record -C $PROXY_CPU, 4 s; [JIT] is compiled Java code, libjvm.so the JVM itself)"
     loadgen connect-rate "$2" 6 64 > "$work/profile-$1.rate" &
     lg=$!

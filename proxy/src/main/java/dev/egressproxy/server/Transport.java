@@ -23,7 +23,7 @@ import java.util.Locale;
 /**
  * The network transport: Netty's native epoll on Linux (fewer system calls and less garbage than
  * NIO's selector), Java NIO elsewhere or when asked for, and Linux io_uring when asked for (faster
- * tunnel set-up and round trips, but no splice(2) relay; docs/performance.md has the measurements).
+ * round trips, but no splice(2) relay; docs/performance.md has the measurements).
  * One choice for every channel of the process, so that a tunnel's two channels share an event loop
  * and class.
  */

@@ -16,8 +16,7 @@
 # --profile  after the last run's scenarios, profile each proxy: under the connect-rate load, where
 #            the proxy core's time goes (perf record -C, by thread and library), system calls per
 #            tunnel (strace -c) and how busy each core is (/proc/stat); under bulk, how busy each
-#            core is. Printed after the
-#            table. Needs perf (apt-get install -y linux-perf) and strace.
+#            core is. Printed after the table. Needs perf (apt-get install -y linux-perf) and strace.
 # Needs: java 17, taskset (util-linux), squid and tinyproxy (apt-get install -y squid tinyproxy)
 # unless --quick, and the built jar (mvn -B -q package -DskipTests).
 set -euo pipefail

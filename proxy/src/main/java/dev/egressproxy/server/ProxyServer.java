@@ -220,7 +220,7 @@ public final class ProxyServer implements AutoCloseable {
                 + relay.spliceMinRead() + " bytes";
     }
 
-    /** The transport in use ("epoll" or "nio"); null before {@link #start()}. */
+    /** The transport in use ("epoll", "nio" or "io_uring"); null before {@link #start()}. */
     public String transportName() {
         return transport == null ? null : transport.name();
     }

@@ -23,9 +23,10 @@ import org.slf4j.LoggerFactory;
  * peer's output is shut down; the tunnel closes when both directions have ended, or when either
  * side closes or fails.
  *
- * <p>Splice: once a direction has carried {@code relay.splice-after} bytes (and while its peer is
- * writable) it moves to a {@link SpliceRelay}, which keeps the same backpressure, half-close and
- * byte counts without the bytes passing through the proxy's memory.
+ * <p>Splice: once a direction has carried {@code relay.splice-after} bytes and then brings a read of
+ * at least {@code relay.splice-min-read} bytes (while its peer is writable) it moves to a
+ * {@link SpliceRelay}, which keeps the same backpressure, half-close and byte counts without the
+ * bytes passing through the proxy's memory ({@link Tunnel#maybeSplice}).
  *
  * <p>Owns {@code bytes_total} (through the tunnel) and no other metric.
  */

@@ -15,7 +15,8 @@ import org.slf4j.LoggerFactory;
 /**
  * One direction of a tunnel moved with splice(2): socket to a kernel pipe to socket, the bytes
  * never copied into the proxy's memory. A {@link RelayHandler} hands its direction over once it
- * has carried {@code relay.splice-after} bytes; on the epoll transport only.
+ * has carried {@code relay.splice-after} bytes and streams ({@code relay.splice-min-read}; see
+ * {@link Tunnel#maybeSplice}); on the epoll transport only.
  *
  * <p>Netty's {@code spliceTo} does the moving, in chunks of {@link #CHUNK} bytes: each chunk's
  * completion counts its bytes ({@code bytes_total}, the access record), notes activity for the

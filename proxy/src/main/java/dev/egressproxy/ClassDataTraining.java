@@ -53,7 +53,7 @@ final class ClassDataTraining {
                     }
                     """.formatted(port, port));
             PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
-            AutoCloseable binders = StandardBinders.bind(registry);
+            StandardBinders binders = StandardBinders.bind(registry);
             ProxyServer server = new ProxyServer(cfg, registry, Main.version());
             try {
                 server.start();

@@ -30,7 +30,10 @@ import io.netty.handler.codec.http.HttpVersion;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
 import java.util.function.BooleanSupplier;
+import java.util.function.Supplier;
 
 /**
  * The admin listener, on its own port: {@code /metrics} (Prometheus text, or OpenMetrics when the
@@ -46,15 +49,21 @@ public final class AdminServer implements AutoCloseable {
     private final PrometheusMeterRegistry registry;
     private final DeniedReport report;
     private final BooleanSupplier ready;
+    private final Supplier<? extends CompletionStage<?>> beforeScrape;
     private final EventLoopGroup boss;
     private final EventLoopGroup workers;
     private final Class<? extends ServerSocketChannel> channelClass;
     private Channel channel;
 
+    /**
+     * {@code beforeScrape} is asked before every {@code /metrics} answer, which waits (off the event
+     * loop) until the stage it returns completes: the JVM meters that Main binds after start-up.
+     */
     public AdminServer(ProxyConfig.Admin config, PrometheusMeterRegistry registry, DeniedReport report,
-            BooleanSupplier ready, EventLoopGroup boss, EventLoopGroup workers,
-            Class<? extends ServerSocketChannel> channelClass) {
+            BooleanSupplier ready, Supplier<? extends CompletionStage<?>> beforeScrape, EventLoopGroup boss,
+            EventLoopGroup workers, Class<? extends ServerSocketChannel> channelClass) {
         this.channelClass = channelClass;
+        this.beforeScrape = beforeScrape;
         this.config = config;
         this.registry = registry;
         this.report = report;
@@ -98,30 +107,48 @@ public final class AdminServer implements AutoCloseable {
 
         @Override
         protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest req) {
-            FullHttpResponse res;
-            if (!req.decoderResult().isSuccess()) {
-                res = text(HttpResponseStatus.BAD_REQUEST, "bad request\n");
-            } else if (!HttpMethod.GET.equals(req.method()) && !HttpMethod.HEAD.equals(req.method())) {
-                res = text(HttpResponseStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n");
-            } else {
-                String path = req.uri();
-                int q = path.indexOf('?');
-                if (q >= 0) {
-                    path = path.substring(0, q);
-                }
-                res = switch (path) {
-                    case "/metrics" -> metrics(req);
-                    case "/healthz" -> text(HttpResponseStatus.OK, "ok\n");
-                    case "/readyz" -> ready.getAsBoolean()
-                            ? text(HttpResponseStatus.OK, "ready\n")
-                            : text(HttpResponseStatus.SERVICE_UNAVAILABLE, "not ready\n");
-                    case "/denied" -> body(HttpResponseStatus.OK, "application/json", report.toJson());
-                    default -> text(HttpResponseStatus.NOT_FOUND, "not found; try /metrics, /healthz, /readyz or /denied\n");
-                };
-            }
             boolean keepAlive = HttpUtil.isKeepAlive(req);
+            boolean head = HttpMethod.HEAD.equals(req.method());
+            if (!req.decoderResult().isSuccess()) {
+                respond(ctx, text(HttpResponseStatus.BAD_REQUEST, "bad request\n"), keepAlive, head);
+                return;
+            }
+            if (!HttpMethod.GET.equals(req.method()) && !head) {
+                respond(ctx, text(HttpResponseStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n"), keepAlive, head);
+                return;
+            }
+            String path = req.uri();
+            int q = path.indexOf('?');
+            if (q >= 0) {
+                path = path.substring(0, q);
+            }
+            if (path.equals("/metrics")) {
+                String accept = req.headers().get(HttpHeaderNames.ACCEPT, "");
+                CompletableFuture<?> meters = beforeScrape.get().toCompletableFuture();
+                if (meters.isDone()) {
+                    respond(ctx, metrics(accept), keepAlive, head);
+                } else {
+                    // The request is released when this method returns: only what was read from it
+                    // is carried over to the answer.
+                    meters.whenComplete((ok, failed) -> ctx.executor().execute(
+                            () -> respond(ctx, metrics(accept), keepAlive, head)));
+                }
+                return;
+            }
+            FullHttpResponse res = switch (path) {
+                case "/healthz" -> text(HttpResponseStatus.OK, "ok\n");
+                case "/readyz" -> ready.getAsBoolean()
+                        ? text(HttpResponseStatus.OK, "ready\n")
+                        : text(HttpResponseStatus.SERVICE_UNAVAILABLE, "not ready\n");
+                case "/denied" -> body(HttpResponseStatus.OK, "application/json", report.toJson());
+                default -> text(HttpResponseStatus.NOT_FOUND, "not found; try /metrics, /healthz, /readyz or /denied\n");
+            };
+            respond(ctx, res, keepAlive, head);
+        }
+
+        private void respond(ChannelHandlerContext ctx, FullHttpResponse res, boolean keepAlive, boolean head) {
             HttpUtil.setKeepAlive(res, keepAlive);
-            if (HttpMethod.HEAD.equals(req.method())) {
+            if (head) {
                 res.content().clear();
             }
             var f = ctx.writeAndFlush(res);
@@ -130,8 +157,7 @@ public final class AdminServer implements AutoCloseable {
             }
         }
 
-        private FullHttpResponse metrics(FullHttpRequest req) {
-            String accept = req.headers().get(HttpHeaderNames.ACCEPT, "");
+        private FullHttpResponse metrics(String accept) {
             String type = accept.contains("application/openmetrics-text") ? OPENMETRICS : PROMETHEUS_TEXT;
             return body(HttpResponseStatus.OK, type, registry.scrape(type));
         }

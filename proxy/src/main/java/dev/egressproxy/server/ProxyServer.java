@@ -32,9 +32,12 @@ import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -62,6 +65,7 @@ public final class ProxyServer implements AutoCloseable {
     private Channel listener;
     private AdminServer admin;
     private volatile boolean ready;
+    private Supplier<? extends CompletionStage<?>> beforeScrape = () -> CompletableFuture.completedFuture(null);
 
     public ProxyServer(ProxyConfig config, PrometheusMeterRegistry registry, String version) {
         this.config = config;
@@ -141,6 +145,15 @@ public final class ProxyServer implements AutoCloseable {
         return live.get();
     }
 
+    /**
+     * What every {@code /metrics} answer waits for first (default: nothing); set before
+     * {@link #start()}. Main passes the JVM meters it binds after start-up.
+     */
+    public ProxyServer scrapeWaitsFor(Supplier<? extends CompletionStage<?>> stage) {
+        this.beforeScrape = stage;
+        return this;
+    }
+
     /** Binds both listeners; returns once they accept connections. */
     public ProxyServer start() throws IOException, InterruptedException {
         transport = Transport.choose(config.transport());
@@ -178,8 +191,8 @@ public final class ProxyServer implements AutoCloseable {
         // The admin listener comes up first so that /healthz answers and /readyz says 503 until
         // the proxy listener is bound.
         if (config.admin().enabled()) {
-            admin = new AdminServer(config.admin(), registry, deniedReport, () -> ready, bossGroup, workerGroup,
-                    transport.serverChannel());
+            admin = new AdminServer(config.admin(), registry, deniedReport, () -> ready, beforeScrape, bossGroup,
+                    workerGroup, transport.serverChannel());
             admin.start();
         }
         listener = Channels.bindOrExplain(b, "proxy", config.listen().host(), config.listen().port());

@@ -143,6 +143,12 @@ class JarIT {
                     HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + admin + "/readyz")).build(),
                     HttpResponse.BodyHandlers.ofString()).statusCode() == 200);
 
+            // The JVM and process meters are bound after start-up, and a scrape waits for them.
+            String scrape = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + admin + "/metrics")).build(),
+                    HttpResponse.BodyHandlers.ofString()).body();
+            assertThat(scrape).contains("egress_proxy_build_info{").contains("jvm_memory_used_bytes")
+                    .contains("process_files_open_files").contains("netty_allocator_memory_used");
+
             List<String> curl = new ArrayList<>(List.of("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
                     "--max-time", "10", "-x", "http://127.0.0.1:" + port, "https://cdn04.quay.io/"));
             Processes.Result refused = Processes.run(curl, null, 30);

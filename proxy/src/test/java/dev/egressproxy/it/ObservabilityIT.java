@@ -17,6 +17,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -35,7 +37,7 @@ class ObservabilityIT {
     @TempDir
     static Path dir;
     static TestProxy proxy;
-    static AutoCloseable binders;
+    static StandardBinders binders;
     static int closedPort;
 
     @BeforeAll
@@ -112,6 +114,31 @@ class ObservabilityIT {
                 .header("Accept", "application/openmetrics-text; version=1.0.0").build(), HttpResponse.BodyHandlers.ofString());
         assertThat(om.headers().firstValue("content-type").orElse("")).startsWith("application/openmetrics-text");
         assertThat(om.body()).endsWith("# EOF\n");
+    }
+
+    @Test
+    void aScrapeWaitsForTheLateJvmMetersWithoutHoldingUpTheOtherAdminPaths() throws Exception {
+        CompletableFuture<Void> meters = new CompletableFuture<>();
+        CountDownLatch asked = new CountDownLatch(1);
+        try (TestProxy late = TestProxy.start("allowlist.hosts = [\"registry.redhat.io\"]",
+                server -> server.scrapeWaitsFor(() -> {
+                    asked.countDown();
+                    return meters;
+                }))) {
+            HttpClient http = HttpClient.newHttpClient();
+            CompletableFuture<HttpResponse<String>> scrape = http.sendAsync(
+                    HttpRequest.newBuilder(URI.create(late.adminUrl("/metrics"))).build(), HttpResponse.BodyHandlers.ofString());
+            assertThat(asked.await(10, TimeUnit.SECONDS)).isTrue();
+            // The scrape is held: a meter registered now must be in its answer.
+            late.registry.gauge("bound_while_the_scrape_waited", 7);
+            assertThat(late.admin("/healthz").statusCode()).isEqualTo(200);
+            assertThat(late.admin("/readyz").statusCode()).isEqualTo(200);
+            assertThat(scrape).isNotDone();
+            meters.complete(null);
+            HttpResponse<String> answer = scrape.get(10, TimeUnit.SECONDS);
+            assertThat(answer.statusCode()).isEqualTo(200);
+            assertThat(answer.body()).contains("bound_while_the_scrape_waited 7.0");
+        }
     }
 
     @Test

@@ -12,6 +12,7 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.time.Duration;
+import java.util.function.Consumer;
 import org.junit.jupiter.api.Assumptions;
 
 /**
@@ -23,12 +24,19 @@ public final class TestProxy implements AutoCloseable {
     public final ProxyServer server;
     public final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
 
-    private TestProxy(ProxyConfig config) throws Exception {
-        server = new ProxyServer(config, registry, "test").start();
+    private TestProxy(ProxyConfig config, Consumer<ProxyServer> beforeStart) throws Exception {
+        server = new ProxyServer(config, registry, "test");
+        beforeStart.accept(server);
+        server.start();
     }
 
     /** Starts a proxy with {@code hocon} (inside {@code egress-proxy { }}) on free loopback ports. */
     public static TestProxy start(String hocon) throws Exception {
+        return start(hocon, server -> { });
+    }
+
+    /** The same, with {@code beforeStart} given the server before it starts (to set what a scrape waits for). */
+    public static TestProxy start(String hocon, Consumer<ProxyServer> beforeStart) throws Exception {
         // The build runs the relay tests once per transport (epoll where it loads, NIO, io_uring).
         String transport = System.getProperty("egress.test.transport", "auto");
         Assumptions.assumeTrue(!transport.equals("io_uring") || IoUring.isAvailable(),
@@ -36,7 +44,7 @@ public final class TestProxy implements AutoCloseable {
                         + IoUring.unavailabilityCause());
         String full = "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0 }\n"
                 + " admin { host = \"127.0.0.1\", port = 0 }\n transport = \"" + transport + "\"\n" + hocon + "\n}\n";
-        return new TestProxy(ConfigLoader.fromString(full));
+        return new TestProxy(ConfigLoader.fromString(full), beforeStart);
     }
 
     /**

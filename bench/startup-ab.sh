@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Start-up of egress-proxy builds or JVM options against each other: launch to the first answered
+# CONNECT, alternating the candidates start by start so that the machine's drift hits them all
+# alike, each through deploy/bin/egress-proxy with its own class-data-sharing archive, the proxy
+# pinned to CPU 1 and the probe and upstream to CPU 0 (as in bench/run.sh's startup scenario).
+#
+#   bench/startup-ab.sh [--starts N] NAME:JAR[:JAVA_OPTS] ...
+#
+# NAME labels a candidate; JAR is an egress-proxy.jar (build another commit into its own tree and
+# point here); JAVA_OPTS (optional, may contain spaces and colons) go into EGRESS_PROXY_JAVA_OPTS,
+# after the launcher's own flags, so they override them. Prints every start, then per candidate
+# the median and the range. Example, the shipped build against itself with the JIT's usual
+# thresholds:
+#
+#   bench/startup-ab.sh base:proxy/target/egress-proxy.jar \
+#       jit1:proxy/target/egress-proxy.jar:-XX:CompileThresholdScaling=1
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+starts=6
+if [[ "${1:-}" == --starts ]]; then
+  starts="$2"
+  shift 2
+fi
+[[ $# -ge 1 ]] || { echo "usage: bench/startup-ab.sh [--starts N] NAME:JAR[:JAVA_OPTS] ..." >&2; exit 64; }
+names=() jars=() opts=()
+for c in "$@"; do
+  [[ "$c" =~ ^([a-z0-9_-]+):([^:]+)(:(.*))?$ ]] || { echo "startup-ab: expected NAME:JAR[:JAVA_OPTS], got '$c'" >&2; exit 64; }
+  [[ -f "${BASH_REMATCH[2]}" ]] || { echo "startup-ab: no jar at ${BASH_REMATCH[2]}" >&2; exit 2; }
+  names+=("${BASH_REMATCH[1]}")
+  jars+=("$(readlink -f "${BASH_REMATCH[2]}")")
+  opts+=("${BASH_REMATCH[4]}")
+done
+
+work="$(mktemp -d /tmp/egress-startup-ab.XXXXXX)"
+upstream=""
+cleanup() {
+  if [[ -n "$upstream" ]]; then kill "$upstream" 2>/dev/null || true; fi
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+javac -d "$work/classes" "$here/src/Bench.java"
+export EGRESS_PROXY_HEAP=256m EGRESS_PROXY_DIRECT_MEMORY=256m EGRESS_PROXY_GC=serial
+for i in "${!names[@]}"; do
+  EGRESS_PROXY_JAR="${jars[$i]}" EGRESS_PROXY_CDS_ARCHIVE="$work/${names[$i]}.jsa" EGRESS_PROXY_JAVA_OPTS="${opts[$i]}" \
+    taskset -c 1 "$root/deploy/bin/egress-proxy" --build-cds-archive > /dev/null
+done
+
+taskset -c 0 java -cp "$work/classes" Bench upstream 18080 18081 > "$work/upstream.log" 2>&1 &
+upstream=$!
+deadline=$((SECONDS + 30))
+until (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null; do
+  (( SECONDS < deadline )) || { echo "startup-ab: the bench upstream did not listen on 18080" >&2; exit 1; }
+  sleep 0.05
+done
+
+target=proxy=127.0.0.1:13128,echo=127.0.0.1:18080,http=127.0.0.1:18081
+for n in $(seq 1 "$starts"); do
+  for i in "${!names[@]}"; do
+    ms="$(EGRESS_PROXY_JAR="${jars[$i]}" EGRESS_PROXY_CDS_ARCHIVE="$work/${names[$i]}.jsa" EGRESS_PROXY_JAVA_OPTS="${opts[$i]}" \
+      taskset -c 0 java -cp "$work/classes" Bench startup "$target" -- \
+      taskset -c 1 "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" \
+      | awk '$1 == "RESULT" && $3 == "first_connect_ms" { printf "%d", $4 }')"
+    echo "start $n ${names[$i]} $ms ms"
+  done
+done | tee "$work/starts.txt"
+echo
+echo "launch to first answered CONNECT, $starts starts each, alternating (proxy on CPU 1):"
+for name in "${names[@]}"; do
+  awk -v n="$name" '$3 == n { print $4 }' "$work/starts.txt" | sort -n | awk -v n="$name" '
+    { v[NR] = $1 }
+    END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+          printf "  %-12s median %5d ms  (%d-%d)\n", n, m, v[1], v[NR] }'
+done

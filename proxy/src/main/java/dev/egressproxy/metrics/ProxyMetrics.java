@@ -134,7 +134,8 @@ public final class ProxyMetrics {
         bytesToUpstream = bytesCounter("client_to_upstream");
         bytesToClient = bytesCounter("upstream_to_client");
         tunnelSplices = Counter.builder(TUNNEL_SPLICES)
-                .description("Tunnel directions that moved their bytes to splice(2) after relay.splice-after bytes")
+                .description("Tunnel directions that moved their bytes to splice(2): after relay.splice-after"
+                        + " bytes, on a read of relay.splice-min-read bytes or more")
                 .register(registry);
         tunnelDuration = Timer.builder(TUNNEL_DURATION)
                 .description("Lifetime of CONNECT tunnels")

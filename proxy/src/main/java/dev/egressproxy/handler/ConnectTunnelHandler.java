@@ -93,7 +93,7 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
         removeIfPresent(p, PipelineNames.REQUEST_POLICY);
 
         Future<Channel> connect = services.connector().connect(pr.target(), client.eventLoop(),
-                new ChannelInboundHandlerAdapter());
+                ChannelInboundHandlerAdapter::new);
         connect.addListener((Future<Channel> f) -> {
             if (f.isSuccess()) {
                 connected(ctx, f.getNow());

@@ -119,7 +119,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         }
         closeUpstream();
         Target target = pr.target();
-        Future<Channel> f = services.connector().connect(target, ctx.channel().eventLoop(), new ChannelInitializer<Channel>() {
+        Future<Channel> f = services.connector().connect(target, ctx.channel().eventLoop(), () -> new ChannelInitializer<Channel>() {
             @Override
             protected void initChannel(Channel ch) {
                 ch.pipeline()

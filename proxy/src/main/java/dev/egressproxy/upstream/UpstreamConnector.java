@@ -26,9 +26,11 @@ import java.net.ConnectException;
 import java.net.InetSocketAddress;
 import java.net.NoRouteToHostException;
 import java.net.SocketException;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Optional;
+import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -36,10 +38,13 @@ import org.slf4j.LoggerFactory;
 /**
  * Opens upstream connections for allowed destinations. Resolution never blocks an event loop (the
  * asynchronous DNS resolver runs on the caller's loop), every resolved address is checked against
- * the address policy, and exactly the checked address is dialled, so a second lookup cannot return
- * something else. {@code connect-to} mappings are trusted operator input and skip both DNS and the
- * address check. The outbound channel runs on the inbound channel's event loop and class, so the
- * two sides of a tunnel never need cross-thread handoff.
+ * the address policy, and exactly the checked addresses are dialled, so a second lookup cannot
+ * return something else. A name's allowed addresses are tried in the resolver's order until one
+ * connects, sharing {@code timeouts.connect} (each attempt gets the time left divided by the
+ * addresses left, as Go's dialer does), so one dead address of a registry or CDN does not fail the
+ * pull and the whole connect stays within the timeout. {@code connect-to} mappings are trusted
+ * operator input and skip both DNS and the address check. The outbound channel runs on the inbound
+ * channel's event loop and class, so the two sides of a tunnel never need cross-thread handoff.
  *
  * <p>Owns the {@code upstream_connect_seconds} and {@code upstream_failures_total} metrics.
  */
@@ -74,19 +79,20 @@ public final class UpstreamConnector {
      * Resolves, checks and connects. The returned future succeeds with an active channel whose
      * auto-read is off, or fails with an {@link UpstreamException}.
      *
-     * @param handler the upstream channel's handler (an initializer or a single handler)
+     * @param handler makes the upstream channel's handler (an initializer or a single handler),
+     *     once per address tried
      */
-    public Future<Channel> connect(Target target, EventLoop loop, ChannelHandler handler) {
+    public Future<Channel> connect(Target target, EventLoop loop, Supplier<? extends ChannelHandler> handler) {
         Promise<Channel> promise = loop.newPromise();
         long start = System.nanoTime();
         ProxyConfig cfg = config.get();
         InetSocketAddress pinned = cfg.destinations().connectTo().get(target.authority());
         if (pinned != null) {
-            dial(cfg, target, pinned, loop, handler, promise, start);
+            new Attempts(cfg, target, List.of(pinned), loop, handler, promise, start).next();
         } else if (target.isIpLiteral()) {
             InetSocketAddress address = new InetSocketAddress(target.ipLiteral(), target.port());
             if (checkAddress(target, address, promise)) {
-                dial(cfg, target, address, loop, handler, promise, start);
+                new Attempts(cfg, target, List.of(address), loop, handler, promise, start).next();
             }
         } else {
             AddressResolver<InetSocketAddress> resolver = resolvers.resolver(loop);
@@ -97,25 +103,23 @@ public final class UpstreamConnector {
                                     "DNS lookup of " + target.host() + " failed: " + f.cause());
                             return;
                         }
-                        InetSocketAddress chosen = null;
+                        List<InetSocketAddress> allowed = new ArrayList<>();
                         String firstForbidden = null;
                         for (InetSocketAddress a : f.getNow()) {
                             Optional<String> why = policy.get().forbiddenAddress(a.getAddress());
                             if (why.isEmpty()) {
-                                chosen = a;
-                                break;
-                            }
-                            if (firstForbidden == null) {
+                                allowed.add(a);
+                            } else if (firstForbidden == null) {
                                 firstForbidden = a.getAddress().getHostAddress() + " (" + why.get() + ")";
                             }
                         }
-                        if (chosen == null) {
+                        if (allowed.isEmpty()) {
                             promise.tryFailure(UpstreamException.addressForbidden(
                                     target.authority() + " resolves to an address the egress policy does not allow",
                                     target.host() + " resolved only to forbidden addresses, first " + firstForbidden));
                             return;
                         }
-                        dial(cfg, target, chosen, loop, handler, promise, start);
+                        new Attempts(cfg, target, allowed, loop, handler, promise, start).next();
                     });
         }
         return promise;
@@ -132,41 +136,81 @@ public final class UpstreamConnector {
         return true;
     }
 
-    private void dial(ProxyConfig config, Target target, InetSocketAddress address, EventLoop loop,
-            ChannelHandler handler, Promise<Channel> promise, long start) {
-        // Buffer limits are fixed at start for every channel alike; a reload reports them as needing a restart.
-        ProxyConfig.Limits limits = startLimits;
-        Bootstrap b = new Bootstrap()
-                .group(loop)
-                // EPOLLERR added before registration: see EpollInterest.
-                .channelFactory((ChannelFactory<SocketChannel>) () -> EpollInterest.hold(channelFactory.newChannel()))
-                .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) Math.min(Integer.MAX_VALUE, config.timeouts().connect().toMillis()))
-                .option(ChannelOption.ALLOW_HALF_CLOSURE, true)
-                .option(ChannelOption.AUTO_READ, false)
-                // TCP_NODELAY: Netty's socket channels turn it on when they are created (one
-                // setsockopt); asking again here would cost a second one per connection.
-                .option(ChannelOption.SO_KEEPALIVE, true)
-                // The client side's allocator: one pool for both directions of a tunnel, the pool
-                // the allocator metrics report. (Netty 4.2's default is another, adaptive pool.)
-                .option(ChannelOption.ALLOCATOR, PooledByteBufAllocator.DEFAULT)
-                .option(ChannelOption.WRITE_BUFFER_WATER_MARK,
-                        new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
-                .handler(handler);
-        ChannelFuture cf = b.connect(address);
-        cf.addListener((ChannelFuture f) -> {
-            if (f.isSuccess()) {
-                metrics.upstreamConnected(target.host(), System.nanoTime() - start);
-                channels.add(f.channel());
-                if (!promise.trySuccess(f.channel())) {
-                    f.channel().close();
+    /**
+     * Dials a destination's addresses one after another until one connects; every attempt gets the
+     * connect time left divided by the addresses left. Runs on the tunnel's event loop.
+     */
+    private final class Attempts {
+        private final ProxyConfig config;
+        private final Target target;
+        private final List<InetSocketAddress> addresses;
+        private final EventLoop loop;
+        private final Supplier<? extends ChannelHandler> handler;
+        private final Promise<Channel> promise;
+        private final long start;
+        private final long deadline;
+        private final StringBuilder tried = new StringBuilder();
+        private int index;
+
+        Attempts(ProxyConfig config, Target target, List<InetSocketAddress> addresses, EventLoop loop,
+                Supplier<? extends ChannelHandler> handler, Promise<Channel> promise, long start) {
+            this.config = config;
+            this.target = target;
+            this.addresses = addresses;
+            this.loop = loop;
+            this.handler = handler;
+            this.promise = promise;
+            this.start = start;
+            this.deadline = start + config.timeouts().connect().toNanos();
+        }
+
+        void next() {
+            InetSocketAddress address = addresses.get(index);
+            long left = deadline - System.nanoTime();
+            long share = Math.max(1, TimeUnit.NANOSECONDS.toMillis(left / (addresses.size() - index)));
+            // Buffer limits are fixed at start for every channel alike; a reload reports them as needing a restart.
+            ProxyConfig.Limits limits = startLimits;
+            Bootstrap b = new Bootstrap()
+                    .group(loop)
+                    // EPOLLERR added before registration: see EpollInterest.
+                    .channelFactory((ChannelFactory<SocketChannel>) () -> EpollInterest.hold(channelFactory.newChannel()))
+                    .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) Math.min(Integer.MAX_VALUE, share))
+                    .option(ChannelOption.ALLOW_HALF_CLOSURE, true)
+                    .option(ChannelOption.AUTO_READ, false)
+                    // TCP_NODELAY: Netty's socket channels turn it on when they are created (one
+                    // setsockopt); asking again here would cost a second one per connection.
+                    .option(ChannelOption.SO_KEEPALIVE, true)
+                    // The client side's allocator: one pool for both directions of a tunnel, the pool
+                    // the allocator metrics report. (Netty 4.2's default is another, adaptive pool.)
+                    .option(ChannelOption.ALLOCATOR, PooledByteBufAllocator.DEFAULT)
+                    .option(ChannelOption.WRITE_BUFFER_WATER_MARK,
+                            new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
+                    .handler(handler.get());
+            b.connect(address).addListener((ChannelFuture f) -> {
+                if (f.isSuccess()) {
+                    metrics.upstreamConnected(target.host(), System.nanoTime() - start);
+                    channels.add(f.channel());
+                    if (!promise.trySuccess(f.channel())) {
+                        f.channel().close();
+                    }
+                    return;
                 }
-                return;
-            }
-            Throwable cause = f.cause();
-            FailureCause fc = classify(cause);
-            fail(target, promise, fc, connectText(config, target, fc), "connect to " + target.authority() + " at "
-                    + address.getAddress().getHostAddress() + ":" + address.getPort() + " failed: " + cause);
-        });
+                Throwable cause = f.cause();
+                FailureCause fc = classify(cause);
+                tried.append(tried.length() == 0 ? "" : "; ").append(address.getAddress().getHostAddress()).append(':')
+                        .append(address.getPort()).append(' ').append(fc.label()).append(" (").append(cause.getMessage()).append(')');
+                index++;
+                if (index < addresses.size() && !promise.isDone()) {
+                    log.debug("connect to {} at {} failed ({}), trying its next address", target.authority(),
+                            address.getAddress().getHostAddress(), fc.label());
+                    next();
+                    return;
+                }
+                String clientText = connectText(config, target, fc)
+                        + (addresses.size() > 1 ? " (" + addresses.size() + " addresses tried)" : "");
+                fail(target, promise, fc, clientText, "connect to " + target.authority() + " failed: " + tried);
+            });
+        }
     }
 
     private void fail(Target target, Promise<Channel> promise, FailureCause cause, String clientText, String logText) {

@@ -37,7 +37,11 @@ public final class TcpServer implements AutoCloseable {
     public final AtomicLong bytesWritten = new AtomicLong();
 
     private TcpServer(int backlog, Behaviour behaviour) throws IOException {
-        socket = new ServerSocket(0, backlog, InetAddress.getLoopbackAddress());
+        this(InetAddress.getLoopbackAddress(), 0, backlog, behaviour);
+    }
+
+    private TcpServer(InetAddress address, int port, int backlog, Behaviour behaviour) throws IOException {
+        socket = new ServerSocket(port, backlog, address);
         if (behaviour != null) {
             executor.execute(() -> acceptLoop(behaviour));
         }
@@ -102,7 +106,12 @@ public final class TcpServer implements AutoCloseable {
      * the kernel then drops further SYNs, so a connect attempt hangs until the client gives up.
      */
     public static TcpServer blackhole() throws IOException {
-        TcpServer server = new TcpServer(1, null);
+        return blackhole(InetAddress.getLoopbackAddress(), 0);
+    }
+
+    /** The same on a given loopback address and port (0: any free port), e.g. 127.0.0.2. */
+    public static TcpServer blackhole(InetAddress address, int port) throws IOException {
+        TcpServer server = new TcpServer(address, port, 1, null);
         for (int i = 0; i < 2; i++) {
             Socket filler = new Socket();
             filler.connect(server.socket.getLocalSocketAddress(), 2000);

@@ -22,9 +22,11 @@ import io.netty.handler.codec.dns.DnsResponseCode;
 import io.netty.handler.codec.dns.DnsSection;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -36,7 +38,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class TestDnsServer implements AutoCloseable {
 
     private final EventLoopGroup group = new MultiThreadIoEventLoopGroup(1, NioIoHandler.newFactory());
-    private final Map<String, InetAddress> records = new ConcurrentHashMap<>();
+    private final Map<String, List<InetAddress>> records = new ConcurrentHashMap<>();
     private final Channel channel;
     public final AtomicInteger queries = new AtomicInteger();
 
@@ -52,8 +54,10 @@ public final class TestDnsServer implements AutoCloseable {
                 .bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0)).sync().channel();
     }
 
+    /** Adds an address to {@code name}'s answer; a name added more than once answers them in that order. */
     public TestDnsServer add(String name, String address) throws Exception {
-        records.put(name.toLowerCase(Locale.ROOT), InetAddress.getByName(address));
+        records.computeIfAbsent(name.toLowerCase(Locale.ROOT), n -> new CopyOnWriteArrayList<>())
+                .add(InetAddress.getByName(address));
         return this;
     }
 
@@ -75,15 +79,17 @@ public final class TestDnsServer implements AutoCloseable {
             if (name.endsWith(".")) {
                 name = name.substring(0, name.length() - 1);
             }
-            InetAddress address = records.get(name);
-            if (address == null) {
+            List<InetAddress> addresses = records.get(name);
+            if (addresses == null) {
                 response.setCode(DnsResponseCode.NXDOMAIN);
             } else {
-                boolean v6 = address.getAddress().length == 16;
-                DnsRecordType wanted = question.type();
-                if ((wanted == DnsRecordType.A && !v6) || (wanted == DnsRecordType.AAAA && v6)) {
-                    response.addRecord(DnsSection.ANSWER, new DefaultDnsRawRecord(question.name(), wanted, 60,
-                            Unpooled.wrappedBuffer(address.getAddress())));
+                for (InetAddress address : addresses) {
+                    boolean v6 = address.getAddress().length == 16;
+                    DnsRecordType wanted = question.type();
+                    if ((wanted == DnsRecordType.A && !v6) || (wanted == DnsRecordType.AAAA && v6)) {
+                        response.addRecord(DnsSection.ANSWER, new DefaultDnsRawRecord(question.name(), wanted, 60,
+                                Unpooled.wrappedBuffer(address.getAddress())));
+                    }
                 }
             }
             ctx.writeAndFlush(response);

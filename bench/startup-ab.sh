@@ -9,11 +9,11 @@
 # NAME labels a candidate; JAR is an egress-proxy.jar (build another commit into its own tree and
 # point here); JAVA_OPTS (optional, may contain spaces and colons) go into EGRESS_PROXY_JAVA_OPTS,
 # after the launcher's own flags, so they override them. Prints every start, then per candidate
-# the median and the range. Example, the shipped build against itself with the JIT's usual
-# thresholds:
+# the median and the range. Example, the shipped build against itself with C1's compile
+# thresholds raised tenfold:
 #
 #   bench/startup-ab.sh base:proxy/target/egress-proxy.jar \
-#       jit1:proxy/target/egress-proxy.jar:-XX:CompileThresholdScaling=1
+#       tier3:proxy/target/egress-proxy.jar:"-XX:Tier3InvocationThreshold=2000 -XX:Tier3MinInvocationThreshold=1000"
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

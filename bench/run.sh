@@ -12,7 +12,8 @@
 #            egress-NAME, started with those environment variables (the launcher's and the
 #            config's EGRESS_PROXY_* ones), e.g. --variant c1:EGRESS_PROXY_JAVA_OPTS=-XX:TieredStopAtLevel=1
 #            or --variant uring:EGRESS_PROXY_TRANSPORT=io_uring: a setting measured against the
-#            shipped one in the same run. Values may not contain commas or spaces.
+#            shipped one in the same run. Values may not contain commas or spaces (several JVM
+#            flags: EGRESS_PROXY_JAVA_OPTS=@FILE, a java argument file holding them).
 # --profile  after the last run's scenarios, profile each proxy: under the connect-rate load, where
 #            the proxy core's time goes (perf record -C, by thread and library), system calls per
 #            tunnel (strace -c) and how busy each core is (/proc/stat); under bulk, how busy each

@@ -96,6 +96,8 @@ fi
 export EGRESS_PROXY_JAR="$jar" EGRESS_PROXY_HEAP=256m EGRESS_PROXY_DIRECT_MEMORY=256m EGRESS_PROXY_GC=serial
 PROXY_CPU=1
 LOAD_CPU=0
+# Bench reports each core's busy time per unit of work from /proc/stat (the *_core_us_per_* rows).
+export BENCH_LOAD_CPU=$LOAD_CPU BENCH_PROXY_CPU=$PROXY_CPU
 
 work="$(mktemp -d /tmp/egress-bench.XXXXXX)"
 chmod 0777 "$work"

@@ -201,6 +201,62 @@ public final class Bench {
         System.out.printf(Locale.ROOT, "RESULT %s %s %.3f%n", scenario, metric, value);
     }
 
+    /**
+     * CPU time the load generator's core and the proxy's core spent over a measured window, from
+     * /proc/stat, reported per unit of work (a tunnel, a round trip, a request, a megabyte). The
+     * cores come from the environment (BENCH_LOAD_CPU, BENCH_PROXY_CPU, set by bench/run.sh); without
+     * them nothing is reported. The load core's cost per unit bounds what any proxy can show on this
+     * harness: at most 1e6 / us_per_unit units a second once that core is full.
+     */
+    static final class CoreTime {
+        private final long t0 = System.nanoTime();
+        private final long[][] before = ticks();
+
+        /** Busy and total ticks of each CPU (cpu0, cpu1, ...); busy leaves out idle and iowait. */
+        private static long[][] ticks() {
+            List<long[]> cpus = new ArrayList<>();
+            try {
+                for (String line : Files.readAllLines(Path.of("/proc/stat"))) {
+                    if (!line.startsWith("cpu") || line.startsWith("cpu ")) {
+                        continue;
+                    }
+                    String[] f = line.trim().split("\\s+");
+                    long total = 0;
+                    long idle = Long.parseLong(f[4]) + Long.parseLong(f[5]);
+                    for (int i = 1; i <= Math.min(8, f.length - 1); i++) {
+                        total += Long.parseLong(f[i]);
+                    }
+                    cpus.add(new long[] {total - idle, total});
+                }
+            } catch (IOException | RuntimeException e) {
+                return new long[0][];
+            }
+            return cpus.toArray(new long[0][]);
+        }
+
+        /** Prints {@code <core>_core_us_per_<unit>} for the load core and, through a proxy, the proxy's. */
+        void report(String scenario, String unit, double units, boolean proxied) {
+            double secs = (System.nanoTime() - t0) / 1e9;
+            long[][] after = ticks();
+            report(scenario, "load", System.getenv("BENCH_LOAD_CPU"), after, secs, unit, units);
+            if (proxied) {
+                report(scenario, "proxy", System.getenv("BENCH_PROXY_CPU"), after, secs, unit, units);
+            }
+        }
+
+        private void report(String scenario, String core, String cpu, long[][] after, double secs, String unit, double units) {
+            if (cpu == null || units <= 0) {
+                return;
+            }
+            int i = Integer.parseInt(cpu);
+            if (i >= before.length || i >= after.length || after[i][1] == before[i][1]) {
+                return;
+            }
+            double busy = (double) (after[i][0] - before[i][0]) / (after[i][1] - before[i][1]);
+            result(scenario, core + "_core_us_per_" + unit, busy * secs * 1e6 / units);
+        }
+    }
+
     interface Worker {
         void run(Samples samples, AtomicLong ops, long deadline) throws Exception;
     }
@@ -252,6 +308,7 @@ public final class Bench {
         InetSocketAddress to = t.proxy != null ? t.proxy : t.echo;
         Samples samples = new Samples();
         long[] ops = {0};
+        CoreTime cores = new CoreTime();
         long start = System.nanoTime();
         long deadline = start + duration;
         try (Selector selector = Selector.open()) {
@@ -276,6 +333,7 @@ public final class Bench {
         result("connect-rate", "tunnels_per_s", ops[0] / secs);
         result("connect-rate", "setup_p50_ms", percentileMs(lat, 50));
         result("connect-rate", "setup_p99_ms", percentileMs(lat, 99));
+        cores.report("connect-rate", "tunnel", ops[0], t.proxy != null);
     }
 
     /** What a ready key does; true when its connection is finished and leaves the loop. */
@@ -387,11 +445,13 @@ public final class Bench {
         long[] ops = {0};
         Samples samples = new Samples();
         long start;
+        CoreTime cores;
         try (Selector selector = Selector.open()) {
             List<SocketChannel> channels = new ArrayList<>();
             for (int i = 0; i < tunnels; i++) {
                 channels.add(t.tunnelChannel());
             }
+            cores = new CoreTime();
             start = System.nanoTime();
             long deadline = start + duration;
             for (SocketChannel ch : channels) {
@@ -425,6 +485,7 @@ public final class Bench {
         result("rr", "p50_ms", percentileMs(lat, 50));
         result("rr", "p99_ms", percentileMs(lat, 99));
         result("rr", "p999_ms", percentileMs(lat, 99.9));
+        cores.report("rr", "op", ops[0], t.proxy != null);
     }
 
     /** One rr connection: a 64-byte message out, the same 64 bytes back. */
@@ -461,6 +522,7 @@ public final class Bench {
         for (int i = 0; i < tunnels; i++) {
             sockets.add(t.tunnel());
         }
+        CoreTime cores = new CoreTime();
         long start = System.nanoTime();
         long deadline = start + duration;
         for (Socket s : sockets) {
@@ -495,6 +557,11 @@ public final class Bench {
             writer.start();
             reader.start();
         }
+        // The cores' time is taken at the deadline, with the bytes counted by then.
+        for (long left; (left = deadline - System.nanoTime()) > 0; ) {
+            java.util.concurrent.locks.LockSupport.parkNanos(left);
+        }
+        cores.report("bulk" + tunnels, "mb", 2.0 * received.get() / 1e6, t.proxy != null);
         for (Thread th : threads) {
             th.join(duration / 1_000_000 + 60_000);
         }
@@ -515,6 +582,7 @@ public final class Bench {
         byte[] request = (t.proxy == null
                 ? "GET / HTTP/1.1\r\nHost: " + target + "\r\n\r\n"
                 : "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII);
+        CoreTime cores = new CoreTime();
         long start = System.nanoTime();
         AtomicLong reconnects = new AtomicLong();
         long[] lat = runWorkers(connections, duration, ops, (samples, count, deadline) -> {
@@ -573,6 +641,7 @@ public final class Bench {
         result("http", "p50_ms", percentileMs(lat, 50));
         result("http", "p99_ms", percentileMs(lat, 99));
         result("http", "reconnects_per_s", reconnects.get() / secs);
+        cores.report("http", "request", ops.get(), t.proxy != null);
     }
 
     static int contentLength(String head) {

@@ -317,9 +317,7 @@ for run in $(seq 1 "$runs"); do
     measured "$proxy" "$run" bulk "$t" 4
     measured "$proxy" "$run" http "$t" 32
     if [[ "$proxy" != direct ]]; then
-      for n in "${idle_counts[@]}"; do
-        scenario "$proxy" "$run" idle "$t" "$n" "$proxy_pid"
-      done
+      scenario "$proxy" "$run" idle "$t" "$(IFS=,; echo "${idle_counts[*]}")" "$proxy_pid"
       if [[ $profile -eq 1 && $run -eq $runs ]]; then
         profile_proxy "$proxy" "$t"
       fi

@@ -31,7 +31,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * rr TARGET SECONDS TUNNELS             persistent tunnels, 64-byte ping-pong, one in flight per tunnel
  * bulk TARGET SECONDS TUNNELS           tunnels streaming both ways through the echo server
  * http TARGET SECONDS CONNECTIONS       GET with keep-alive (through the proxy, or direct)
- * idle TARGET COUNT PROXY_PID           hold COUNT idle tunnels, report the proxy's RSS per tunnel
+ * idle TARGET COUNT[,COUNT] PROXY_PID   hold COUNT idle tunnels at once (growing to each count in
+ *                                       turn), report the proxy's RSS growth per tunnel
  * startup PROXY_HOST:PORT TARGET -- CMD launch CMD, time until the first CONNECT is answered 200
  * </pre>
  *
@@ -47,7 +48,8 @@ public final class Bench {
             case "rr" -> rr(Target.parse(args[1]), seconds(args[2]), Integer.parseInt(args[3]));
             case "bulk" -> bulk(Target.parse(args[1]), seconds(args[2]), Integer.parseInt(args[3]));
             case "http" -> http(Target.parse(args[1]), seconds(args[2]), Integer.parseInt(args[3]));
-            case "idle" -> idle(Target.parse(args[1]), Integer.parseInt(args[2]), Long.parseLong(args[3]));
+            case "idle" -> idle(Target.parse(args[1]), Arrays.stream(args[2].split(",")).mapToInt(Integer::parseInt).toArray(),
+                    Long.parseLong(args[3]));
             case "startup" -> startup(args);
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
@@ -654,24 +656,36 @@ public final class Bench {
         throw new IllegalStateException("no content-length in " + head);
     }
 
-    static void idle(Target t, int count, long pid) throws Exception {
+    /**
+     * Holds idle tunnels, {@code counts} at once in turn (4,000, then 4,000 more for 8,000), and
+     * reports the proxy's RSS growth per tunnel held, each count against the RSS before the first
+     * tunnel: what holding that many tunnels at once costs. (Measured from a second baseline after
+     * closing the first batch, a proxy that keeps freed memory would be charged only for the
+     * tunnels beyond the first batch.)
+     */
+    static void idle(Target t, int[] counts, long pid) throws Exception {
         long before = rssKb(pid);
-        List<Socket> sockets = new ArrayList<>(count);
-        for (int i = 0; i < count; i++) {
-            sockets.add(t.tunnel());
-        }
-        // Let the proxy settle (buffers released after the handshakes) before reading its RSS.
-        System.gc();
-        long settleDeadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(3);
-        long after = rssKb(pid);
-        while (System.nanoTime() < settleDeadline) {
-            TimeUnit.MILLISECONDS.sleep(200);
-            after = Math.min(after, rssKb(pid));
-        }
-        result("idle" + count, "rss_kb_per_tunnel", (after - before) / (double) count);
-        result("idle" + count, "rss_mb_total", after / 1024.0);
-        for (Socket s : sockets) {
-            s.close();
+        List<Socket> sockets = new ArrayList<>();
+        try {
+            for (int count : counts) {
+                while (sockets.size() < count) {
+                    sockets.add(t.tunnel());
+                }
+                // Let the proxy settle (buffers released after the handshakes) before reading its RSS.
+                System.gc();
+                long settleDeadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(3);
+                long after = rssKb(pid);
+                while (System.nanoTime() < settleDeadline) {
+                    TimeUnit.MILLISECONDS.sleep(200);
+                    after = Math.min(after, rssKb(pid));
+                }
+                result("idle" + count, "rss_kb_per_tunnel", (after - before) / (double) count);
+                result("idle" + count, "rss_mb_total", after / 1024.0);
+            }
+        } finally {
+            for (Socket s : sockets) {
+                s.close();
+            }
         }
     }
 

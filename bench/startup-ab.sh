@@ -9,11 +9,11 @@
 # NAME labels a candidate; JAR is an egress-proxy.jar (build another commit into its own tree and
 # point here); JAVA_OPTS (optional, may contain spaces and colons) go into EGRESS_PROXY_JAVA_OPTS,
 # after the launcher's own flags, so they override them. Prints every start, then per candidate
-# the median and the range. Example, the shipped build against itself with C1's compile
-# thresholds raised tenfold:
+# the median and the range. Example, the shipped build (the launcher raises C1's compile
+# thresholds tenfold) against itself with the JVM's usual C1 thresholds:
 #
-#   bench/startup-ab.sh base:proxy/target/egress-proxy.jar \
-#       tier3:proxy/target/egress-proxy.jar:"-XX:Tier3InvocationThreshold=2000 -XX:Tier3MinInvocationThreshold=1000"
+#   bench/startup-ab.sh shipped:proxy/target/egress-proxy.jar \
+#       usual:proxy/target/egress-proxy.jar:"-XX:Tier3InvocationThreshold=200 -XX:Tier3MinInvocationThreshold=100 -XX:Tier3CompileThreshold=2000 -XX:Tier3BackEdgeThreshold=60000"
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -189,13 +189,14 @@ public final class ConfigLoader {
 
         int maxConnections = intAtLeast(c, "limits.max-connections", 1);
         int maxHead = bytes(c, "limits.max-request-head", 1024, 1024 * 1024);
+        int maxResponseHead = bytes(c, "limits.max-response-head", 1024, 1024 * 1024);
         int high = bytes(c, "limits.write-buffer-high", 1024, 64 * 1024 * 1024);
         int low = bytes(c, "limits.write-buffer-low", 0, 64 * 1024 * 1024);
         if (low > high) {
             problems.add(ROOT + ".limits.write-buffer-low (" + where(c.getValue("limits.write-buffer-low").origin())
                     + "): " + low + " bytes is above write-buffer-high (" + high + " bytes)");
         }
-        ProxyConfig.Limits limits = new ProxyConfig.Limits(maxConnections, maxHead, high, low);
+        ProxyConfig.Limits limits = new ProxyConfig.Limits(maxConnections, maxHead, maxResponseHead, high, low);
         // A read is at most 64 KiB (Netty's receive buffer), so a larger minimum would never splice.
         ProxyConfig.Relay relay = new ProxyConfig.Relay(bool(c, "relay.splice"),
                 bytes(c, "relay.splice-after", 0, Integer.MAX_VALUE), bytes(c, "relay.splice-min-read", 0, 64 * 1024));

@@ -102,7 +102,8 @@ public record ProxyConfig(
     }
 
     /** {@code egress-proxy.limits}. Sizes in bytes. */
-    public record Limits(int maxConnections, int maxRequestHead, int writeBufferHigh, int writeBufferLow) {
+    public record Limits(int maxConnections, int maxRequestHead, int maxResponseHead, int writeBufferHigh,
+            int writeBufferLow) {
     }
 
     /**

@@ -83,13 +83,14 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
         Channel client = ctx.channel();
         ChannelPipeline p = ctx.pipeline();
         removeIfPresent(p, PipelineNames.REQUEST_HEAD_TIMEOUT);
-        removeIfPresent(p, PipelineNames.HEAD_GUARD);
         removeIfPresent(p, PipelineNames.HTTP_FORWARD);
-        // Removing the decoder hands any bytes it holds past the CONNECT head down the pipeline as
-        // a ByteBuf; the flow-control handler passes on what it queued when it is removed.
+        // The decoder goes first: the head guard held every byte past the CONNECT head, and hands
+        // them on as raw ByteBufs when it is removed, which must not pass through a decoder. The
+        // flow-control handler passes on what it queued when it is removed.
         HttpServerCodec codec = (HttpServerCodec) p.get(PipelineNames.HTTP_CODEC);
         codec.removeInboundHandler();
         removeIfPresent(p, PipelineNames.FLOW_CONTROL);
+        removeIfPresent(p, PipelineNames.HEAD_GUARD);
         removeIfPresent(p, PipelineNames.REQUEST_POLICY);
 
         Future<Channel> connect = services.connector().connect(pr.target(), client.eventLoop(),

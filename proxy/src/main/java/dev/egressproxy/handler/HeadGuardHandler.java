@@ -10,6 +10,7 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.util.ReferenceCountUtil;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayDeque;
 import java.util.Locale;
 
 /**
@@ -22,8 +23,14 @@ import java.util.Locale;
  *
  * <p>Sits in front of the HTTP codec and passes every byte through untouched. To know where each
  * head starts it follows the body framing (Content-Length, chunked) of the requests it has seen;
- * after a CONNECT head, or anything it cannot follow, it stops looking and leaves the decision to
- * the decoder, which refuses what this handler could not follow. Removed when a tunnel starts.
+ * after anything it cannot follow it stops looking and leaves the decision to the decoder, which
+ * refuses what this handler could not follow.
+ *
+ * <p>It also keeps the decoder from reading past a CONNECT head: the bytes behind it are the
+ * tunnel's, not a next request. They are held here (at most {@value #HOLD_LIMIT} bytes, past
+ * which the connection is closed) until {@link ConnectTunnelHandler} removes this handler, which
+ * then passes them on as raw bytes. So a CONNECT pipelined behind a plain-HTTP request, with its
+ * first tunnel bytes in the same write, waits its turn and gets its tunnel with those bytes intact.
  */
 public final class HeadGuardHandler extends ChannelInboundHandlerAdapter {
 
@@ -32,8 +39,13 @@ public final class HeadGuardHandler extends ChannelInboundHandlerAdapter {
         BODY,
         CHUNK_LINE, CHUNK_CR, CHUNK_DATA, CHUNK_DATA_CR, CHUNK_DATA_LF,
         TRAILER_LINE_START, TRAILER_LINE, TRAILER_CR,
-        PASS
+        PASS,
+        /** After a CONNECT head: hold every byte for the tunnel. */
+        HOLD
     }
+
+    /** Bytes held behind a CONNECT head; normally one read at most (reading pauses during an exchange). */
+    static final int HOLD_LIMIT = 128 * 1024;
 
     private final ProxyServices services;
     private final int maxHead;
@@ -46,6 +58,8 @@ public final class HeadGuardHandler extends ChannelInboundHandlerAdapter {
     private long contentLength;
     private long remaining;
     private boolean trailerLine;
+    private final ArrayDeque<ByteBuf> held = new ArrayDeque<>();
+    private int heldBytes;
 
     public HeadGuardHandler(ProxyServices services, int maxHead) {
         this.services = services;
@@ -54,13 +68,17 @@ public final class HeadGuardHandler extends ChannelInboundHandlerAdapter {
 
     @Override
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        if (state == State.HOLD && msg instanceof ByteBuf buf) {
+            hold(ctx, buf);
+            return;
+        }
         if (state == State.PASS || !(msg instanceof ByteBuf buf)) {
             ctx.fireChannelRead(msg);
             return;
         }
         int i = buf.readerIndex();
         int end = buf.writerIndex();
-        while (i < end && state != State.PASS) {
+        while (i < end && state != State.PASS && state != State.HOLD) {
             if (state == State.BODY || state == State.CHUNK_DATA) {
                 int skip = (int) Math.min(remaining, end - i);
                 remaining -= skip;
@@ -80,7 +98,50 @@ public final class HeadGuardHandler extends ChannelInboundHandlerAdapter {
                 return;
             }
         }
+        if (state == State.HOLD && i < end) {
+            // Held before the head goes on: the CONNECT may start its tunnel, and remove this
+            // handler, while the decoder is still reading the head.
+            ByteBuf head = buf.retainedSlice(buf.readerIndex(), i - buf.readerIndex());
+            ByteBuf rest = buf.retainedSlice(i, end - i);
+            buf.release();
+            hold(ctx, rest);
+            ctx.fireChannelRead(head);
+            return;
+        }
         ctx.fireChannelRead(msg);
+    }
+
+    private void hold(ChannelHandlerContext ctx, ByteBuf buf) {
+        held.add(buf);
+        heldBytes += buf.readableBytes();
+        if (heldBytes > HOLD_LIMIT) {
+            releaseHeld();
+            ctx.close();
+        }
+    }
+
+    private void releaseHeld() {
+        ByteBuf b;
+        while ((b = held.poll()) != null) {
+            b.release();
+        }
+        heldBytes = 0;
+    }
+
+    @Override
+    public void handlerRemoved(ChannelHandlerContext ctx) {
+        // The tunnel starts: what followed the CONNECT head goes on, in order, as raw bytes.
+        ByteBuf b;
+        while ((b = held.poll()) != null) {
+            ctx.fireChannelRead(b);
+        }
+        heldBytes = 0;
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+        releaseHeld();
+        ctx.fireChannelInactive();
     }
 
     private void startHead() {
@@ -215,7 +276,9 @@ public final class HeadGuardHandler extends ChannelInboundHandlerAdapter {
     }
 
     private void endOfHead() {
-        if ("CONNECT".equals(method) || contentLength < 0) {
+        if ("CONNECT".equals(method)) {
+            state = State.HOLD;
+        } else if (contentLength < 0) {
             state = State.PASS;
         } else if (chunked) {
             state = State.CHUNK_LINE;

@@ -1,9 +1,11 @@
 package dev.egressproxy.handler;
 
+import dev.egressproxy.handler.HeaderSanitizer.Framing;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Target;
 import dev.egressproxy.server.PipelineNames;
+import dev.egressproxy.upstream.UpstreamException;
 import dev.egressproxy.util.Channels;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
@@ -14,38 +16,45 @@ import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.netty.handler.codec.http.DefaultHttpRequest;
 import io.netty.handler.codec.http.HttpClientCodec;
 import io.netty.handler.codec.http.HttpContent;
+import io.netty.handler.codec.http.HttpDecoderConfig;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpHeaderValues;
 import io.netty.handler.codec.http.HttpHeaders;
 import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpObject;
 import io.netty.handler.codec.http.HttpRequest;
 import io.netty.handler.codec.http.HttpResponse;
 import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpStatusClass;
 import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.LastHttpContent;
+import io.netty.handler.codec.http.TooLongHttpHeaderException;
+import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.Future;
 import java.io.IOException;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.Locale;
+import java.util.Set;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * Forwards allowed absolute-form requests ({@code GET http://host/path}, any method) to the origin
- * and streams the answer back, never aggregating a body. The request is rewritten to origin form,
- * hop-by-hop headers are removed in both directions (Connection and the headers it names,
- * Proxy-Connection, Proxy-Authorization, Keep-Alive, TE, Trailer, Upgrade), the Host header is set
- * from the URL's authority, and {@code Via} is added. Redirects go back unchanged: the proxy never
- * follows them, and the client's next request is decided on its own.
+ * and streams the answer back, never aggregating a body. The request is rewritten to origin form;
+ * {@link HeaderSanitizer} removes hop-by-hop fields in both directions (never the framing or routing
+ * ones, whatever {@code Connection} names), writes the framing the decoder decided (so the origin
+ * reads exactly one request), sets {@code Host} from the URL's authority and appends to {@code Via}.
+ * Redirects go back unchanged: the proxy never follows them, and the client's next request is
+ * decided on its own.
  *
  * <p>Keep-alive on both sides: one upstream connection is kept per client connection and reused
- * while requests go to the same host and port. Exchanges are handled one at a time: while a
- * response is outstanding the client channel does not read (the flow-control handler holds any
- * pipelined request). Backpressure is the writability model of {@link RelayHandler}, in both
- * directions.
+ * while requests go to the same host and port. An idempotent request without a body that meets a
+ * reused connection closed by the origin before any byte of the answer (the keep-alive race) is
+ * sent once more on a new connection. Exchanges are handled one at a time: while a response is
+ * outstanding the client channel does not read (the flow-control handler holds any pipelined
+ * request); a client that half-closes after pipelining still gets every answer. HTTP/1.0 clients
+ * never see chunked coding or 1xx answers: a body of unknown length is delimited by closing.
+ * Backpressure is the writability model of {@link RelayHandler}, in both directions.
  *
  * <p>Owns {@code requests_total} for plain-HTTP requests that reach stage two, {@code bytes_total}
  * for forwarded bodies, and the access-log line of every forwarded request.
@@ -54,10 +63,9 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
 
     private static final Logger log = LoggerFactory.getLogger(HttpForwardHandler.class);
 
-    private static final List<CharSequence> HOP_BY_HOP = List.of(
-            HttpHeaderNames.CONNECTION, HttpHeaderNames.PROXY_CONNECTION, HttpHeaderNames.PROXY_AUTHORIZATION,
-            HttpHeaderNames.PROXY_AUTHENTICATE, HttpHeaderNames.KEEP_ALIVE, HttpHeaderNames.TE,
-            HttpHeaderNames.TRAILER, HttpHeaderNames.UPGRADE);
+    /** Methods a proxy may send again after a lost keep-alive race (RFC 9110 9.2.2), when bodiless. */
+    private static final Set<HttpMethod> IDEMPOTENT = Set.of(HttpMethod.GET, HttpMethod.HEAD, HttpMethod.OPTIONS,
+            HttpMethod.TRACE, HttpMethod.PUT, HttpMethod.DELETE);
 
     private final ProxyServices services;
     private ChannelHandlerContext ctx;
@@ -69,23 +77,45 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
     private boolean connecting;
     private boolean awaitingResponse;
     private boolean upstreamBusy;
+    /** The client sent its FIN: answer every request it sent before it, then close. */
+    private boolean clientInputShut;
 
     /** One request and its response. */
     private static final class Exchange {
         final ProxyRequest request;
         final AccessRecord record;
         final boolean head;
+        final boolean http10;
+        /** How the request body is delimited, as the decoder read it, and its length for LENGTH. */
+        final Framing framing;
+        final long length;
+        /** Idempotent and without a body: may be sent again on a new connection. */
+        final boolean replayable;
         boolean clientKeepAlive;
         boolean requestDone;
         boolean responseStarted;
+        /** Any part of an answer (even a 1xx) has come from the origin. */
+        boolean answered;
         boolean informational;
         boolean upstreamKeepAlive = true;
+        /** The response body goes to the client with chunked coding (so its trailers may pass). */
+        boolean chunkedToClient;
+        /** Sent on an upstream connection an earlier exchange used. */
+        boolean reusedUpstream;
+        boolean retried;
+        boolean counted;
 
         Exchange(ProxyRequest request) {
             this.request = request;
             this.record = request.record();
-            this.head = HttpMethod.HEAD.equals(request.request().method());
-            this.clientKeepAlive = HttpUtil.isKeepAlive(request.request());
+            HttpRequest in = request.request();
+            this.head = HttpMethod.HEAD.equals(in.method());
+            this.http10 = in.protocolVersion().minorVersion() == 0;
+            this.clientKeepAlive = HttpUtil.isKeepAlive(in);
+            this.framing = HeaderSanitizer.framingOf(in);
+            this.length = framing == Framing.LENGTH ? HttpUtil.getContentLength(in, 0L) : 0;
+            this.replayable = IDEMPOTENT.contains(in.method())
+                    && (framing == Framing.NONE || framing == Framing.LENGTH && length == 0);
         }
     }
 
@@ -110,28 +140,28 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
     }
 
     private void begin(ProxyRequest pr) {
-        exchange = new Exchange(pr);
-        connecting = true;
-        updateClientRead();
+        Exchange ex = new Exchange(pr);
+        exchange = ex;
         if (upstream != null && upstream.isActive() && pr.target().authority().equals(upstreamAuthority)) {
+            ex.reusedUpstream = true;
+            connecting = true;
+            updateClientRead();
             upstreamReady();
             return;
         }
         closeUpstream();
-        Target target = pr.target();
-        Future<Channel> f = services.connector().connect(target, ctx.channel().eventLoop(), () -> new ChannelInitializer<Channel>() {
-            @Override
-            protected void initChannel(Channel ch) {
-                ch.pipeline()
-                        .addLast(PipelineNames.UPSTREAM_HTTP_CODEC, new HttpClientCodec())
-                        .addLast(PipelineNames.UPSTREAM_RESPONSE, new UpstreamResponseHandler());
-            }
-        });
-        Exchange started = exchange;
+        connectUpstream(ex);
+    }
+
+    private void connectUpstream(Exchange started) {
+        connecting = true;
+        updateClientRead();
+        Target target = started.request.target();
+        Future<Channel> f = services.connector().connect(target, ctx.channel().eventLoop(), this::upstreamInitializer);
         f.addListener((Future<Channel> done) -> {
             if (exchange != started || !ctx.channel().isActive()) {
                 // The client left while we were connecting: the decision still counts.
-                services.metrics().request(Kind.HTTP, started.request.decision().reason());
+                countOnce(started);
                 if (done.isSuccess()) {
                     done.getNow().close();
                 }
@@ -142,24 +172,64 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
                 upstreamAuthority = target.authority();
                 upstream.config().setAutoRead(true);
                 upstreamReady();
+            } else if (started.retried) {
+                upstreamBroken(started, target.authority() + " closed a kept-alive connection before answering, and a "
+                        + "new connection failed: " + reasonText(done.cause()), "upstream_closed");
             } else {
                 connectFailed(done.cause());
             }
         });
     }
 
+    private ChannelInitializer<Channel> upstreamInitializer() {
+        int maxHead = services.config().limits().maxResponseHead();
+        HttpDecoderConfig decoder = new HttpDecoderConfig()
+                .setMaxInitialLineLength(maxHead)
+                .setMaxHeaderSize(maxHead)
+                .setMaxChunkSize(64 * 1024)
+                .setValidateHeaders(true);
+        return new ChannelInitializer<>() {
+            @Override
+            protected void initChannel(Channel ch) {
+                ch.pipeline()
+                        .addLast(PipelineNames.UPSTREAM_HTTP_CODEC, new HttpClientCodec(decoder, false, false))
+                        .addLast(PipelineNames.UPSTREAM_RESPONSE, new UpstreamResponseHandler());
+            }
+        };
+    }
+
+    private static String reasonText(Throwable cause) {
+        return cause instanceof UpstreamException ue ? ue.clientText() : "the connection failed";
+    }
+
+    private void countOnce(Exchange ex) {
+        if (!ex.counted) {
+            ex.counted = true;
+            services.metrics().request(Kind.HTTP, ex.request.decision().reason());
+        }
+    }
+
     private void upstreamReady() {
         Exchange ex = exchange;
-        services.metrics().request(Kind.HTTP, ex.request.decision().reason());
+        countOnce(ex);
         ex.record.upstream(upstream.remoteAddress());
         HttpRequest in = ex.request.request();
         HttpRequest out = new DefaultHttpRequest(HttpVersion.HTTP_1_1, in.method(), ex.request.pathAndQuery());
-        out.headers().set(in.headers());
-        stripHopByHop(out.headers());
+        HttpHeaders h = out.headers();
+        h.set(in.headers());
+        HeaderSanitizer.stripHopByHop(h);
         Target t = ex.request.target();
-        out.headers().set(HttpHeaderNames.HOST, t.hostForAuthority() + (t.port() == 80 ? "" : ":" + t.port()));
-        addVia(out.headers(), in.protocolVersion());
+        h.set(HttpHeaderNames.HOST, t.hostForAuthority() + (t.port() == 80 ? "" : ":" + t.port()));
+        HeaderSanitizer.frame(h, ex.framing, ex.length);
+        if (ex.framing != Framing.CHUNKED) {
+            h.remove(HttpHeaderNames.TRAILER);
+        }
+        HeaderSanitizer.addVia(h, in.protocolVersion());
         upstream.write(out).addListener(closeUpstreamOnWriteFailure);
+        if (ex.requestDone) {
+            // A retry: the bodiless request was complete before; send its end again.
+            upstream.write(LastHttpContent.EMPTY_LAST_CONTENT).addListener(closeUpstreamOnWriteFailure);
+        }
         upstream.flush();
         connecting = false;
         updateClientRead();
@@ -175,6 +245,9 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         ex.record.addBytesUp(n);
         services.metrics().bytesToUpstream(n);
         boolean last = content instanceof LastHttpContent;
+        if (last) {
+            HeaderSanitizer.sanitiseTrailers(((LastHttpContent) content).trailingHeaders());
+        }
         upstream.write(content).addListener(closeUpstreamOnWriteFailure);
         if (last) {
             upstream.flush();
@@ -227,29 +300,57 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
                 uctx.close();
                 return;
             }
+            ex.answered = true;
+            if (msg instanceof HttpObject o && o.decoderResult().isFailure()) {
+                Throwable cause = o.decoderResult().cause();
+                ReferenceCountUtil.release(msg);
+                if (cause instanceof TooLongHttpHeaderException || cause instanceof TooLongHttpLineException) {
+                    upstreamBroken(ex, ex.request.target().authority() + " sent a response head larger than "
+                            + services.config().limits().maxResponseHead() + " bytes (limits.max-response-head)",
+                            "response_head_too_large");
+                } else {
+                    upstreamBroken(ex, ex.request.target().authority() + " sent a malformed HTTP response",
+                            "upstream_bad_response");
+                }
+                return;
+            }
             Channel client = ctx.channel();
             if (msg instanceof HttpResponse res) {
-                if (res.decoderResult().isFailure()) {
+                if (res.status().code() == HttpResponseStatus.SWITCHING_PROTOCOLS.code()) {
+                    // The proxy never forwards an Upgrade offer, so this answers nothing it sent.
                     ReferenceCountUtil.release(msg);
-                    upstreamBroken(ex, "upstream sent a malformed response");
+                    upstreamBroken(ex, ex.request.target().authority()
+                            + " switched protocols, which plain-HTTP forwarding does not carry; use CONNECT",
+                            "upstream_switched_protocols");
                     return;
                 }
                 onResponseHead(ex, res);
+            }
+            if (ex.informational) {
+                // RFC 9110 15.2: no 1xx answer goes to an HTTP/1.0 client.
+                if (ex.http10) {
+                    ReferenceCountUtil.release(msg);
+                } else {
+                    client.write(msg);
+                }
+                if (msg instanceof LastHttpContent) {
+                    ex.informational = false;
+                }
+                return;
             }
             if (msg instanceof HttpContent content) {
                 int n = content.content().readableBytes();
                 ex.record.addBytesDown(n);
                 services.metrics().bytesToClient(n);
                 boolean last = msg instanceof LastHttpContent;
+                if (last && ex.chunkedToClient) {
+                    HeaderSanitizer.sanitiseTrailers(((LastHttpContent) msg).trailingHeaders());
+                }
                 client.write(msg);
                 if (last) {
-                    if (ex.informational) {
-                        ex.informational = false;
-                    } else {
-                        client.flush();
-                        finish(ex);
-                        return;
-                    }
+                    client.flush();
+                    finish(ex);
+                    return;
                 }
             } else if (msg instanceof HttpResponse) {
                 client.write(msg);
@@ -263,31 +364,50 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
 
         private void onResponseHead(Exchange ex, HttpResponse res) {
             HttpResponseStatus status = res.status();
-            ex.informational = status.codeClass() == io.netty.handler.codec.http.HttpStatusClass.INFORMATIONAL;
             HttpHeaders h = res.headers();
-            if (!ex.informational) {
-                ex.responseStarted = true;
-                ex.upstreamKeepAlive = HttpUtil.isKeepAlive(res);
-                ex.record.status(status.code());
-            }
-            stripHopByHop(h);
-            addVia(h, res.protocolVersion());
-            res.setProtocolVersion(HttpVersion.HTTP_1_1);
+            ex.informational = status.codeClass() == HttpStatusClass.INFORMATIONAL;
             if (ex.informational) {
+                HeaderSanitizer.stripHopByHop(h);
+                HeaderSanitizer.addVia(h, res.protocolVersion());
+                res.setProtocolVersion(HttpVersion.HTTP_1_1);
                 return;
             }
+            ex.responseStarted = true;
+            ex.upstreamKeepAlive = HttpUtil.isKeepAlive(res);
+            ex.record.status(status.code());
             boolean bodyless = ex.head || status.code() == 204 || status.code() == 304;
-            if (!bodyless && !HttpUtil.isContentLengthSet(res) && !HttpUtil.isTransferEncodingChunked(res)) {
-                // The origin delimits this body by closing; tell the client where it ends instead.
-                if (ex.request.request().protocolVersion().equals(HttpVersion.HTTP_1_1)) {
-                    HttpUtil.setTransferEncodingChunked(res, true);
+            Framing in = HeaderSanitizer.framingOf(res);
+            long length = HttpUtil.getContentLength(res, 0L);
+            HeaderSanitizer.stripHopByHop(h);
+            HeaderSanitizer.addVia(h, res.protocolVersion());
+            res.setProtocolVersion(HttpVersion.HTTP_1_1);
+            if (!bodyless) {
+                Framing out;
+                if (in == Framing.LENGTH) {
+                    out = Framing.LENGTH;
                 } else {
-                    ex.clientKeepAlive = false;
+                    if (in == Framing.NONE) {
+                        // Neither field: the origin delimits this body by closing (RFC 9112 6.3).
+                        ex.upstreamKeepAlive = false;
+                    }
+                    // An HTTP/1.1 client is told where the body ends; an HTTP/1.0 client may not get
+                    // chunked coding (RFC 9112 6.1), so its body ends when the proxy closes.
+                    out = ex.http10 ? Framing.CLOSE : Framing.CHUNKED;
+                    if (ex.http10) {
+                        ex.clientKeepAlive = false;
+                    }
                 }
+                HeaderSanitizer.frame(h, out, length);
+                ex.chunkedToClient = out == Framing.CHUNKED;
+            } else if (ex.http10) {
+                h.remove(HttpHeaderNames.TRANSFER_ENCODING);
+            }
+            if (!ex.chunkedToClient) {
+                h.remove(HttpHeaderNames.TRAILER);
             }
             if (!ex.clientKeepAlive) {
                 h.set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
-            } else if (ex.request.request().protocolVersion().equals(HttpVersion.HTTP_1_0)) {
+            } else if (ex.http10) {
                 h.set(HttpHeaderNames.CONNECTION, HttpHeaderValues.KEEP_ALIVE);
             }
         }
@@ -329,9 +449,21 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
             upstreamAuthority = null;
             upstreamBusy = false;
             Exchange ex = exchange;
-            if (ex != null) {
-                upstreamBroken(ex, ex.request.target().authority() + " closed the connection before answering");
+            if (ex == null) {
+                return;
             }
+            if (ex.reusedUpstream && !ex.answered && !ex.retried && ex.replayable && ex.requestDone) {
+                // The keep-alive race: the origin closed an idle connection just as the request went
+                // out. Nothing of an answer came, and the request is safe to send again.
+                ex.retried = true;
+                ex.reusedUpstream = false;
+                log.debug("{} closed a kept-alive connection before answering; sending {} again on a new one",
+                        ex.request.target().authority(), ex.record.id());
+                connectUpstream(ex);
+                return;
+            }
+            upstreamBroken(ex, ex.request.target().authority() + " closed the connection before answering",
+                    "upstream_closed");
         }
 
         @Override
@@ -345,19 +477,19 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         }
     }
 
-    private void upstreamBroken(Exchange ex, String text) {
+    private void upstreamBroken(Exchange ex, String text, String code) {
         exchange = null;
+        closeUpstream();
         if (ex.responseStarted) {
             // Part of the answer is already with the client; all we can do is cut it short.
-            ex.record.error("upstream_closed");
+            ex.record.error(code);
             services.accessLog().log(ex.record);
             ctx.close();
             return;
         }
-        ex.record.status(502).error("upstream_closed");
+        ex.record.status(502).error(code);
         services.accessLog().log(ex.record);
-        Channels.answerAndClose(ctx,
-                ErrorResponses.response(HttpResponseStatus.BAD_GATEWAY, text, "upstream_closed", null));
+        Channels.answerAndClose(ctx, ErrorResponses.response(HttpResponseStatus.BAD_GATEWAY, text, code, null));
     }
 
     private void finish(Exchange ex) {
@@ -372,13 +504,19 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         }
         awaitingResponse = false;
         upstreamBusy = false;
-        ctx.fireUserEventTriggered(ExchangeDone.INSTANCE);
+        // Fired from the head so that it reaches the request-head timer in front of this handler.
+        ctx.pipeline().fireUserEventTriggered(ExchangeDone.INSTANCE);
+        // Reading again releases the next pipelined request, if one is queued, at once.
         updateClientRead();
+        if (clientInputShut && exchange == null) {
+            Channels.closeOnFlush(ctx.channel());
+        }
     }
 
     private void connectFailed(Throwable cause) {
         Exchange ex = exchange;
         exchange = null;
+        ex.counted = true;
         Channels.answerAndClose(ctx, UpstreamFailureAnswers.answer(services, ex.request, cause));
     }
 
@@ -390,30 +528,6 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         if (u != null) {
             u.close();
         }
-    }
-
-    static void stripHopByHop(HttpHeaders h) {
-        List<String> named = new ArrayList<>();
-        for (String value : h.getAll(HttpHeaderNames.CONNECTION)) {
-            for (String token : value.split(",")) {
-                String t = token.trim().toLowerCase(Locale.ROOT);
-                if (!t.isEmpty()) {
-                    named.add(t);
-                }
-            }
-        }
-        for (String name : named) {
-            h.remove(name);
-        }
-        for (CharSequence name : HOP_BY_HOP) {
-            h.remove(name);
-        }
-    }
-
-    private static void addVia(HttpHeaders h, HttpVersion version) {
-        String via = (version.majorVersion() + "." + version.minorVersion()) + " egress-proxy";
-        String existing = h.get(HttpHeaderNames.VIA);
-        h.set(HttpHeaderNames.VIA, existing == null || existing.isEmpty() ? via : existing + ", " + via);
     }
 
     @Override
@@ -428,12 +542,11 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
             return;
         }
         if (evt instanceof ChannelInputShutdownEvent) {
-            // The client will send nothing more: answer what is in flight, then close.
-            Exchange ex = exchange;
-            if (ex == null) {
+            // The client will send nothing more. Requests it pipelined before its FIN may still be
+            // queued behind the exchange in flight: finish() closes once none is left.
+            clientInputShut = true;
+            if (exchange == null) {
                 Channels.closeOnFlush(ctx.channel());
-            } else {
-                ex.clientKeepAlive = false;
             }
         }
         ctx.fireUserEventTriggered(evt);

@@ -20,11 +20,13 @@ import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpRequest;
 import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.LastHttpContent;
 import io.netty.handler.codec.http.TooLongHttpHeaderException;
 import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.netty.util.ReferenceCountUtil;
 import java.util.List;
+import java.util.Locale;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -93,6 +95,22 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         boolean connect = HttpMethod.CONNECT.equals(request.method());
         Kind kind = connect ? Kind.CONNECT : Kind.HTTP;
         record.method(request.method().name());
+        HttpVersion version = request.protocolVersion();
+        if (version.majorVersion() != 1 || !"HTTP".equals(version.protocolName())) {
+            ReferenceCountUtil.release(request);
+            refuse(ctx, record, kind, null, Reason.UNSUPPORTED_HTTP_VERSION, HttpResponseStatus.HTTP_VERSION_NOT_SUPPORTED,
+                    "HTTP version not supported; egress-proxy speaks HTTP/1.1 and HTTP/1.0", null);
+            return;
+        }
+        String upgrade = connect ? null : refusedUpgrade(request);
+        if (upgrade != null) {
+            ReferenceCountUtil.release(request);
+            refuse(ctx, record, kind, null, Reason.UPGRADE_NOT_SUPPORTED, HttpResponseStatus.BAD_REQUEST,
+                    "protocol upgrade to " + upgrade + " is not forwarded over plain HTTP; use CONNECT",
+                    "A WebSocket or other upgraded connection goes through a tunnel: send CONNECT host:port "
+                            + "first (browsers and most clients do so for ws:// and wss:// through a proxy).");
+            return;
+        }
         String framing = framingProblem(request, connect);
         if (framing != null) {
             ReferenceCountUtil.release(request);
@@ -157,6 +175,26 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         }
         if (request.headers().getAll(HttpHeaderNames.HOST).size() > 1) {
             return "more than one Host header";
+        }
+        return null;
+    }
+
+    /**
+     * The protocol a plain-HTTP request asks to upgrade to, when the proxy refuses it, else null.
+     * An offer of {@code h2c} is optional (the origin may ignore it, and the proxy removes it as
+     * hop-by-hop); any other {@code Upgrade} (WebSocket) would need the connection to be carried
+     * end to end, which only a tunnel does.
+     */
+    static String refusedUpgrade(HttpRequest request) {
+        for (String value : request.headers().getAll(HttpHeaderNames.UPGRADE)) {
+            for (String token : value.split(",")) {
+                String t = token.trim();
+                int slash = t.indexOf('/');
+                String protocol = (slash < 0 ? t : t.substring(0, slash)).toLowerCase(Locale.ROOT);
+                if (!protocol.isEmpty() && !protocol.equals("h2c")) {
+                    return protocol.matches("[a-z0-9.+_-]{1,32}") ? protocol : "another protocol";
+                }
+            }
         }
         return null;
     }

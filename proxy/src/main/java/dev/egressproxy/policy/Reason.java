@@ -21,7 +21,11 @@ public enum Reason {
     /** The request or its authority could not be parsed safely. */
     MALFORMED_REQUEST("malformed_request"),
     /** An origin-form request ({@code GET /}): the proxy never routes by the Host header. */
-    ORIGIN_FORM_REQUEST("origin_form_request");
+    ORIGIN_FORM_REQUEST("origin_form_request"),
+    /** A request line with an HTTP version other than 1.0 or 1.1 (answered 505). */
+    UNSUPPORTED_HTTP_VERSION("unsupported_http_version"),
+    /** A plain-HTTP request asking for a protocol upgrade (WebSocket and the like): use CONNECT. */
+    UPGRADE_NOT_SUPPORTED("upgrade_not_supported");
 
     private final String label;
 

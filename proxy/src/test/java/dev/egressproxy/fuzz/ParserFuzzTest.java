@@ -97,7 +97,7 @@ class ParserFuzzTest {
                     String text = buf.toString(StandardCharsets.ISO_8859_1);
                     if (text.startsWith("HTTP/")) {
                         String statusLine = text.substring(0, text.indexOf("\r\n"));
-                        assertThat(statusLine).matches("HTTP/1\\.1 (400|403|408|414|431) [\\x20-\\x7e]+");
+                        assertThat(statusLine).matches("HTTP/1\\.1 (400|403|408|414|431|505) [\\x20-\\x7e]+");
                     }
                 }
                 ReferenceCountUtil.release(out);

@@ -162,12 +162,17 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
     /**
      * Body framing the decoder accepts but a strict proxy should not (the decoder already refuses
      * Content-Length together with Transfer-Encoding, several Content-Lengths, bare LF and malformed
-     * header names): any Transfer-Encoding but a single {@code chunked}, and a CONNECT with a body.
+     * header names): any Transfer-Encoding but a single {@code chunked}, Transfer-Encoding in an
+     * HTTP/1.0 request (RFC 9112 6.1), and a CONNECT with a body.
      */
     static String framingProblem(HttpRequest request, boolean connect) {
         List<String> te = request.headers().getAll(HttpHeaderNames.TRANSFER_ENCODING);
         if (!te.isEmpty() && (te.size() != 1 || !te.get(0).trim().equalsIgnoreCase("chunked"))) {
             return "Transfer-Encoding other than a single chunked is not accepted";
+        }
+        if (!te.isEmpty() && request.protocolVersion().minorVersion() == 0) {
+            // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+            return "Transfer-Encoding is not defined for HTTP/1.0";
         }
         String length = request.headers().get(HttpHeaderNames.CONTENT_LENGTH);
         if (connect && (!te.isEmpty() || (length != null && !length.trim().equals("0")))) {

@@ -192,6 +192,13 @@ class HostileRequestsIT {
         all.add(c("NUL in a header value", get("http://registry.redhat.io/").replace("\r\n\r\n", "\r\nX-A: a\u0000b\r\n\r\n"), 400));
         all.add(c("space inside a header name", get("http://registry.redhat.io/").replace("\r\n\r\n", "\r\nX A: b\r\n\r\n"), 400));
         all.add(c("two Host headers", "GET http://registry.redhat.io/ HTTP/1.1\r\nHost: registry.redhat.io\r\nHost: evil.example\r\n\r\n", 400));
+        all.add(c("chunked body in an HTTP/1.0 request", post("Transfer-Encoding: chunked\r\n", "0\r\n\r\n")
+                .replace("HTTP/1.1", "HTTP/1.0"), 400));
+        all.add(c("HTTP/9.9 CONNECT", "CONNECT registry.redhat.io:443 HTTP/9.9\r\nHost: registry.redhat.io:443\r\n\r\n", 505));
+        all.add(c("HTTP/2.0 request line", "GET http://registry.redhat.io/ HTTP/2.0\r\nHost: registry.redhat.io\r\n\r\n", 505));
+        all.add(c("another protocol name", "GET http://registry.redhat.io/ FOO/1.1\r\nHost: registry.redhat.io\r\n\r\n", 400));
+        all.add(c("WebSocket upgrade on plain HTTP", get("http://registry.redhat.io/").replace("\r\n\r\n",
+                "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"), 400));
         all.add(c("CONNECT with a Content-Length body", "CONNECT registry.redhat.io:443 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 400));
         all.add(c("CONNECT with a chunked body", "CONNECT registry.redhat.io:443 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400));
         all.add(c("oversized header", connect("registry.redhat.io:443").replace("\r\n\r\n", "\r\nX-Big: " + "a".repeat(40_000) + "\r\n\r\n"), 431));

@@ -9,6 +9,7 @@ import dev.egressproxy.metrics.AdminServer;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.policy.AddressPolicy;
+import dev.egressproxy.policy.AddressText;
 import dev.egressproxy.policy.Allowlist;
 import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.upstream.DnsResolvers;
@@ -208,8 +209,7 @@ public final class ProxyServer implements AutoCloseable {
     }
 
     private static String text(InetSocketAddress a) {
-        String host = a.getAddress().isAnyLocalAddress() ? "*" : a.getAddress().getHostAddress();
-        return (host.indexOf(':') >= 0 ? "[" + host + "]" : host) + ":" + a.getPort();
+        return a.getAddress().isAnyLocalAddress() ? "*:" + a.getPort() : AddressText.of(a);
     }
 
     public InetSocketAddress proxyAddress() {

@@ -2,6 +2,7 @@ package dev.egressproxy.upstream;
 
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.metrics.ProxyMetrics;
+import dev.egressproxy.policy.AddressText;
 import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.policy.Target;
 import dev.egressproxy.util.EpollInterest;
@@ -110,7 +111,7 @@ public final class UpstreamConnector {
                             if (why.isEmpty()) {
                                 allowed.add(a);
                             } else if (firstForbidden == null) {
-                                firstForbidden = a.getAddress().getHostAddress() + " (" + why.get() + ")";
+                                firstForbidden = AddressText.of(a.getAddress()) + " (" + why.get() + ")";
                             }
                         }
                         if (allowed.isEmpty()) {
@@ -130,7 +131,7 @@ public final class UpstreamConnector {
         if (why.isPresent()) {
             promise.tryFailure(UpstreamException.addressForbidden(
                     target.authority() + " is an address the egress policy does not allow",
-                    address.getAddress().getHostAddress() + " is " + why.get()));
+                    AddressText.of(address.getAddress()) + " is " + why.get()));
             return false;
         }
         return true;
@@ -197,12 +198,12 @@ public final class UpstreamConnector {
                 }
                 Throwable cause = f.cause();
                 FailureCause fc = classify(cause);
-                tried.append(tried.length() == 0 ? "" : "; ").append(address.getAddress().getHostAddress()).append(':')
-                        .append(address.getPort()).append(' ').append(fc.label()).append(" (").append(cause.getMessage()).append(')');
+                tried.append(tried.length() == 0 ? "" : "; ").append(AddressText.of(address)).append(' ')
+                        .append(fc.label()).append(" (").append(cause.getMessage()).append(')');
                 index++;
                 if (index < addresses.size() && !promise.isDone()) {
                     log.debug("connect to {} at {} failed ({}), trying its next address", target.authority(),
-                            address.getAddress().getHostAddress(), fc.label());
+                            AddressText.of(address.getAddress()), fc.label());
                     next();
                     return;
                 }

@@ -54,9 +54,12 @@ class AllowlistTest {
                 argumentSet("IPv4 CIDR", "10.0.0.0/8", "10.0.0.0/8", AllowlistEntry.ANY_DEFAULT_PORT),
                 argumentSet("IPv4 single host", "192.0.2.7/32", "192.0.2.7/32", AllowlistEntry.ANY_DEFAULT_PORT),
                 argumentSet("IPv4 CIDR with port", "10.0.0.0/8:8443", "10.0.0.0/8:8443", 8443),
-                argumentSet("IPv6 CIDR", "2001:db8::/32", "2001:db8:0:0:0:0:0:0/32", AllowlistEntry.ANY_DEFAULT_PORT),
-                argumentSet("IPv6 CIDR with port", "2001:db8::/32:443", "2001:db8:0:0:0:0:0:0/32:443", 443),
-                argumentSet("bracketed IPv6 CIDR with port", "[2001:db8::]/32:443", "2001:db8:0:0:0:0:0:0/32:443", 443));
+                argumentSet("IPv6 CIDR", "2001:db8::/32", "2001:db8::/32", AllowlistEntry.ANY_DEFAULT_PORT),
+                argumentSet("IPv6 CIDR written in full is compressed", "2001:0DB8:0:0:0:0:0:0/32", "2001:db8::/32",
+                        AllowlistEntry.ANY_DEFAULT_PORT),
+                argumentSet("IPv6 loopback", "::1/128", "::1/128", AllowlistEntry.ANY_DEFAULT_PORT),
+                argumentSet("IPv6 CIDR with port", "2001:db8::/32:443", "2001:db8::/32:443", 443),
+                argumentSet("bracketed IPv6 CIDR with port", "[2001:db8::]/32:443", "2001:db8::/32:443", 443));
     }
 
     @ParameterizedTest(name = "entry, valid: {argumentSetName}")
@@ -212,7 +215,7 @@ class AllowlistTest {
                 argumentSet("IPv4 literal outside every CIDR", "203.0.113.7:443", Kind.CONNECT,
                         Reason.IP_LITERAL_NOT_ALLOWED, "-"),
                 argumentSet("IPv6 literal inside an IPv6 CIDR", "[2001:db8::5]:443", Kind.CONNECT,
-                        Reason.CIDR_ALLOWLISTED, "2001:db8:0:0:0:0:0:0/32"),
+                        Reason.CIDR_ALLOWLISTED, "2001:db8::/32"),
                 argumentSet("IPv6 literal outside every CIDR", "[2606:4700::1111]:443", Kind.CONNECT,
                         Reason.IP_LITERAL_NOT_ALLOWED, "-"));
     }

@@ -26,6 +26,7 @@ import io.netty.util.concurrent.Promise;
 import java.net.ConnectException;
 import java.net.InetSocketAddress;
 import java.net.NoRouteToHostException;
+import java.net.SocketAddress;
 import java.net.SocketException;
 import java.util.ArrayList;
 import java.util.List;
@@ -199,7 +200,7 @@ public final class UpstreamConnector {
                 Throwable cause = f.cause();
                 FailureCause fc = classify(cause);
                 tried.append(tried.length() == 0 ? "" : "; ").append(AddressText.of(address)).append(' ')
-                        .append(fc.label()).append(" (").append(cause.getMessage()).append(')');
+                        .append(fc.label()).append(" (").append(causeText(cause, address)).append(')');
                 index++;
                 if (index < addresses.size() && !promise.isDone()) {
                     log.debug("connect to {} at {} failed ({}), trying its next address", target.authority(),
@@ -243,6 +244,16 @@ public final class UpstreamConnector {
             }
         }
         return "DNS: no such host";
+    }
+
+    /**
+     * A connect failure's message without the address Netty appends to it ({@code ": /0:0:0:0:0:0:0:1:443"},
+     * in Java's long IPv6 form); the log line names the address already, in {@link AddressText} form.
+     */
+    static String causeText(Throwable cause, SocketAddress address) {
+        String message = String.valueOf(cause.getMessage());
+        String suffix = ": " + address;
+        return message.endsWith(suffix) ? message.substring(0, message.length() - suffix.length()) : message;
     }
 
     /** Maps a connect failure to its cause; the exception types differ between NIO and epoll. */

@@ -14,8 +14,6 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Supplier;
 
 /**
@@ -24,7 +22,9 @@ import java.util.function.Supplier;
  * mistake is not an open proxy) and how many connections one address may hold
  * ({@code clients.max-connections-per-client}; past it 429 and close, so one client cannot take
  * every connection). Counts {@code rejected_total{reason="client_not_allowed"|"per_client_limit"}}.
- * Shared by all connections of a server; its state is the per-address counters.
+ * Shared by all connections of a server, on every event loop; its state is the per-address counts
+ * ({@link ClientCounts}), which stay exact however the loops interleave. A refused connection is not
+ * counted.
  */
 @Sharable
 public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
@@ -38,7 +38,7 @@ public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
 
     private final Supplier<ProxyConfig.Clients> clients;
     private final ProxyMetrics metrics;
-    private final ConcurrentHashMap<InetAddress, AtomicInteger> open = new ConcurrentHashMap<>();
+    private final ClientCounts open = new ClientCounts();
 
     /** {@code clients} is read per connection, so a reloaded {@code clients} block applies at once. */
     public ClientGuardHandler(Supplier<ProxyConfig.Clients> clients, ProxyMetrics metrics) {
@@ -61,12 +61,11 @@ public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
             reject(ctx, Rejection.CLIENT_NOT_ALLOWED, NOT_ALLOWED);
             return;
         }
-        AtomicInteger count = open.computeIfAbsent(client, a -> new AtomicInteger());
-        ctx.channel().attr(COUNTED).set(client);
-        if (count.incrementAndGet() > settings.maxConnectionsPerClient()) {
+        if (!open.tryAcquire(client, settings.maxConnectionsPerClient())) {
             reject(ctx, Rejection.PER_CLIENT_LIMIT, TOO_MANY);
             return;
         }
+        ctx.channel().attr(COUNTED).set(client);
         ctx.fireChannelActive();
     }
 
@@ -89,15 +88,18 @@ public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
     public void channelInactive(ChannelHandlerContext ctx) {
         InetAddress client = ctx.channel().attr(COUNTED).getAndSet(null);
         if (client != null) {
-            // Remove the entry when it drops to zero so the map holds only addresses with connections.
-            open.computeIfPresent(client, (a, n) -> n.decrementAndGet() <= 0 ? null : n);
+            open.release(client);
         }
         ctx.fireChannelInactive();
     }
 
-    /** Connections open now from {@code client} (for tests). */
+    /** Connections counted now from {@code client} (for tests). */
     public int openFrom(InetAddress client) {
-        AtomicInteger n = open.get(client);
-        return n == null ? 0 : n.get();
+        return open.openFrom(client);
+    }
+
+    /** Client addresses with at least one counted connection (for tests). */
+    public int clientAddresses() {
+        return open.addresses();
     }
 }

@@ -214,10 +214,8 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
     }
 
     private static String denyHint(Target target, Kind kind, Reason reason) {
-        String entry = target.isIpLiteral() ? target.host() + "/32" : target.host();
-        if (target.port() != kind.defaultPort()) {
-            entry = entry + ":" + target.port();
-        }
+        // An entry the config accepts as written, and the text the allow decision will show as its rule.
+        String entry = dev.egressproxy.policy.AllowlistEntry.covering(target, kind);
         return "Refused by egress-proxy (" + kind.label() + ", reason " + reason.label() + "). If this destination is "
                 + "legitimate, ask the proxy operator to add \"" + entry + "\" to egress-proxy.allowlist.hosts.";
     }

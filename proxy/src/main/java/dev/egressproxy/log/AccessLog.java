@@ -108,9 +108,12 @@ public final class AccessLog {
                 r.bytesDown, r.method, url, hierarchy);
     }
 
+    /** The address of an {@code address:port} or {@code [v6]:port}, without brackets, as Squid writes it. */
     private static String hostOf(String hostPort) {
         int colon = hostPort.lastIndexOf(':');
-        return colon > 0 ? hostPort.substring(0, colon) : hostPort;
+        String host = colon > 0 ? hostPort.substring(0, colon) : hostPort;
+        return host.length() > 1 && host.charAt(0) == '[' && host.charAt(host.length() - 1) == ']'
+                ? host.substring(1, host.length() - 1) : host;
     }
 
     private static StringBuilder field(StringBuilder sb, String name, String value) {

@@ -1,5 +1,6 @@
 package dev.egressproxy.log;
 
+import dev.egressproxy.policy.AddressText;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 
@@ -28,9 +29,7 @@ public final class AccessRecord {
 
     public AccessRecord(String id, SocketAddress client) {
         this.id = id;
-        this.client = client instanceof InetSocketAddress isa && isa.getAddress() != null
-                ? isa.getAddress().getHostAddress() + ":" + isa.getPort()
-                : String.valueOf(client);
+        this.client = AddressText.of(client);
     }
 
     public AccessRecord method(String method) {
@@ -64,7 +63,7 @@ public final class AccessRecord {
 
     public AccessRecord upstream(SocketAddress address) {
         if (address instanceof InetSocketAddress isa && isa.getAddress() != null) {
-            this.upstream = isa.getAddress().getHostAddress() + ":" + isa.getPort();
+            this.upstream = AddressText.of(isa);
         }
         return this;
     }

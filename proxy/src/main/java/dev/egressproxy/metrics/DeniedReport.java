@@ -85,11 +85,16 @@ public final class DeniedReport {
             AccessLog.appendJsonString(sb, e.type().label());
             sb.append(",\"destination\":");
             AccessLog.appendJsonString(sb, e.destination());
-            String host = e.destination();
-            int colon = host.lastIndexOf(':');
+            String destination = e.destination();
+            int colon = destination.lastIndexOf(':');
+            String host = colon > 0 ? destination.substring(0, colon) : destination;
+            if (host.startsWith("[") && host.endsWith("]")) {
+                // The host as the metrics' host label has it: an IPv6 address without brackets.
+                host = host.substring(1, host.length() - 1);
+            }
             sb.append(",\"host\":");
-            AccessLog.appendJsonString(sb, colon > 0 ? host.substring(0, colon) : host);
-            sb.append(",\"port\":").append(colon > 0 ? host.substring(colon + 1) : "null");
+            AccessLog.appendJsonString(sb, host);
+            sb.append(",\"port\":").append(colon > 0 ? destination.substring(colon + 1) : "null");
             sb.append(",\"reason\":");
             AccessLog.appendJsonString(sb, e.reason());
             sb.append(",\"count\":").append(e.count());

@@ -1,5 +1,7 @@
 package dev.egressproxy.policy;
 
+import java.net.Inet6Address;
+
 /**
  * One allowlist entry as written by the operator: an exact host ({@code registry.redhat.io}), a
  * wildcard suffix ({@code *.quay.io}, which matches {@code cdn01.quay.io} but not {@code quay.io}),
@@ -32,8 +34,38 @@ public sealed interface AllowlistEntry permits AllowlistEntry.Host, AllowlistEnt
         }
     }
 
-    /** A CIDR block that allows IP-literal destinations inside it. */
+    /**
+     * A CIDR block that allows IP-literal destinations inside it. Its text is {@code 10.0.0.0/8},
+     * {@code 10.0.0.0/8:8443}, {@code 2001:db8::/32} or, with a port, {@code [2001:db8::]/32:443}.
+     */
     record Cidr(CidrBlock block, int port, String text) implements AllowlistEntry {
+    }
+
+    /**
+     * The narrowest entry that allows {@code target} for {@code kind}, written as {@link #parse}
+     * accepts it and as that entry's {@link #text()}: the host name, an IPv4 literal as
+     * {@code a.b.c.d/32} or an IPv6 literal as {@code 2001:db8::1/128}, with {@code :port} when the
+     * port is not the kind's default (an IPv6 block then in brackets, {@code [2001:db8::1]/128:8443}).
+     * The refusal answers name it, so an operator can paste it.
+     */
+    static String covering(Target target, Kind kind) {
+        String port = target.port() == kind.defaultPort() ? "" : ":" + target.port();
+        return target.isIpLiteral() ? singleAddress(target, port) : target.host() + port;
+    }
+
+    /** The single-address CIDR entry of an IP-literal target, with {@code port} ("" or ":n"). */
+    private static String singleAddress(Target target, String port) {
+        boolean ipv6 = target.ipLiteral() instanceof Inet6Address;
+        return cidrText(ipv6, target.host() + (ipv6 ? "/128" : "/32"), port);
+    }
+
+    /** A CIDR entry's text; an IPv6 block followed by a port goes in brackets, so its colons stay apart. */
+    private static String cidrText(boolean ipv6, String block, String port) {
+        if (!ipv6 || port.isEmpty()) {
+            return block + port;
+        }
+        int slash = block.indexOf('/');
+        return "[" + block.substring(0, slash) + "]" + block.substring(slash) + port;
     }
 
     /**
@@ -63,7 +95,8 @@ public sealed interface AllowlistEntry permits AllowlistEntry.Host, AllowlistEnt
         int colon = s.lastIndexOf(':');
         if (colon >= 0) {
             if (s.indexOf(':') != colon) {
-                throw new IllegalArgumentException("'" + raw + "': IPv6 addresses are allowed with a CIDR entry such as '2001:db8::1/128'");
+                throw new IllegalArgumentException("'" + raw + "': IPv6 addresses are allowed with a CIDR entry such as '"
+                        + ipv6Example(s) + "'");
             }
             hostPart = s.substring(0, colon);
             port = parsePort(raw, s.substring(colon + 1));
@@ -89,7 +122,8 @@ public sealed interface AllowlistEntry permits AllowlistEntry.Host, AllowlistEnt
             throw new IllegalArgumentException("'" + raw + "' is not a valid host: " + e.getMessage());
         }
         if (name.matches("[0-9.]+")) {
-            throw new IllegalArgumentException("'" + raw + "' is an IP address; write it as a CIDR entry such as '" + name + "/32'");
+            throw new IllegalArgumentException("'" + raw + "' is an IP address; write it as a CIDR entry such as '" + name + "/32"
+                    + (port == ANY_DEFAULT_PORT ? "" : ":" + port) + "'");
         }
         if (wildcard && name.indexOf('.') < 0) {
             throw new IllegalArgumentException("'" + raw + "' would allow a whole top-level domain; name a longer suffix such as '*.example." + name + "'");
@@ -108,8 +142,28 @@ public sealed interface AllowlistEntry permits AllowlistEntry.Host, AllowlistEnt
             port = parsePort(raw, s.substring(colon + 1));
         }
         CidrBlock block = CidrBlock.parse(blockPart);
-        String text = block.text() + (port == ANY_DEFAULT_PORT ? "" : ":" + port);
+        String text = cidrText(block.network().length == 16, block.text(), port == ANY_DEFAULT_PORT ? "" : ":" + port);
         return new Cidr(block, port, text);
+    }
+
+    /**
+     * The entry to suggest for an IPv6 address written as a host ({@code 2001:db8::1},
+     * {@code [2001:db8::1]:8443}): that address as a single-host block with the port written, or a
+     * generic example when it is not an address at all.
+     */
+    private static String ipv6Example(String s) {
+        boolean withPort = s.startsWith("[") && s.indexOf("]:") > 0;
+        try {
+            Target t = withPort ? AuthorityParser.parseAuthority(s, -1)
+                    : AuthorityParser.parseHost(s.startsWith("[") ? s : "[" + s + "]", Kind.CONNECT.defaultPort());
+            if (t.isIpLiteral()) {
+                // An IPv4-mapped address is judged as IPv4, so its entry is the IPv4 one.
+                return singleAddress(t, withPort ? ":" + t.port() : "");
+            }
+        } catch (MalformedTargetException e) {
+            // Not an address: fall back to the example.
+        }
+        return "2001:db8::1/128";
     }
 
     private static int parsePort(String raw, String p) {

@@ -130,7 +130,7 @@ public final class AuthorityParser {
                 throw new MalformedTargetException("malformed IPv6 literal");
             }
             InetAddress address = parseIpv6(rawHost.substring(1, rawHost.length() - 1));
-            return new Target(address.getHostAddress(), port, address);
+            return new Target(AddressText.of(address), port, address);
         }
         String host = normaliseHostName(rawHost);
         if (looksNumeric(host)) {

@@ -5,12 +5,14 @@ import java.net.UnknownHostException;
 
 /**
  * An IPv4 or IPv6 network in CIDR notation. An IPv4 block never matches an IPv6 address; callers
- * unwrap IPv4-mapped and similar forms first (see {@link AddressPolicy#embeddedIpv4}).
+ * unwrap IPv4-mapped and similar forms first (see {@link AddressPolicy#embeddedIpv4}). Its text is
+ * the network in {@link AddressText} form and the prefix length, {@code 2001:db8::/32}.
  */
 public record CidrBlock(byte[] network, int prefixLength, String text) {
 
     /**
-     * Parses {@code a.b.c.d/n} or {@code x:y::/n} (a bare address means a single host).
+     * Parses {@code a.b.c.d/n}, {@code x:y::/n} or {@code [x:y::]/n} (a bare address means a single
+     * host).
      *
      * @throws IllegalArgumentException with a message that names the bad part
      */
@@ -78,11 +80,7 @@ public record CidrBlock(byte[] network, int prefixLength, String text) {
     }
 
     private static String toText(byte[] bytes) {
-        try {
-            return InetAddress.getByAddress(bytes).getHostAddress();
-        } catch (UnknownHostException e) {
-            throw new IllegalStateException(e);
-        }
+        return AddressText.of(bytes);
     }
 
     /** Whether {@code address} lies in this block (same address family only). */

@@ -52,6 +52,11 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
         this.clientGuard = new ClientGuardHandler(() -> live.get().clients(), services.metrics());
     }
 
+    /** The per-client guard shared by every connection (its counts, for tests). */
+    public ClientGuardHandler clientGuard() {
+        return clientGuard;
+    }
+
     @Override
     protected void initChannel(SocketChannel ch) {
         channels.add(ch);

@@ -1,6 +1,7 @@
 package dev.egressproxy.server;
 
 import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.handler.ClientGuardHandler;
 import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.handler.SpliceRelay;
 import dev.egressproxy.log.AccessLog;
@@ -8,6 +9,7 @@ import dev.egressproxy.metrics.AdminServer;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.policy.AddressPolicy;
+import dev.egressproxy.policy.AddressText;
 import dev.egressproxy.policy.Allowlist;
 import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.upstream.DnsResolvers;
@@ -63,6 +65,7 @@ public final class ProxyServer implements AutoCloseable {
     private DnsResolvers resolvers;
     private Transport transport;
     private Channel listener;
+    private ProxyChannelInitializer initializer;
     private AdminServer admin;
     private volatile boolean ready;
     private Supplier<? extends CompletionStage<?>> beforeScrape = () -> CompletableFuture.completedFuture(null);
@@ -168,6 +171,7 @@ public final class ProxyServer implements AutoCloseable {
         ProxyServices services = new ProxyServices(config, policy::get, metrics, deniedReport,
                 new AccessLog(config.logging().accessFormat()), connector, new AtomicLong());
 
+        initializer = new ProxyChannelInitializer(services, clientChannels, live::get);
         ProxyConfig.Limits limits = config.limits();
         ServerBootstrap b = new ServerBootstrap()
                 // Accepting on an I/O event loop, not a separate acceptor thread: with the accept on
@@ -187,7 +191,7 @@ public final class ProxyServer implements AutoCloseable {
                 .childOption(ChannelOption.ALLOCATOR, PooledByteBufAllocator.DEFAULT)
                 .childOption(ChannelOption.WRITE_BUFFER_WATER_MARK,
                         new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
-                .childHandler(new ProxyChannelInitializer(services, clientChannels, live::get));
+                .childHandler(initializer);
         // The admin listener comes up first so that /healthz answers and /readyz says 503 until
         // the proxy listener is bound.
         if (config.admin().enabled()) {
@@ -205,8 +209,7 @@ public final class ProxyServer implements AutoCloseable {
     }
 
     private static String text(InetSocketAddress a) {
-        String host = a.getAddress().isAnyLocalAddress() ? "*" : a.getAddress().getHostAddress();
-        return (host.indexOf(':') >= 0 ? "[" + host + "]" : host) + ":" + a.getPort();
+        return a.getAddress().isAnyLocalAddress() ? "*:" + a.getPort() : AddressText.of(a);
     }
 
     public InetSocketAddress proxyAddress() {
@@ -249,6 +252,11 @@ public final class ProxyServer implements AutoCloseable {
     /** Client connections open now (for tests and the drain). */
     public ChannelGroup clientChannels() {
         return clientChannels;
+    }
+
+    /** The guard that counts connections per client address; null before {@link #start()}. */
+    public ClientGuardHandler clientGuard() {
+        return initializer == null ? null : initializer.clientGuard();
     }
 
     /** Upstream connections open now. */

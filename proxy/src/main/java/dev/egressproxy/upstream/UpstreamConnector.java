@@ -2,6 +2,7 @@ package dev.egressproxy.upstream;
 
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.metrics.ProxyMetrics;
+import dev.egressproxy.policy.AddressText;
 import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.policy.Target;
 import dev.egressproxy.util.EpollInterest;
@@ -25,6 +26,7 @@ import io.netty.util.concurrent.Promise;
 import java.net.ConnectException;
 import java.net.InetSocketAddress;
 import java.net.NoRouteToHostException;
+import java.net.SocketAddress;
 import java.net.SocketException;
 import java.util.ArrayList;
 import java.util.List;
@@ -110,7 +112,7 @@ public final class UpstreamConnector {
                             if (why.isEmpty()) {
                                 allowed.add(a);
                             } else if (firstForbidden == null) {
-                                firstForbidden = a.getAddress().getHostAddress() + " (" + why.get() + ")";
+                                firstForbidden = AddressText.of(a.getAddress()) + " (" + why.get() + ")";
                             }
                         }
                         if (allowed.isEmpty()) {
@@ -130,7 +132,7 @@ public final class UpstreamConnector {
         if (why.isPresent()) {
             promise.tryFailure(UpstreamException.addressForbidden(
                     target.authority() + " is an address the egress policy does not allow",
-                    address.getAddress().getHostAddress() + " is " + why.get()));
+                    AddressText.of(address.getAddress()) + " is " + why.get()));
             return false;
         }
         return true;
@@ -197,12 +199,12 @@ public final class UpstreamConnector {
                 }
                 Throwable cause = f.cause();
                 FailureCause fc = classify(cause);
-                tried.append(tried.length() == 0 ? "" : "; ").append(address.getAddress().getHostAddress()).append(':')
-                        .append(address.getPort()).append(' ').append(fc.label()).append(" (").append(cause.getMessage()).append(')');
+                tried.append(tried.length() == 0 ? "" : "; ").append(AddressText.of(address)).append(' ')
+                        .append(fc.label()).append(" (").append(causeText(cause, address)).append(')');
                 index++;
                 if (index < addresses.size() && !promise.isDone()) {
                     log.debug("connect to {} at {} failed ({}), trying its next address", target.authority(),
-                            address.getAddress().getHostAddress(), fc.label());
+                            AddressText.of(address.getAddress()), fc.label());
                     next();
                     return;
                 }
@@ -242,6 +244,16 @@ public final class UpstreamConnector {
             }
         }
         return "DNS: no such host";
+    }
+
+    /**
+     * A connect failure's message without the address Netty appends to it ({@code ": /0:0:0:0:0:0:0:1:443"},
+     * in Java's long IPv6 form); the log line names the address already, in {@link AddressText} form.
+     */
+    static String causeText(Throwable cause, SocketAddress address) {
+        String message = String.valueOf(cause.getMessage());
+        String suffix = ": " + address;
+        return message.endsWith(suffix) ? message.substring(0, message.length() - suffix.length()) : message;
     }
 
     /** Maps a connect failure to its cause; the exception types differ between NIO and epoll. */

@@ -150,7 +150,7 @@ class ConfigLoaderTest {
 
         assertThat(config.destinations().connectTo()).containsOnly(
                 Map.entry("registry.redhat.io:443", new InetSocketAddress(InetAddress.getByName("127.0.0.1"), 8443)),
-                Map.entry("[2001:db8:0:0:0:0:0:1]:443", new InetSocketAddress(InetAddress.getByName("::1"), 9443)));
+                Map.entry("[2001:db8::1]:443", new InetSocketAddress(InetAddress.getByName("::1"), 9443)));
         assertThat(config.destinations().connectTo().get("registry.redhat.io:443").isUnresolved()).isFalse();
     }
 

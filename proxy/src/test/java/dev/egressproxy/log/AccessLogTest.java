@@ -2,6 +2,7 @@ package dev.egressproxy.log;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import org.junit.jupiter.api.Test;
 
@@ -45,6 +46,21 @@ class AccessLogTest {
         String miss = AccessLog.squid(forwarded(), 12);
         assertThat(miss).matches("\\d+\\.\\d{3} +12 10\\.0\\.0\\.6 TCP_MISS/302 120 GET http://registry\\.redhat\\.io/v2/a\"b - "
                 + "HIER_DIRECT/203\\.0\\.113\\.9 -");
+    }
+
+    @Test
+    void ipv6AddressesAreWrittenCompressedWithBracketsBeforeThePort() throws Exception {
+        AccessRecord r = new AccessRecord("9-1", new InetSocketAddress(InetAddress.getByName("0:0:0:0:0:0:0:1"), 40002))
+                .method("CONNECT").target("[2001:db8::7]:443")
+                .decision("allowed", "cidr_allowlisted", "2001:db8::/32").status(200)
+                .upstream(new InetSocketAddress(InetAddress.getByName("2001:db8:0:0:0:0:0:7"), 443));
+
+        assertThat(AccessLog.text(r, 1)).contains(" client=[::1]:40002 ").contains(" upstream=[2001:db8::7]:443 ")
+                .doesNotContain("0:0:0:0");
+        assertThat(AccessLog.json(r, 1)).contains("\"client\":\"[::1]:40002\"").contains("\"upstream\":\"[2001:db8::7]:443\"");
+        // Squid writes bare addresses, without brackets or port.
+        assertThat(AccessLog.squid(r, 1)).matches("\\d+\\.\\d{3} +1 ::1 TCP_TUNNEL/200 0 CONNECT \\[2001:db8::7\\]:443 - "
+                + "HIER_DIRECT/2001:db8::7 -");
     }
 
     @Test

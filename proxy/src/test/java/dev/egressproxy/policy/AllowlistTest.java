@@ -54,9 +54,16 @@ class AllowlistTest {
                 argumentSet("IPv4 CIDR", "10.0.0.0/8", "10.0.0.0/8", AllowlistEntry.ANY_DEFAULT_PORT),
                 argumentSet("IPv4 single host", "192.0.2.7/32", "192.0.2.7/32", AllowlistEntry.ANY_DEFAULT_PORT),
                 argumentSet("IPv4 CIDR with port", "10.0.0.0/8:8443", "10.0.0.0/8:8443", 8443),
-                argumentSet("IPv6 CIDR", "2001:db8::/32", "2001:db8:0:0:0:0:0:0/32", AllowlistEntry.ANY_DEFAULT_PORT),
-                argumentSet("IPv6 CIDR with port", "2001:db8::/32:443", "2001:db8:0:0:0:0:0:0/32:443", 443),
-                argumentSet("bracketed IPv6 CIDR with port", "[2001:db8::]/32:443", "2001:db8:0:0:0:0:0:0/32:443", 443));
+                argumentSet("IPv6 CIDR", "2001:db8::/32", "2001:db8::/32", AllowlistEntry.ANY_DEFAULT_PORT),
+                argumentSet("IPv6 CIDR written in full is compressed", "2001:0DB8:0:0:0:0:0:0/32", "2001:db8::/32",
+                        AllowlistEntry.ANY_DEFAULT_PORT),
+                argumentSet("IPv6 single host", "2001:db8::1/128", "2001:db8::1/128", AllowlistEntry.ANY_DEFAULT_PORT),
+                argumentSet("IPv6 loopback", "::1/128", "::1/128", AllowlistEntry.ANY_DEFAULT_PORT),
+                argumentSet("bracketed IPv6 CIDR without port", "[2001:db8::]/32", "2001:db8::/32",
+                        AllowlistEntry.ANY_DEFAULT_PORT),
+                argumentSet("IPv6 CIDR with port gets brackets", "2001:db8::/32:443", "[2001:db8::]/32:443", 443),
+                argumentSet("bracketed IPv6 CIDR with port", "[2001:db8::]/32:443", "[2001:db8::]/32:443", 443),
+                argumentSet("bracketed IPv6 loopback with port", "[::1]/128:41443", "[::1]/128:41443", 41443));
     }
 
     @ParameterizedTest(name = "entry, valid: {argumentSetName}")
@@ -93,10 +100,20 @@ class AllowlistTest {
                         "'http://cdn.quay.io' looks like a URL; write the host only, e.g. 'cdn.quay.io'"),
                 argumentSet("bare IPv4 address suggests /32", "10.0.0.1",
                         "'10.0.0.1' is an IP address; write it as a CIDR entry such as '10.0.0.1/32'"),
-                argumentSet("bare IPv4 address with port suggests /32", "10.0.0.1:443",
-                        "'10.0.0.1:443' is an IP address; write it as a CIDR entry such as '10.0.0.1/32'"),
+                argumentSet("bare IPv4 address with port suggests /32 with the port", "10.0.0.1:8443",
+                        "'10.0.0.1:8443' is an IP address; write it as a CIDR entry such as '10.0.0.1/32:8443'"),
                 argumentSet("bare IPv6 address", "2001:db8::1",
                         "'2001:db8::1': IPv6 addresses are allowed with a CIDR entry such as '2001:db8::1/128'"),
+                argumentSet("bare IPv6 address written in full suggests the compressed one", "2001:DB8:0:0:0:0:0:7",
+                        "'2001:DB8:0:0:0:0:0:7': IPv6 addresses are allowed with a CIDR entry such as '2001:db8::7/128'"),
+                argumentSet("bracketed IPv6 address with port suggests the bracketed block with the port", "[::1]:41443",
+                        "'[::1]:41443': IPv6 addresses are allowed with a CIDR entry such as '[::1]/128:41443'"),
+                argumentSet("bracketed IPv4-mapped address with port suggests the IPv4 block", "[::ffff:10.0.0.1]:8443",
+                        "'[::ffff:10.0.0.1]:8443': IPv6 addresses are allowed with a CIDR entry such as '10.0.0.1/32:8443'"),
+                argumentSet("something with colons that is no address gets the example", "a:b:c",
+                        "'a:b:c': IPv6 addresses are allowed with a CIDR entry such as '2001:db8::1/128'"),
+                argumentSet("IPv6 single-host block with host bits beyond a short prefix", "0:0:0:0:0:0:0:1/32:41443",
+                        "'0:0:0:0:0:0:0:1/32' has host bits set; did you mean '::/32'?"),
                 argumentSet("CIDR with host bits suggests the network", "10.0.0.1/8",
                         "'10.0.0.1/8' has host bits set; did you mean '10.0.0.0/8'?"),
                 argumentSet("CIDR prefix too long", "10.0.0.0/33", "'10.0.0.0/33' has a prefix length outside 0-32"),
@@ -212,7 +229,7 @@ class AllowlistTest {
                 argumentSet("IPv4 literal outside every CIDR", "203.0.113.7:443", Kind.CONNECT,
                         Reason.IP_LITERAL_NOT_ALLOWED, "-"),
                 argumentSet("IPv6 literal inside an IPv6 CIDR", "[2001:db8::5]:443", Kind.CONNECT,
-                        Reason.CIDR_ALLOWLISTED, "2001:db8:0:0:0:0:0:0/32"),
+                        Reason.CIDR_ALLOWLISTED, "2001:db8::/32"),
                 argumentSet("IPv6 literal outside every CIDR", "[2606:4700::1111]:443", Kind.CONNECT,
                         Reason.IP_LITERAL_NOT_ALLOWED, "-"));
     }
@@ -266,6 +283,40 @@ class AllowlistTest {
     @Test
     void exactHostsListsOnlyExactNames() {
         assertThat(REGISTRY.exactHosts()).containsExactlyInAnyOrder("registry.redhat.io", "registry.access.redhat.com");
+    }
+
+    // ---------------------------------------------------------------- AllowlistEntry.covering
+
+    static Stream<Arguments> coveringEntries() {
+        return Stream.of(
+                argumentSet("name on CONNECT default port", "cdn02.quay.io:443", Kind.CONNECT, "cdn02.quay.io"),
+                argumentSet("name on another port", "mirror.example.com:5000", Kind.CONNECT, "mirror.example.com:5000"),
+                argumentSet("name on HTTP default port", "http://mirror.example.com/v2/", Kind.HTTP, "mirror.example.com"),
+                argumentSet("name on HTTP to 443", "http://mirror.example.com:443/", Kind.HTTP, "mirror.example.com:443"),
+                argumentSet("IPv4 on the default port", "203.0.113.9:443", Kind.CONNECT, "203.0.113.9/32"),
+                argumentSet("IPv4 on another port", "203.0.113.9:8443", Kind.CONNECT, "203.0.113.9/32:8443"),
+                argumentSet("IPv4 on HTTP", "http://198.51.100.7:8080/", Kind.HTTP, "198.51.100.7/32:8080"),
+                argumentSet("IPv6 loopback on another port", "[::1]:41443", Kind.CONNECT, "[::1]/128:41443"),
+                argumentSet("IPv6 loopback on the default port", "[::1]:443", Kind.CONNECT, "::1/128"),
+                argumentSet("IPv6 global written in full", "[2001:0DB8:0:0:0:0:0:1]:443", Kind.CONNECT, "2001:db8::1/128"),
+                argumentSet("IPv6 global on another port", "[2606:4700::1111]:8443", Kind.CONNECT, "[2606:4700::1111]/128:8443"),
+                argumentSet("IPv6 on HTTP", "http://[2606:4700::1111]/", Kind.HTTP, "2606:4700::1111/128"),
+                argumentSet("IPv4-mapped is an IPv4 entry", "[::ffff:192.0.2.1]:443", Kind.CONNECT, "192.0.2.1/32"),
+                argumentSet("IPv4-mapped in hex on another port", "[::ffff:c000:201]:8443", Kind.CONNECT, "192.0.2.1/32:8443"));
+    }
+
+    @ParameterizedTest(name = "covering: {argumentSetName}")
+    @MethodSource("coveringEntries")
+    void coveringEntryParsesToItselfAndAllowsTheTarget(String destination, Kind kind, String expected) throws Exception {
+        Target target = target(destination);
+
+        String entry = AllowlistEntry.covering(target, kind);
+
+        assertThat(entry).isEqualTo(expected);
+        assertThat(AllowlistEntry.parse(entry).text()).isEqualTo(entry);
+        Decision decision = allowlist(entry).decide(target, kind);
+        assertThat(decision.allowed()).isTrue();
+        assertThat(decision.rule()).isEqualTo(entry);
     }
 
     // ---------------------------------------------------------------- helpers

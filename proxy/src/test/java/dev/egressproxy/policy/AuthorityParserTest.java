@@ -47,9 +47,12 @@ class AuthorityParserTest {
                 argumentSet("canonical dotted quad", "203.0.113.7:443", "203.0.113.7", 443, "203.0.113.7"),
                 argumentSet("canonical dotted quad with zero octets", "10.0.0.1:8080", "10.0.0.1", 8080, "10.0.0.1"),
                 argumentSet("dotted quad with one trailing dot", "127.0.0.1.:443", "127.0.0.1", 443, "127.0.0.1"),
-                argumentSet("bracketed IPv6", "[2001:db8::1]:443", "2001:db8:0:0:0:0:0:1", 443, "2001:db8::1"),
-                argumentSet("bracketed IPv6 in upper-case hex", "[2001:DB8::A]:443", "2001:db8:0:0:0:0:0:a", 443, "2001:db8::a"),
-                argumentSet("bracketed IPv6 loopback", "[::1]:8443", "0:0:0:0:0:0:0:1", 8443, "::1"),
+                argumentSet("bracketed IPv6", "[2001:db8::1]:443", "2001:db8::1", 443, "2001:db8::1"),
+                argumentSet("bracketed IPv6 in upper-case hex", "[2001:DB8::A]:443", "2001:db8::a", 443, "2001:db8::a"),
+                argumentSet("bracketed IPv6 written in full is compressed", "[2001:0DB8:0:0:0:0:0:0001]:443", "2001:db8::1", 443,
+                        "2001:db8::1"),
+                argumentSet("bracketed IPv6 loopback", "[::1]:8443", "::1", 8443, "::1"),
+                argumentSet("bracketed IPv6 loopback written in full", "[0:0:0:0:0:0:0:1]:8443", "::1", 8443, "::1"),
                 argumentSet("IPv4-mapped IPv6 in dotted form becomes IPv4", "[::ffff:127.0.0.1]:443", "127.0.0.1", 443, "127.0.0.1"),
                 argumentSet("IPv4-mapped IPv6 in hex form becomes IPv4", "[::ffff:7f00:1]:443", "127.0.0.1", 443, "127.0.0.1"),
                 argumentSet("IPv4-mapped IPv6 written in full becomes IPv4", "[0:0:0:0:0:ffff:a00:1]:443", "10.0.0.1", 443, "10.0.0.1"));
@@ -82,8 +85,8 @@ class AuthorityParserTest {
         Target target = AuthorityParser.parseConnectAuthority("[2001:DB8::1]:443");
 
         assertThat(target.ipLiteral()).isInstanceOf(Inet6Address.class);
-        assertThat(target.hostForAuthority()).isEqualTo("[2001:db8:0:0:0:0:0:1]");
-        assertThat(target.authority()).isEqualTo("[2001:db8:0:0:0:0:0:1]:443");
+        assertThat(target.hostForAuthority()).isEqualTo("[2001:db8::1]");
+        assertThat(target.authority()).isEqualTo("[2001:db8::1]:443");
     }
 
     @Test
@@ -191,7 +194,7 @@ class AuthorityParserTest {
                         "registry.redhat.io", 80, "/a%20b/%2e%2e/c"),
                 argumentSet("backslash in the path is kept as data", "http://registry.redhat.io/a\\b", "registry.redhat.io", 80, "/a\\b"),
                 argumentSet("canonical dotted quad with port", "http://203.0.113.7:8080/x", "203.0.113.7", 8080, "/x"),
-                argumentSet("bracketed IPv6", "http://[2001:db8::1]/x", "2001:db8:0:0:0:0:0:1", 80, "/x"),
+                argumentSet("bracketed IPv6", "http://[2001:db8::1]/x", "2001:db8::1", 80, "/x"),
                 argumentSet("IPv4-mapped IPv6 becomes IPv4", "http://[::ffff:127.0.0.1]:8080/", "127.0.0.1", 8080, "/"));
     }
 
@@ -254,7 +257,7 @@ class AuthorityParserTest {
         return Stream.of(
                 argumentSet("name is normalised", "Registry.RedHat.IO.", "registry.redhat.io", false),
                 argumentSet("dotted quad is an IP literal", "192.0.2.1", "192.0.2.1", true),
-                argumentSet("bracketed IPv6 is an IP literal", "[2001:db8::1]", "2001:db8:0:0:0:0:0:1", true),
+                argumentSet("bracketed IPv6 is an IP literal", "[2001:db8::1]", "2001:db8::1", true),
                 argumentSet("bracketed IPv4-mapped IPv6 is IPv4", "[::ffff:10.0.0.1]", "10.0.0.1", true));
     }
 

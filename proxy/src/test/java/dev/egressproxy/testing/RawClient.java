@@ -4,6 +4,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
@@ -29,7 +30,15 @@ public final class RawClient implements AutoCloseable {
     private final OutputStream out;
 
     public RawClient(InetSocketAddress proxy) throws IOException {
+        this(proxy, null);
+    }
+
+    /** A client whose socket is bound to {@code from} (such as 127.0.0.2), or to any address when null. */
+    public RawClient(InetSocketAddress proxy, InetAddress from) throws IOException {
         socket = new Socket();
+        if (from != null) {
+            socket.bind(new InetSocketAddress(from, 0));
+        }
         socket.connect(proxy, 5000);
         socket.setSoTimeout(20_000);
         in = socket.getInputStream();

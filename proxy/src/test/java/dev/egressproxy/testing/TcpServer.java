@@ -54,7 +54,12 @@ public final class TcpServer implements AutoCloseable {
 
     /** Echoes every byte; after the client's FIN, finishes writing and sends its own FIN. */
     public static TcpServer echo() throws IOException {
-        return new TcpServer(64, (s, server) -> {
+        return echo(InetAddress.getLoopbackAddress());
+    }
+
+    /** An {@link #echo()} server on {@code address} (such as {@code ::1}), on a port the kernel picks. */
+    public static TcpServer echo(InetAddress address) throws IOException {
+        return new TcpServer(address, 0, 64, (s, server) -> {
             InputStream in = s.getInputStream();
             OutputStream out = s.getOutputStream();
             byte[] buf = new byte[16384];

@@ -12,7 +12,9 @@ e2e/run.sh proxy/target/egress-proxy.jar
 # A short smoke run of the benchmark (egress-proxy and direct only; asserts nothing about speed).
 bench/run.sh --quick --jar proxy/target/egress-proxy.jar
 # Coverage-guided fuzzing for a bounded time (Jazzer fuzzes one target per JVM).
-for target in connectAuthorityParsesOrRefusesCleanly requestHeadIsAnsweredOrPassedOnWithoutLeaksOrUnsafeStatusLines; do
-  JAZZER_FUZZ=1 mvn -B -q -pl proxy surefire:test@fuzz -Dtest="ParserFuzzTest#${target}"
+for target in ParserFuzzTest#connectAuthorityParsesOrRefusesCleanly \
+    ParserFuzzTest#requestHeadIsAnsweredOrPassedOnWithoutLeaksOrUnsafeStatusLines \
+    ForwardingFuzzTest#oneRequestReachesTheOriginAtMostOnceAsTheProxyFramedIt; do
+  JAZZER_FUZZ=1 mvn -B -q -pl proxy surefire:test@fuzz -Dtest="${target}"
 done
 rm -rf proxy/.cifuzz-corpus

@@ -79,6 +79,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
     private boolean upstreamBusy;
     /** The client sent its FIN: answer every request it sent before it, then close. */
     private boolean clientInputShut;
+    private boolean cutCheckScheduled;
 
     /** One request and its response. */
     private static final class Exchange {
@@ -285,7 +286,40 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
     }
 
     private void updateClientRead() {
-        ctx.channel().config().setAutoRead(!connecting && !awaitingResponse && !upstreamBusy);
+        boolean read = !connecting && !awaitingResponse && !upstreamBusy;
+        ctx.channel().config().setAutoRead(read);
+        if (read && clientInputShut && exchange != null && !exchange.requestDone && !cutCheckScheduled) {
+            // Run once the current read has unwound: the flow-control handler may still be handing
+            // on the rest of the body it queued.
+            cutCheckScheduled = true;
+            ctx.executor().execute(this::checkRequestCut);
+        }
+    }
+
+    /**
+     * Reading is on, so nothing is held back any more, the client has sent its FIN, and the body it
+     * announced has still not ended: it never will (the decoder emits nothing for a body cut short),
+     * and the origin would wait for the rest until the idle timeout. End the exchange now.
+     */
+    private void checkRequestCut() {
+        cutCheckScheduled = false;
+        Exchange ex = exchange;
+        if (ex == null || ex.requestDone || !ctx.channel().isActive() || !ctx.channel().config().isAutoRead()) {
+            return;
+        }
+        exchange = null;
+        closeUpstream();
+        ex.record.error("request_truncated");
+        if (ex.responseStarted) {
+            services.accessLog().log(ex.record);
+            ctx.close();
+            return;
+        }
+        ex.record.status(400);
+        services.accessLog().log(ex.record);
+        Channels.answerAndClose(ctx, ErrorResponses.response(HttpResponseStatus.BAD_REQUEST,
+                "request body ended before the length it announced (the client closed its side)",
+                "request_truncated", null));
     }
 
     /** Handles the origin's answer on the upstream channel; one per upstream connection. */
@@ -547,6 +581,8 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
             clientInputShut = true;
             if (exchange == null) {
                 Channels.closeOnFlush(ctx.channel());
+            } else if (ctx.channel().config().isAutoRead()) {
+                updateClientRead(); // checks for a request body cut short by the FIN
             }
         }
         ctx.fireUserEventTriggered(evt);

@@ -583,6 +583,38 @@ class ForwardingSmugglingIT {
     }
 
     /** The table above can tell a refused request from an allowed one: the allowed twin reaches the origin. */
+    // ---- A body cut short by the client's FIN -------------------------------------------------
+
+    static Stream<Arguments> cutBodies() {
+        return Stream.of(
+                Arguments.of("Content-Length 57, 43 bytes sent", "Content-Length: 57\r\n", SMUGGLED.substring(0, 43)),
+                Arguments.of("chunked, inside a chunk", "Transfer-Encoding: chunked\r\n", "10\r\nonly eight"),
+                Arguments.of("chunked, no last chunk", "Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n"));
+    }
+
+    /**
+     * The decoder produces nothing for a body cut short by the end of input, so without a check the
+     * origin would wait for the rest until the idle timeout (5 minutes) with both connections held.
+     */
+    @ParameterizedTest(name = "{0}: 400 request_truncated at once, the upstream closed")
+    @MethodSource("cutBodies")
+    void bodyCutShortByTheClientsFinIsAnsweredAtOnce(String name, String framing, String partialBody) throws Exception {
+        try (RawClient raw = new RawClient(proxy.address())) {
+            raw.send("POST http://origin.test/cut HTTP/1.1\r\nHost: origin.test\r\n" + framing + "\r\n" + partialBody);
+            raw.socket.shutdownOutput();
+            long start = System.nanoTime();
+            RawResponse res = RawResponse.read(raw.in(), "POST");
+            assertThat(res.status()).as(res.statusLine()).isEqualTo(400);
+            assertThat(res.header(REASON)).isEqualTo("request_truncated");
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(5));
+            assertClosedAfterAnswer(raw);
+        }
+        // The upstream connection the proxy opened for it is closed too, not left to the idle timeout.
+        origin.awaitQuiet(QUIET);
+        assertThat(origin.connections()).allSatisfy(c -> assertThat(c.ended()).isTrue());
+        assertThat(origin.requests()).allSatisfy(r -> assertThat(r.complete()).as(r.toString()).isFalse());
+    }
+
     @Test
     void controlAllowedRequestReachesTheOrigin() throws Exception {
         RawResponse res = exchange(get("/control"), "GET");

@@ -11,8 +11,10 @@ mvn -B verify
 e2e/run.sh proxy/target/egress-proxy.jar
 # A short smoke run of the benchmark (egress-proxy and direct only; asserts nothing about speed).
 bench/run.sh --quick --jar proxy/target/egress-proxy.jar
-# Coverage-guided fuzzing for a bounded time (Jazzer fuzzes one target per JVM).
-for target in connectAuthorityParsesOrRefusesCleanly requestHeadIsAnsweredOrPassedOnWithoutLeaksOrUnsafeStatusLines; do
+# Coverage-guided fuzzing for a bounded time (Jazzer fuzzes one target per JVM): the CONNECT
+# authority, the request head, and the TLS ClientHello of the SNI check.
+for target in connectAuthorityParsesOrRefusesCleanly requestHeadIsAnsweredOrPassedOnWithoutLeaksOrUnsafeStatusLines \
+    clientHelloParsesOrRefusesCleanly; do
   JAZZER_FUZZ=1 mvn -B -q -pl proxy surefire:test@fuzz -Dtest="ParserFuzzTest#${target}"
 done
 rm -rf proxy/.cifuzz-corpus

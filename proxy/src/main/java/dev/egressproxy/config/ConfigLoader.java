@@ -242,15 +242,16 @@ public final class ConfigLoader {
 
     private ProxyConfig.Tunnels tunnels(Config c) {
         String text = c.getString("tunnels.sni-check");
-        ProxyConfig.SniCheckMode mode = ProxyConfig.SniCheckMode.REPORT;
-        try {
-            mode = ProxyConfig.SniCheckMode.valueOf(text.toUpperCase(Locale.ROOT));
-            if (!text.equals(mode.label())) {
-                throw new IllegalArgumentException(text);
+        ProxyConfig.SniCheckMode mode = null;
+        for (ProxyConfig.SniCheckMode m : ProxyConfig.SniCheckMode.values()) {
+            if (m.label().equals(text)) {
+                mode = m;
             }
-        } catch (IllegalArgumentException e) {
+        }
+        if (mode == null) {
             problems.add(ROOT + ".tunnels.sni-check (" + where(c.getValue("tunnels.sni-check").origin()) + "): '" + text
                     + "' is not one of off, report, enforce");
+            mode = ProxyConfig.SniCheckMode.REPORT;
         }
         Set<Integer> ports = new LinkedHashSet<>();
         ConfigList list = c.getList("tunnels.tls-ports");

@@ -5,6 +5,7 @@ import dev.egressproxy.policy.CidrBlock;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
@@ -146,7 +147,7 @@ public record ProxyConfig(
 
         /** The value as written in the configuration. */
         public String label() {
-            return name().toLowerCase(java.util.Locale.ROOT);
+            return name().toLowerCase(Locale.ROOT);
         }
     }
 

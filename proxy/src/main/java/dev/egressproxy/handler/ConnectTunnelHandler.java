@@ -33,8 +33,9 @@ import org.slf4j.LoggerFactory;
  * remaining HTTP handlers and itself, put a {@link RelayHandler} on each side, send the kept bytes
  * upstream and start reading on both sides. For a port in {@code tunnels.tls-ports} with
  * {@code tunnels.sni-check} on, a {@link SniCheckHandler} goes in front of the client's relay and
- * gets the kept bytes instead, to hold them until the ClientHello's server name is judged. When it fails: 403 if the resolved address is
- * forbidden, 502/504 naming the host and the cause otherwise; then close.
+ * gets the kept bytes instead, to hold them until the ClientHello's server name is judged. When
+ * it fails: 403 if the resolved address is forbidden, 502/504 naming the host and the cause
+ * otherwise; then close.
  *
  * <p>Owns {@code requests_total} for CONNECTs that reach stage two, the upstream-failure and
  * address-policy entries of the {@code /denied} report, and the access-log line of failed CONNECTs.

@@ -238,6 +238,9 @@ egress-proxy {
   admin  { host = "127.0.0.1", port = $ADMIN_PORT }
   allowlist { $allow }
   timeouts { connect = ${CONNECT_TIMEOUT_S}s }
+  # The hardened setting: a tunnel whose ClientHello names another host than its CONNECT is
+  # closed before a byte reaches the origin. Every pull below must pass it untouched.
+  tunnels { sni-check = "enforce" }
   # Never ask the machine's resolver: every name the clients use is mapped by connect-to.
   dns { servers = ["127.0.0.1:1"], query-timeout = 1s }
   shutdown { grace = 1s }
@@ -499,8 +502,8 @@ if start_proxy s1-full "$ALLOW_FULL"; then
     }
     check "1 the blobs came through the registry's 302 from the CDN hosts (world's nginx log)" redirect_flow
     for n in $ALL_NAMES; do
-        eventually "1 access log: CONNECT $n:443 allowed, status 200" \
-            log_has "$ACCESS_LOG" "$A0" "method=CONNECT target=$(re "$n"):443 decision=allowed reason=host_allowlisted .*status=200 "
+        eventually "1 access log: CONNECT $n:443 allowed, status 200, SNI $n checked ok" \
+            log_has "$ACCESS_LOG" "$A0" "method=CONNECT target=$(re "$n"):443 decision=allowed reason=host_allowlisted .*status=200 .*error=- sni=$(re "$n") sni_check=ok "
     done
     not_denied_anywhere() {
         local bad
@@ -511,6 +514,14 @@ if start_proxy s1-full "$ALLOW_FULL"; then
     check "1 access log: nothing denied or failed" not_denied_anywhere
     check "1 /metrics: egress_proxy_denied_total = 0" metric_cmp egress_proxy_denied_total eq 0
     check "1 /metrics: egress_proxy_upstream_failures_total = 0" metric_cmp egress_proxy_upstream_failures_total eq 0
+    check "1 /metrics: egress_proxy_sni_mismatch_total = 0 (sni-check = enforce)" metric_cmp egress_proxy_sni_mismatch_total eq 0
+    sni_checked_everywhere() {
+        local unchecked
+        unchecked=$(tail -n +"$((A0 + 1))" "$ACCESS_LOG" | grep 'method=CONNECT ' | grep -v ' sni_check=ok ' || true)
+        echo "evidence: $(log_count "$ACCESS_LOG" "$A0" 'method=CONNECT .* sni_check=ok ') tunnels, each with sni_check=ok"
+        [[ -z $unchecked ]] || { echo "$unchecked"; return 1; }
+    }
+    check "1 access log: every tunnel's ClientHello named its CONNECT host (sni_check=ok)" sni_checked_everywhere
     check "1 /metrics: connect requests allowed >= tunnels logged" metric_cmp egress_proxy_requests_total ge \
         "$(log_count "$ACCESS_LOG" "$A0" 'method=CONNECT ')" 'kind="connect"' 'decision="allowed"'
     check "1 /denied is empty" denied_empty
@@ -527,6 +538,8 @@ if start_proxy s1-full "$ALLOW_FULL"; then
         check "1 podman: ubi-minimal digest, ID and layers verified" podman_verify s1-ubi "registry.access.redhat.com/$UBI_REF" \
             "$WORLD_UBI_DIGEST" "$WORLD_UBI_CONFIG_DIGEST" "$UBI_CONFIG_FILE"
         check "1 /metrics after podman: still nothing denied or failed" metric_cmp egress_proxy_denied_total eq 0
+        check "1 /metrics after podman: no SNI mismatch (sni-check = enforce)" metric_cmp egress_proxy_sni_mismatch_total eq 0
+        check "1 access log after podman: every tunnel's ClientHello named its CONNECT host" sni_checked_everywhere
     else
         podman_skip "1 podman pull of both images"
     fi
@@ -774,6 +787,7 @@ if start_proxy s6-strace "$ALLOW_FULL"; then
     else
         podman_skip "6 podman under strace"
     fi
+    check "6 /metrics: egress_proxy_sni_mismatch_total = 0 (sni-check = enforce)" metric_cmp egress_proxy_sni_mismatch_total eq 0
     # negative control: a client that does not use the proxy must be caught by the same check
     CLIENT_WRAP=(strace -f -qq -e trace=connect -e signal=none -o "$P/strace-direct.txt")
     run_client s6-direct "${SKOPEO[@]}" copy --src-cert-dir "$WORLD_CERT_DIR" \

@@ -11,9 +11,12 @@ mvn -B verify
 e2e/run.sh proxy/target/egress-proxy.jar
 # A short smoke run of the benchmark (egress-proxy and direct only; asserts nothing about speed).
 bench/run.sh --quick --jar proxy/target/egress-proxy.jar
-# Coverage-guided fuzzing for a bounded time (Jazzer fuzzes one target per JVM).
+# Coverage-guided fuzzing for a bounded time (Jazzer fuzzes one target per JVM): the CONNECT
+# authority, the request head, the TLS ClientHello of the SNI check, and plain-HTTP forwarding
+# (one request in, at most one request out at the origin, framed as the proxy decided).
 for target in ParserFuzzTest#connectAuthorityParsesOrRefusesCleanly \
     ParserFuzzTest#requestHeadIsAnsweredOrPassedOnWithoutLeaksOrUnsafeStatusLines \
+    ParserFuzzTest#clientHelloParsesOrRefusesCleanly \
     ForwardingFuzzTest#oneRequestReachesTheOriginAtMostOnceAsTheProxyFramedIt; do
   JAZZER_FUZZ=1 mvn -B -q -pl proxy surefire:test@fuzz -Dtest="${target}"
 done

@@ -24,9 +24,11 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeSet;
 
 /**
@@ -200,6 +202,7 @@ public final class ConfigLoader {
         // A read is at most 64 KiB (Netty's receive buffer), so a larger minimum would never splice.
         ProxyConfig.Relay relay = new ProxyConfig.Relay(bool(c, "relay.splice"),
                 bytes(c, "relay.splice-after", 0, Integer.MAX_VALUE), bytes(c, "relay.splice-min-read", 0, 64 * 1024));
+        ProxyConfig.Tunnels tunnels = tunnels(c);
         ProxyConfig.Metrics metrics = new ProxyConfig.Metrics(intAtLeast(c, "metrics.max-host-labels", 1),
                 intAtLeast(c, "metrics.denied-report-size", 1));
 
@@ -232,9 +235,42 @@ public final class ConfigLoader {
         if (!problems.isEmpty()) {
             throw new ConfigException(problems);
         }
-        return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, relay, metrics,
+        return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, relay, tunnels,
+                metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
                 new ProxyConfig.Reload(watch));
+    }
+
+    private ProxyConfig.Tunnels tunnels(Config c) {
+        String text = c.getString("tunnels.sni-check");
+        ProxyConfig.SniCheckMode mode = null;
+        for (ProxyConfig.SniCheckMode m : ProxyConfig.SniCheckMode.values()) {
+            if (m.label().equals(text)) {
+                mode = m;
+            }
+        }
+        if (mode == null) {
+            problems.add(ROOT + ".tunnels.sni-check (" + where(c.getValue("tunnels.sni-check").origin()) + "): '" + text
+                    + "' is not one of off, report, enforce");
+            mode = ProxyConfig.SniCheckMode.REPORT;
+        }
+        Set<Integer> ports = new LinkedHashSet<>();
+        ConfigList list = c.getList("tunnels.tls-ports");
+        for (int i = 0; i < list.size(); i++) {
+            ConfigValue v = list.get(i);
+            Object raw = v.unwrapped();
+            if (raw instanceof Integer p && p >= 1 && p <= 65535) {
+                ports.add(p);
+            } else {
+                problems.add(ROOT + ".tunnels.tls-ports[" + i + "] (" + where(v.origin()) + "): '" + raw
+                        + "' is not a port in 1-65535");
+            }
+        }
+        if (list.isEmpty() && mode != ProxyConfig.SniCheckMode.OFF) {
+            problems.add(ROOT + ".tunnels.tls-ports (" + where(list.origin()) + "): empty, so sni-check = "
+                    + mode.label() + " would check no tunnel; list the TLS ports (443) or set sni-check = off");
+        }
+        return new ProxyConfig.Tunnels(mode, ports, positive(c, "tunnels.client-hello-timeout"));
     }
 
     private void checkUnknownKeys(Config config, Config reference) {

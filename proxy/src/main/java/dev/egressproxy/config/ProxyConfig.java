@@ -5,8 +5,10 @@ import dev.egressproxy.policy.CidrBlock;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 
 /**
  * The whole configuration, validated and immutable. Built once by {@link ConfigLoader}; nothing
@@ -24,6 +26,7 @@ public record ProxyConfig(
         Timeouts timeouts,
         Limits limits,
         Relay relay,
+        Tunnels tunnels,
         Metrics metrics,
         Logging logging,
         Shutdown shutdown,
@@ -39,6 +42,7 @@ public record ProxyConfig(
         Objects.requireNonNull(timeouts, "timeouts");
         Objects.requireNonNull(limits, "limits");
         Objects.requireNonNull(relay, "relay");
+        Objects.requireNonNull(tunnels, "tunnels");
         Objects.requireNonNull(metrics, "metrics");
         Objects.requireNonNull(logging, "logging");
         Objects.requireNonNull(shutdown, "shutdown");
@@ -111,6 +115,41 @@ public record ProxyConfig(
      * transport, after how many bytes, and on a read of at least how many bytes (sizes in bytes).
      */
     public record Relay(boolean splice, long spliceAfter, int spliceMinRead) {
+    }
+
+    /**
+     * {@code egress-proxy.tunnels}: the check of the TLS ClientHello a client sends first in a
+     * CONNECT tunnel to one of {@code tlsPorts}.
+     *
+     * @param sniCheck whether the server name must match the CONNECT host, and what a mismatch does
+     * @param tlsPorts the CONNECT ports the check applies to
+     * @param clientHelloTimeout how long the tunnel waits for a complete ClientHello
+     */
+    public record Tunnels(SniCheckMode sniCheck, Set<Integer> tlsPorts, Duration clientHelloTimeout) {
+        public Tunnels {
+            Objects.requireNonNull(sniCheck, "sniCheck");
+            tlsPorts = Set.copyOf(tlsPorts);
+            Objects.requireNonNull(clientHelloTimeout, "clientHelloTimeout");
+        }
+
+        /** Whether a CONNECT to {@code port} gets the check. */
+        public boolean checks(int port) {
+            return sniCheck != SniCheckMode.OFF && tlsPorts.contains(port);
+        }
+    }
+
+    /**
+     * {@code tunnels.sni-check}: {@code off} (no check), {@code report} (count and log a problem,
+     * relay the bytes unchanged) or {@code enforce} (close the tunnel before a client byte reaches
+     * the origin).
+     */
+    public enum SniCheckMode {
+        OFF, REPORT, ENFORCE;
+
+        /** The value as written in the configuration. */
+        public String label() {
+            return name().toLowerCase(Locale.ROOT);
+        }
     }
 
     /** {@code egress-proxy.metrics}. */

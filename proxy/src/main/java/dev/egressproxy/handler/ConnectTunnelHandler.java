@@ -1,5 +1,6 @@
 package dev.egressproxy.handler;
 
+import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.server.PipelineNames;
@@ -19,6 +20,7 @@ import io.netty.handler.codec.http.HttpVersion;
 import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.Future;
 import java.util.ArrayDeque;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -29,8 +31,11 @@ import org.slf4j.LoggerFactory;
  * {@link dev.egressproxy.upstream.UpstreamConnector} for a connection on the same event loop. When
  * it succeeds: write {@code 200 Connection established}, wait for that write to complete, remove the
  * remaining HTTP handlers and itself, put a {@link RelayHandler} on each side, send the kept bytes
- * upstream and start reading on both sides. When it fails: 403 if the resolved address is
- * forbidden, 502/504 naming the host and the cause otherwise; then close.
+ * upstream and start reading on both sides. For a port in {@code tunnels.tls-ports} with
+ * {@code tunnels.sni-check} on, a {@link SniCheckHandler} goes in front of the client's relay and
+ * gets the kept bytes instead, to hold them until the ClientHello's server name is judged. When
+ * it fails: 403 if the resolved address is forbidden, 502/504 naming the host and the cause
+ * otherwise; then close.
  *
  * <p>Owns {@code requests_total} for CONNECTs that reach stage two, the upstream-failure and
  * address-policy entries of the {@code /denied} report, and the access-log line of failed CONNECTs.
@@ -54,8 +59,12 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
     /** The client sent its FIN before the tunnel was up (e.g. request, payload and EOF at once). */
     private boolean clientInputShut;
 
-    public ConnectTunnelHandler(ProxyServices services) {
+    /** The {@code tunnels} settings in force (a reload applies them to the next tunnel). */
+    private final Supplier<ProxyConfig.Tunnels> tunnels;
+
+    public ConnectTunnelHandler(ProxyServices services, Supplier<ProxyConfig.Tunnels> tunnels) {
         this.services = services;
+        this.tunnels = tunnels;
     }
 
     @Override
@@ -115,6 +124,8 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
             return;
         }
         record.upstream(upstream.remoteAddress()).status(200);
+        ProxyConfig.Tunnels settings = tunnels.get();
+        boolean checkSni = settings.checks(request.target().port());
         Tunnel tunnel = new Tunnel(services, record, ctx.channel(), upstream);
         upstream.pipeline().addLast(PipelineNames.RELAY, new RelayHandler(tunnel, upstream));
         DefaultFullHttpResponse ok = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
@@ -129,12 +140,27 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
             // The 200 is out: from here on both sides carry raw bytes only.
             removeIfPresent(p, PipelineNames.HTTP_CODEC);
             p.addLast(PipelineNames.RELAY, new RelayHandler(tunnel, ctx.channel()));
-            ByteBuf buf;
-            while ((buf = early.poll()) != null) {
-                tunnel.countBytes(ctx.channel(), buf.readableBytes());
-                upstream.write(buf);
+            if (checkSni) {
+                // The check sees the kept bytes first, as if just read, and hands them to the relay
+                // once the ClientHello passes; the origin's bytes flow at once meanwhile.
+                p.addBefore(PipelineNames.RELAY, PipelineNames.SNI_CHECK,
+                        new SniCheckHandler(tunnel, request.target(), record, services.metrics(), settings));
+                boolean kept = !early.isEmpty();
+                ByteBuf buf;
+                while ((buf = early.poll()) != null) {
+                    ctx.fireChannelRead(buf);
+                }
+                if (kept) {
+                    ctx.fireChannelReadComplete();
+                }
+            } else {
+                ByteBuf buf;
+                while ((buf = early.poll()) != null) {
+                    tunnel.countBytes(ctx.channel(), buf.readableBytes());
+                    upstream.write(buf);
+                }
+                upstream.flush();
             }
-            upstream.flush();
             p.remove(this);
             upstream.config().setAutoRead(true);
             if (clientInputShut) {

@@ -36,7 +36,7 @@ public final class AccessLog {
             case JSON -> json(r, durationMs);
             case SQUID -> squid(r, durationMs);
         };
-        if ("allowed".equals(r.decision) && r.status < 400) {
+        if ("allowed".equals(r.decision) && r.status < 400 && !r.sniProblem()) {
             log.info(line);
         } else {
             log.warn(line);
@@ -52,13 +52,16 @@ public final class AccessLog {
         if (!"-".equals(r.url)) {
             sb.append(" url=").append(r.url);
         }
-        return sb.append(" decision=").append(r.decision)
+        sb.append(" decision=").append(r.decision)
                 .append(" reason=").append(r.reason)
                 .append(" rule=").append(r.rule)
                 .append(" status=").append(r.status)
                 .append(" upstream=").append(r.upstream)
-                .append(" error=").append(r.error)
-                .append(" bytes_up=").append(r.bytesUp)
+                .append(" error=").append(r.error);
+        if (!"-".equals(r.sniCheck)) {
+            sb.append(" sni=").append(r.sni).append(" sni_check=").append(r.sniCheck);
+        }
+        return sb.append(" bytes_up=").append(r.bytesUp)
                 .append(" bytes_down=").append(r.bytesDown)
                 .append(" duration_ms=").append(durationMs)
                 .toString();
@@ -80,6 +83,10 @@ public final class AccessLog {
         sb.append("\"status\":").append(r.status).append(',');
         field(sb, "upstream", r.upstream).append(',');
         field(sb, "error", r.error).append(',');
+        if (!"-".equals(r.sniCheck)) {
+            field(sb, "sni", r.sni).append(',');
+            field(sb, "sni_check", r.sniCheck).append(',');
+        }
         sb.append("\"bytes_up\":").append(r.bytesUp).append(',');
         sb.append("\"bytes_down\":").append(r.bytesDown).append(',');
         sb.append("\"duration_ms\":").append(durationMs);
@@ -92,7 +99,8 @@ public final class AccessLog {
      */
     static String squid(AccessRecord r, long durationMs) {
         String code;
-        if ("denied".equals(r.decision)) {
+        if ("denied".equals(r.decision) || r.sniRefused()) {
+            // A tunnel the SNI check closed: refused after its 200, as Squid logs an SslBump terminate.
             code = "TCP_DENIED";
         } else if ("-".equals(r.decision)) {
             code = "NONE_NONE";

@@ -23,6 +23,10 @@ public final class AccessRecord {
     int status;
     String upstream = "-";
     String error = "-";
+    /** The server name of the tunnel's ClientHello (a validated DNS name), when the SNI check ran. */
+    String sni = "-";
+    /** The SNI check's result ({@code ok}, {@code no_bytes} or a reason), or "-" when it did not run. */
+    String sniCheck = "-";
     long bytesUp;
     long bytesDown;
     private boolean logged;
@@ -72,6 +76,26 @@ public final class AccessRecord {
     public AccessRecord error(String error) {
         this.error = error;
         return this;
+    }
+
+    /**
+     * The SNI check's outcome: {@code serverName} (null: none, or none the parser accepted) and
+     * {@code result}, a stable code ({@code ok}, {@code no_bytes} or an SNI reason label).
+     */
+    public AccessRecord sniCheck(String serverName, String result) {
+        this.sni = serverName == null ? "-" : serverName;
+        this.sniCheck = result;
+        return this;
+    }
+
+    /** Whether the SNI check ran and found a problem (logged at WARN whatever the tunnel did). */
+    boolean sniProblem() {
+        return !"-".equals(sniCheck) && !"ok".equals(sniCheck) && !"no_bytes".equals(sniCheck);
+    }
+
+    /** Whether the SNI check closed the tunnel ({@code enforce}): its error is the check's reason. */
+    boolean sniRefused() {
+        return sniProblem() && sniCheck.equals(error);
     }
 
     /** Bytes relayed from the client so far. */

@@ -2,6 +2,7 @@ package dev.egressproxy.metrics;
 
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Reason;
+import dev.egressproxy.tls.SniReason;
 import dev.egressproxy.upstream.FailureCause;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
@@ -30,6 +31,8 @@ public final class ProxyMetrics {
     public static final String REQUESTS = "egress.proxy.requests";
     /** {@code egress_proxy_denied_total{host,reason}}: refusals, by the refused host (capped). */
     public static final String DENIED = "egress.proxy.denied";
+    /** {@code egress_proxy_sni_mismatch_total{host,reason}}: tunnels whose ClientHello failed the SNI check, by CONNECT host (capped). */
+    public static final String SNI_MISMATCH = "egress.proxy.sni.mismatch";
     /** {@code egress_proxy_host_labels_overflow_total{metric}}: host labels folded into _other_. */
     public static final String HOST_LABELS_OVERFLOW = "egress.proxy.host.labels.overflow";
     /** {@code egress_proxy_upstream_failures_total{host,cause}}: allowed hosts the proxy could not reach. */
@@ -94,8 +97,10 @@ public final class ProxyMetrics {
     private final Map<Rejection, Counter> rejected = new EnumMap<>(Rejection.class);
     private final HostLabels deniedHosts;
     private final HostLabels failureHosts;
+    private final HostLabels sniHosts;
     private final Map<String, Counter> deniedCounters = new ConcurrentHashMap<>();
     private final Map<String, Counter> failureCounters = new ConcurrentHashMap<>();
+    private final Map<String, Counter> sniCounters = new ConcurrentHashMap<>();
     private final Map<String, Timer> connectTimers = new ConcurrentHashMap<>();
     private final Counter bytesToUpstream;
     private final Counter bytesToClient;
@@ -131,6 +136,7 @@ public final class ProxyMetrics {
         }
         deniedHosts = new HostLabels(maxHostLabels, overflowCounter("denied"));
         failureHosts = new HostLabels(maxHostLabels, overflowCounter("upstream_failures"));
+        sniHosts = new HostLabels(maxHostLabels, overflowCounter("sni_mismatch"));
         bytesToUpstream = bytesCounter("client_to_upstream");
         bytesToClient = bytesCounter("upstream_to_client");
         tunnelSplices = Counter.builder(TUNNEL_SPLICES)
@@ -216,6 +222,24 @@ public final class ProxyMetrics {
                 .tag("host", label)
                 .tag("reason", reason.label())
                 .register(registry)).increment();
+    }
+
+    /**
+     * Counts a tunnel whose ClientHello failed the SNI check, under the CONNECT host (never the
+     * name the client sent, which is free text).
+     */
+    public void sniMismatch(String host, SniReason reason) {
+        String label = sniHosts.label(host);
+        sniCounters.compute(label + '\n' + reason.label(), (k, counter) -> {
+            Counter c = counter != null ? counter : Counter.builder(SNI_MISMATCH)
+                    .description("CONNECT tunnels whose TLS ClientHello failed the SNI check (tunnels.sni-check),"
+                            + " by CONNECT host (capped, see metrics.max-host-labels) and reason")
+                    .tag("host", label)
+                    .tag("reason", reason.label())
+                    .register(registry);
+            c.increment();
+            return c;
+        });
     }
 
     public void upstreamFailure(String host, FailureCause cause) {

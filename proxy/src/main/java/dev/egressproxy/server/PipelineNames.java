@@ -22,6 +22,11 @@ public final class PipelineNames {
     public static final String HTTP_FORWARD = "egress.http-forward";
     /** Replaces the HTTP handlers on the client side once a tunnel is established. */
     public static final String RELAY = "egress.relay";
+    /**
+     * In front of the client side's relay of a tunnel to a TLS port, from the 200 until the
+     * ClientHello's server name is judged (tunnels.sni-check).
+     */
+    public static final String SNI_CHECK = "egress.sni-check";
 
     // Upstream side.
     public static final String UPSTREAM_HTTP_CODEC = "egress.upstream-http-codec";

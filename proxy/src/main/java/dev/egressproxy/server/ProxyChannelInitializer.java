@@ -31,7 +31,8 @@ import java.util.function.Supplier;
  *  flow-control      hold decoded messages while reading is paused  (removed for a tunnel)
  *  request-head-timeout  408 if no complete head in time          (removed for a tunnel)
  *  request-policy    parse the destination, allowlist decision      (removed for a tunnel)
- *  connect-tunnel    CONNECT: connect upstream, 200, then relay     (replaced by relay)
+ *  connect-tunnel    CONNECT: connect upstream, 200, then relay     (replaced by relay, and for a
+ *                    TLS port by sni-check in front of it until the ClientHello is judged)
  *  http-forward      absolute-form requests: forward and stream     (removed for a tunnel)
  * </pre>
  *
@@ -43,11 +44,13 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
     private final ConnectionLimitHandler connectionLimit;
     private final ClientGuardHandler clientGuard;
     private final ChannelGroup channels;
+    private final Supplier<ProxyConfig> live;
 
     public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels,
             Supplier<ProxyConfig> live) {
         this.services = services;
         this.channels = channels;
+        this.live = live;
         this.connectionLimit = new ConnectionLimitHandler(services.metrics(), services.config().limits().maxConnections());
         this.clientGuard = new ClientGuardHandler(() -> live.get().clients(), services.metrics());
     }
@@ -93,7 +96,7 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
 
     private void addProxyHandlers(ChannelPipeline p) {
         p.addLast(PipelineNames.REQUEST_POLICY, new RequestPolicyHandler(services));
-        p.addLast(PipelineNames.CONNECT_TUNNEL, new ConnectTunnelHandler(services));
+        p.addLast(PipelineNames.CONNECT_TUNNEL, new ConnectTunnelHandler(services, () -> live.get().tunnels()));
         p.addLast(PipelineNames.HTTP_FORWARD, new HttpForwardHandler(services));
     }
 }

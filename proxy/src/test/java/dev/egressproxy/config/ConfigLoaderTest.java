@@ -15,6 +15,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -47,6 +48,36 @@ class ConfigLoaderTest {
         assertThat(config.limits().maxRequestHead()).isEqualTo(32 * 1024);
         assertThat(config.relay()).isEqualTo(new ProxyConfig.Relay(true, 64 * 1024, 16 * 1024));
         assertThat(config.logging().accessFormat()).isEqualTo(ProxyConfig.AccessLogFormat.TEXT);
+        assertThat(config.tunnels()).isEqualTo(new ProxyConfig.Tunnels(ProxyConfig.SniCheckMode.REPORT, Set.of(443),
+                Duration.ofSeconds(10)));
+    }
+
+    @Test
+    void sniCheckSettingsAreRead() throws Exception {
+        ProxyConfig config = ConfigLoader.fromString("""
+                egress-proxy {
+                  allowlist.hosts = ["registry.redhat.io"]
+                  tunnels { sni-check = enforce, tls-ports = [443, 8443, 443], client-hello-timeout = 3s }
+                }
+                """);
+
+        assertThat(config.tunnels().sniCheck()).isEqualTo(ProxyConfig.SniCheckMode.ENFORCE);
+        assertThat(config.tunnels().tlsPorts()).containsExactlyInAnyOrder(443, 8443);
+        assertThat(config.tunnels().clientHelloTimeout()).isEqualTo(Duration.ofSeconds(3));
+        assertThat(config.tunnels().checks(8443)).isTrue();
+        assertThat(config.tunnels().checks(80)).isFalse();
+    }
+
+    @Test
+    void sniCheckOffChecksNoPortAndMayListNone() throws Exception {
+        ProxyConfig config = ConfigLoader.fromString("""
+                egress-proxy {
+                  allowlist.hosts = ["registry.redhat.io"]
+                  tunnels { sni-check = off, tls-ports = [] }
+                }
+                """);
+
+        assertThat(config.tunnels().checks(443)).isFalse();
     }
 
     @Test
@@ -273,6 +304,30 @@ class ConfigLoaderTest {
     void rejectsUnknownAccessLogFormat() throws Exception {
         assertSingleProblem("access-format-xml.conf", 3, "egress-proxy.logging.access-format",
                 "'xml' is not one of text, json, squid");
+    }
+
+    @Test
+    void rejectsUnknownSniCheckMode() throws Exception {
+        assertSingleProblem("sni-check-unknown-mode.conf", 3, "egress-proxy.tunnels.sni-check",
+                "'block' is not one of off, report, enforce");
+    }
+
+    @Test
+    void rejectsATlsPortOutOfRange() throws Exception {
+        assertSingleProblem("tls-ports-out-of-range.conf", 3, "egress-proxy.tunnels.tls-ports[1]",
+                "'70000' is not a port in 1-65535");
+    }
+
+    @Test
+    void rejectsAnSniCheckForNoPort() throws Exception {
+        assertSingleProblem("tls-ports-empty.conf", 3, "egress-proxy.tunnels.tls-ports",
+                "empty, so sni-check = enforce would check no tunnel; list the TLS ports (443) or set sni-check = off");
+    }
+
+    @Test
+    void rejectsAZeroClientHelloTimeout() throws Exception {
+        assertSingleProblem("client-hello-timeout-zero.conf", 3, "egress-proxy.tunnels.client-hello-timeout",
+                "must be positive, got PT0S");
     }
 
     @Test

@@ -18,6 +18,8 @@ import dev.egressproxy.policy.AuthorityParser;
 import dev.egressproxy.policy.MalformedTargetException;
 import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.policy.Target;
+import dev.egressproxy.tls.ClientHelloParser;
+import dev.egressproxy.tls.SniReason;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
@@ -32,10 +34,11 @@ import java.nio.charset.StandardCharsets;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * Coverage-guided fuzzing (Jazzer) of the two parsers that read what clients send: the authority
- * parser, and the request-head path (head guard, HTTP decoder, policy handler). In a normal build
- * these run the inputs kept under {@code src/test/resources/.../ParserFuzzTestInputs} as regression
- * cases; with {@code JAZZER_FUZZ=1} they fuzz for the bounded time given here (.ci/run does so).
+ * Coverage-guided fuzzing (Jazzer) of the parsers that read what clients send: the authority
+ * parser, the request-head path (head guard, HTTP decoder, policy handler), and the TLS
+ * ClientHello parser of the SNI check. In a normal build these run the inputs kept under
+ * {@code src/test/resources/.../ParserFuzzTestInputs} as regression cases; with
+ * {@code JAZZER_FUZZ=1} they fuzz for the bounded time given here (.ci/run does so).
  */
 class ParserFuzzTest {
 
@@ -67,6 +70,37 @@ class ParserFuzzTest {
             assertThat(t.authority()).doesNotContain("@").doesNotContain("%").doesNotContain("\\");
         } catch (MalformedTargetException e) {
             assertThat(e.getMessage()).isNotBlank();
+        }
+    }
+
+    /**
+     * The ClientHello parser of the SNI check: whatever the bytes, a result (more needed, a hello,
+     * or a refusal with its reason) and never an exception (a read out of bounds would be one);
+     * the same result whether the bytes come at once or in two pieces; an accepted server name
+     * is a lower-case DNS name.
+     */
+    @FuzzTest(maxDuration = "20s")
+    void clientHelloParsesOrRefusesCleanly(byte[] input) {
+        ClientHelloParser.Result whole = new ClientHelloParser().feed(input);
+
+        int split = input.length == 0 ? 0 : (input[0] & 0xff) % (input.length + 1);
+        ClientHelloParser pieces = new ClientHelloParser();
+        pieces.feed(input, 0, split);
+        assertThat(pieces.feed(input, split, input.length - split)).isEqualTo(whole);
+
+        if (whole instanceof ClientHelloParser.Hello hello) {
+            if (hello.serverName() != null) {
+                assertThat(hello.serverName()).hasSizeBetween(1, 253)
+                        .matches("([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+                        .doesNotMatch("(.*\\.)?[0-9]+");
+            }
+        } else if (whole instanceof ClientHelloParser.Refused refused) {
+            assertThat(refused.reason()).isIn(SniReason.NOT_TLS, SniReason.MALFORMED_CLIENT_HELLO);
+            assertThat(refused.detail()).isNotBlank();
+        } else {
+            assertThat(whole).isInstanceOf(ClientHelloParser.NeedMore.class);
+            assertThat(pieces.end()).isNotInstanceOf(input.length == 0
+                    ? ClientHelloParser.Refused.class : ClientHelloParser.NeedMore.class);
         }
     }
 

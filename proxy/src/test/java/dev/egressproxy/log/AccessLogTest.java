@@ -48,6 +48,40 @@ class AccessLogTest {
                 + "HIER_DIRECT/203\\.0\\.113\\.9 -");
     }
 
+    private static AccessRecord tunnel(String sni, String check, String error) {
+        AccessRecord r = new AccessRecord("9-1", new InetSocketAddress("10.0.0.7", 40002))
+                .method("CONNECT").target("cdn.quay.io:443")
+                .decision("allowed", "host_allowlisted", "cdn.quay.io").status(200)
+                .upstream(new InetSocketAddress("203.0.113.10", 443)).sniCheck(sni, check);
+        return error == null ? r : r.error(error);
+    }
+
+    @Test
+    void checkedTunnelCarriesTheServerNameAndTheCheckResultInTextAndJson() {
+        AccessRecord reported = tunnel("www.fronted.example", "sni_mismatch", null);
+        assertThat(AccessLog.text(reported, 5)).contains(" error=- sni=www.fronted.example sni_check=sni_mismatch bytes_up=0 ");
+        assertThat(AccessLog.json(reported, 5))
+                .contains("\"error\":\"-\",\"sni\":\"www.fronted.example\",\"sni_check\":\"sni_mismatch\",\"bytes_up\":0");
+        assertThat(AccessLog.text(tunnel(null, "not_tls", "not_tls"), 5)).contains(" error=not_tls sni=- sni_check=not_tls ");
+        assertThat(AccessLog.text(deniedConnect(), 3)).doesNotContain("sni");
+        assertThat(AccessLog.json(forwarded(), 3)).doesNotContain("sni");
+    }
+
+    @Test
+    void squidLineOfATunnelTheCheckClosedSaysDenied() {
+        assertThat(AccessLog.squid(tunnel(null, "sni_mismatch", "sni_mismatch"), 4)).contains(" TCP_DENIED/200 0 CONNECT ");
+        assertThat(AccessLog.squid(tunnel("cdn.quay.io", "ok", null), 4)).contains(" TCP_TUNNEL/200 0 CONNECT ");
+        assertThat(AccessLog.squid(tunnel("www.fronted.example", "sni_mismatch", null), 4)).contains(" TCP_TUNNEL/200 ");
+    }
+
+    @Test
+    void anSniProblemIsAProblemWhetherOrNotTheTunnelWasClosed() {
+        assertThat(tunnel("www.fronted.example", "sni_mismatch", null).sniProblem()).isTrue();
+        assertThat(tunnel("cdn.quay.io", "ok", null).sniProblem()).isFalse();
+        assertThat(tunnel(null, "no_bytes", null).sniProblem()).isFalse();
+        assertThat(deniedConnect().sniProblem()).isFalse();
+    }
+
     @Test
     void ipv6AddressesAreWrittenCompressedWithBracketsBeforeThePort() throws Exception {
         AccessRecord r = new AccessRecord("9-1", new InetSocketAddress(InetAddress.getByName("0:0:0:0:0:0:0:1"), 40002))

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Reason;
+import dev.egressproxy.tls.SniReason;
 import dev.egressproxy.upstream.FailureCause;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Meter;
@@ -30,6 +31,28 @@ class ProxyMetricsTest {
         assertThat(total).isEqualTo(10_000.0);
         assertThat(registry.get(ProxyMetrics.HOST_LABELS_OVERFLOW).tag("metric", "denied").counter().count())
                 .isEqualTo(10_000.0 - cap);
+    }
+
+    @Test
+    void sniMismatchHostsAreCappedLikeRefusedHostsWithTheirOwnOverflowSeries() {
+        int cap = 3;
+        ProxyMetrics metrics = new ProxyMetrics(registry, cap, "test");
+        for (int i = 0; i < 10; i++) {
+            metrics.sniMismatch("cdn" + i + ".quay.io", SniReason.SNI_MISMATCH);
+        }
+        metrics.sniMismatch("cdn0.quay.io", SniReason.NOT_TLS);
+        metrics.sniMismatch("cdn0.quay.io", SniReason.NOT_TLS);
+
+        List<String> hosts = registry.find(ProxyMetrics.SNI_MISMATCH).counters().stream()
+                .map(c -> c.getId().getTag("host")).distinct().toList();
+        assertThat(hosts).containsExactlyInAnyOrder("cdn0.quay.io", "cdn1.quay.io", "cdn2.quay.io", HostLabels.OTHER);
+        assertThat(registry.get(ProxyMetrics.SNI_MISMATCH).tag("host", HostLabels.OTHER).tag("reason", "sni_mismatch")
+                .counter().count()).isEqualTo(7.0);
+        assertThat(registry.get(ProxyMetrics.SNI_MISMATCH).tag("host", "cdn0.quay.io").tag("reason", "not_tls")
+                .counter().count()).isEqualTo(2.0);
+        assertThat(registry.get(ProxyMetrics.HOST_LABELS_OVERFLOW).tag("metric", "sni_mismatch").counter().count())
+                .isEqualTo(7.0);
+        assertThat(registry.get(ProxyMetrics.HOST_LABELS_OVERFLOW).tag("metric", "denied").counter().count()).isZero();
     }
 
     @Test

@@ -27,10 +27,10 @@ import org.junit.jupiter.api.AfterAll;
  * POST http://origin.test/fuzz HTTP/1.1}, {@code Connection: close}, then the input bytes, on a
  * fresh connection, followed by the client's FIN. The test reads the proxy's answer until the
  * proxy closes, or for a short while, closes, and waits until every upstream connection opened for
- * the input has ended. An input that promises more body than it sends leaves the proxy waiting for
- * the rest after the client's FIN (and after its close, which it does not notice on a half-closed
- * connection it is not writing to) until {@code timeouts.idle}; that is 1 s here so that such
- * inputs end quickly. Then the origin, a {@link RecordingOrigin} with a strict parser of its own,
+ * the input has ended. An input that promises more body than it sends is answered
+ * {@code 400 request_truncated} once the FIN has arrived (this target found that the proxy used to
+ * wait for the rest until {@code timeouts.idle}); the idle timeout is 1 s here all the same, so that
+ * anything else that hangs ends quickly and the fuzzer is not stuck. Then the origin, a {@link RecordingOrigin} with a strict parser of its own,
  * must have received at most one request, with the request line {@code POST /fuzz HTTP/1.1}, Host
  * {@code origin.test}, one framing (Content-Length or chunked; none only for an empty body) that
  * delimits the body it received, no Host, Content-Length or Transfer-Encoding trailer field, and

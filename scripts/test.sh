@@ -7,6 +7,9 @@
 # scripts/install-test-deps.sh installs; the end-to-end suite needs root (network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Failsafe adds to the summary files it finds, so a failure left from an earlier run in this tree
+# would fail this one: start from fresh reports (a clean clone has none).
+rm -rf proxy/target/failsafe-reports*
 mvn -B verify
 e2e/run.sh proxy/target/egress-proxy.jar
 # A short smoke run of the benchmark (egress-proxy and direct only; asserts nothing about speed).

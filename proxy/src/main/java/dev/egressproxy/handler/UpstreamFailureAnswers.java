@@ -15,14 +15,14 @@ import org.slf4j.LoggerFactory;
  * never to the client), 502 or 504 naming the host and the cause otherwise. Records the outcome in
  * {@code requests_total}, {@code denied_total}, the {@code /denied} report and the access log.
  */
-final class UpstreamFailureAnswers {
+public final class UpstreamFailureAnswers {
 
     private static final Logger log = LoggerFactory.getLogger(UpstreamFailureAnswers.class);
 
     private UpstreamFailureAnswers() {
     }
 
-    static FullHttpResponse answer(ProxyServices services, ProxyRequest request, Throwable cause) {
+    public static FullHttpResponse answer(ProxyServices services, ProxyRequest request, Throwable cause) {
         AccessRecord record = request.record();
         String authority = request.target().authority();
         HttpResponseStatus status;

@@ -1,15 +1,16 @@
 package dev.egressproxy.server;
 
 import dev.egressproxy.config.ProxyConfig;
-import dev.egressproxy.handler.ClientGuardHandler;
-import dev.egressproxy.handler.ConnectTunnelHandler;
-import dev.egressproxy.handler.ConnectionLimitHandler;
-import dev.egressproxy.handler.HeadGuardHandler;
-import dev.egressproxy.handler.HttpForwardHandler;
-import dev.egressproxy.handler.IdleCloseHandler;
+import dev.egressproxy.guard.ClientGuardHandler;
+import dev.egressproxy.guard.ConnectionLimitHandler;
+import dev.egressproxy.guard.HeadGuardHandler;
+import dev.egressproxy.guard.IdleCloseHandler;
+import dev.egressproxy.guard.RequestHeadTimeoutHandler;
+import dev.egressproxy.handler.PipelineNames;
 import dev.egressproxy.handler.ProxyServices;
-import dev.egressproxy.handler.RequestHeadTimeoutHandler;
 import dev.egressproxy.handler.RequestPolicyHandler;
+import dev.egressproxy.http.HttpForwardHandler;
+import dev.egressproxy.tunnel.ConnectTunnelHandler;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelPipeline;
 import io.netty.channel.group.ChannelGroup;

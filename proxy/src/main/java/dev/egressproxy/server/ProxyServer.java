@@ -1,9 +1,9 @@
 package dev.egressproxy.server;
 
 import dev.egressproxy.config.ProxyConfig;
-import dev.egressproxy.handler.ClientGuardHandler;
+import dev.egressproxy.guard.ClientGuardHandler;
+import dev.egressproxy.handler.DrainEvent;
 import dev.egressproxy.handler.ProxyServices;
-import dev.egressproxy.handler.SpliceRelay;
 import dev.egressproxy.log.AccessLog;
 import dev.egressproxy.metrics.AdminServer;
 import dev.egressproxy.metrics.DeniedReport;
@@ -12,6 +12,7 @@ import dev.egressproxy.policy.AddressPolicy;
 import dev.egressproxy.policy.AddressText;
 import dev.egressproxy.policy.Allowlist;
 import dev.egressproxy.policy.PolicyEngine;
+import dev.egressproxy.tunnel.SpliceRelay;
 import dev.egressproxy.upstream.DnsResolvers;
 import dev.egressproxy.upstream.UpstreamConnector;
 import dev.egressproxy.util.Channels;
@@ -28,7 +29,6 @@ import io.netty.channel.group.ChannelGroup;
 import io.netty.channel.group.DefaultChannelGroup;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import io.netty.util.concurrent.GlobalEventExecutor;
-import dev.egressproxy.handler.DrainEvent;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.time.Duration;

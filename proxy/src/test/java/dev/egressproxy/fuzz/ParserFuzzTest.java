@@ -5,7 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.config.ProxyConfig;
-import dev.egressproxy.handler.HeadGuardHandler;
+import dev.egressproxy.guard.HeadGuardHandler;
 import dev.egressproxy.handler.ProxyRequest;
 import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.handler.RequestPolicyHandler;

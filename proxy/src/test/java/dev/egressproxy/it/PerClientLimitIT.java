@@ -3,7 +3,7 @@ package dev.egressproxy.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import dev.egressproxy.handler.ClientGuardHandler;
+import dev.egressproxy.guard.ClientGuardHandler;
 import dev.egressproxy.testing.RawClient;
 import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestProxy;

@@ -1,8 +1,8 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.http;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.egressproxy.handler.HeaderSanitizer.Framing;
+import dev.egressproxy.http.HeaderSanitizer.Framing;
 import io.netty.handler.codec.http.DefaultHttpHeaders;
 import io.netty.handler.codec.http.DefaultHttpRequest;
 import io.netty.handler.codec.http.HttpHeaders;

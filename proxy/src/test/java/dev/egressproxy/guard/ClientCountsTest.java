@@ -1,4 +1,4 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.guard;
 
 import static org.assertj.core.api.Assertions.assertThat;
 

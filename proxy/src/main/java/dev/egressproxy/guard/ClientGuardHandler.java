@@ -1,6 +1,7 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.guard;
 
 import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.handler.ErrorResponses;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
 import dev.egressproxy.policy.CidrBlock;

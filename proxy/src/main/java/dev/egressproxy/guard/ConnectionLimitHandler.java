@@ -1,5 +1,6 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.guard;
 
+import dev.egressproxy.handler.ErrorResponses;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
 import io.netty.buffer.Unpooled;

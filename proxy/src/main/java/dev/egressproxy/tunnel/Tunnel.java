@@ -1,5 +1,7 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.tunnel;
 
+import dev.egressproxy.guard.IdleCloseHandler;
+import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.util.Channels;
 import io.netty.buffer.Unpooled;

@@ -1,4 +1,4 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.tunnel;
 
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.log.AccessRecord;

@@ -1,4 +1,4 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.guard;
 
 import java.net.InetAddress;
 import java.util.concurrent.ConcurrentHashMap;

@@ -1,15 +1,16 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.tunnel;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.handler.PipelineNames;
+import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.log.AccessLog;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.policy.Target;
-import dev.egressproxy.server.PipelineNames;
 import dev.egressproxy.testing.AccessLogCapture;
 import dev.egressproxy.testing.TlsHellos;
 import io.micrometer.core.instrument.Counter;

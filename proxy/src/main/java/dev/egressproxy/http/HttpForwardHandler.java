@@ -1,10 +1,16 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.http;
 
-import dev.egressproxy.handler.HeaderSanitizer.Framing;
+import dev.egressproxy.handler.DrainEvent;
+import dev.egressproxy.handler.ErrorResponses;
+import dev.egressproxy.handler.ExchangeDone;
+import dev.egressproxy.handler.PipelineNames;
+import dev.egressproxy.handler.ProxyRequest;
+import dev.egressproxy.handler.ProxyServices;
+import dev.egressproxy.handler.UpstreamFailureAnswers;
+import dev.egressproxy.http.HeaderSanitizer.Framing;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Target;
-import dev.egressproxy.server.PipelineNames;
 import dev.egressproxy.upstream.UpstreamException;
 import dev.egressproxy.util.Channels;
 import io.netty.channel.Channel;
@@ -54,7 +60,7 @@ import org.slf4j.LoggerFactory;
  * outstanding the client channel does not read (the flow-control handler holds any pipelined
  * request); a client that half-closes after pipelining still gets every answer. HTTP/1.0 clients
  * never see chunked coding or 1xx answers: a body of unknown length is delimited by closing.
- * Backpressure is the writability model of {@link RelayHandler}, in both directions.
+ * Backpressure is the writability model of {@code RelayHandler} (tunnels), in both directions.
  *
  * <p>Owns {@code requests_total} for plain-HTTP requests that reach stage two, {@code bytes_total}
  * for forwarded bodies, and the access-log line of every forwarded request.

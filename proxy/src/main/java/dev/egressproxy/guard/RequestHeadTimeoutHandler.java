@@ -1,9 +1,11 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.guard;
 
+import dev.egressproxy.handler.ErrorResponses;
+import dev.egressproxy.handler.ExchangeDone;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
-import io.netty.channel.ChannelDuplexHandler;
 import dev.egressproxy.util.Channels;
+import io.netty.channel.ChannelDuplexHandler;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.handler.codec.http.HttpRequest;
 import io.netty.handler.codec.http.HttpResponseStatus;

@@ -1,9 +1,12 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.tunnel;
 
 import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.handler.PipelineNames;
+import dev.egressproxy.handler.ProxyRequest;
+import dev.egressproxy.handler.ProxyServices;
+import dev.egressproxy.handler.UpstreamFailureAnswers;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.policy.Kind;
-import dev.egressproxy.server.PipelineNames;
 import dev.egressproxy.util.Channels;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;

@@ -1,4 +1,4 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.guard;
 
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;

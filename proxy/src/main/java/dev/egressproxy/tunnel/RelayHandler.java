@@ -1,4 +1,4 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.tunnel;
 
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;

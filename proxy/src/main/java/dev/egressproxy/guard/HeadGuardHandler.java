@@ -1,5 +1,8 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.guard;
 
+import dev.egressproxy.handler.ErrorResponses;
+import dev.egressproxy.handler.ProxyServices;
+import dev.egressproxy.handler.RequestPolicyHandler;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Reason;
@@ -28,7 +31,7 @@ import java.util.Locale;
  *
  * <p>It also keeps the decoder from reading past a CONNECT head: the bytes behind it are the
  * tunnel's, not a next request. They are held here (at most {@value #HOLD_LIMIT} bytes, past
- * which the connection is closed) until {@link ConnectTunnelHandler} removes this handler, which
+ * which the connection is closed) until {@code ConnectTunnelHandler} removes this handler, which
  * then passes them on as raw bytes. So a CONNECT pipelined behind a plain-HTTP request, with its
  * first tunnel bytes in the same write, waits its turn and gets its tunnel with those bytes intact.
  */

@@ -1,4 +1,4 @@
-package dev.egressproxy.handler;
+package dev.egressproxy.http;
 
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpHeaderValues;

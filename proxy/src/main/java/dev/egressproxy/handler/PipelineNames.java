@@ -1,4 +1,4 @@
-package dev.egressproxy.server;
+package dev.egressproxy.handler;
 
 /**
  * Every handler name used in our pipelines, in one place, so the order can be read and a handler

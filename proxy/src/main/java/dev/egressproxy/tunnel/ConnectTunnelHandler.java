@@ -29,8 +29,9 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Turns an allowed {@code CONNECT} into a tunnel. On the {@link ProxyRequest} it removes the HTTP
- * decoder (bytes the client sent right behind the CONNECT head come
- * out of the decoder as raw {@link ByteBuf}s and are kept, up to 64 KiB before reading pauses), and asks the
+ * decoder, then the head guard, which held back from the decoder the bytes the client sent right
+ * behind the CONNECT head and now hands them on as raw {@link ByteBuf}s; they are kept, up to
+ * 64 KiB before reading pauses. It asks the
  * {@link dev.egressproxy.upstream.UpstreamConnector} for a connection on the same event loop. When
  * it succeeds: write {@code 200 Connection established}, wait for that write to complete, remove the
  * remaining HTTP handlers and itself, put a {@link RelayHandler} on each side, send the kept bytes

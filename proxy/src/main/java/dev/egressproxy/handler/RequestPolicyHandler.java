@@ -3,6 +3,7 @@ package dev.egressproxy.handler;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
+import dev.egressproxy.policy.AllowlistEntry;
 import dev.egressproxy.policy.AuthorityParser;
 import dev.egressproxy.policy.Decision;
 import dev.egressproxy.policy.Kind;
@@ -215,7 +216,7 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
 
     private static String denyHint(Target target, Kind kind, Reason reason) {
         // An entry the config accepts as written, and the text the allow decision will show as its rule.
-        String entry = dev.egressproxy.policy.AllowlistEntry.covering(target, kind);
+        String entry = AllowlistEntry.covering(target, kind);
         return "Refused by egress-proxy (" + kind.label() + ", reason " + reason.label() + "). If this destination is "
                 + "legitimate, ask the proxy operator to add \"" + entry + "\" to egress-proxy.allowlist.hosts.";
     }

@@ -1,6 +1,7 @@
 package dev.egressproxy.log;
 
 import dev.egressproxy.config.ProxyConfig.AccessLogFormat;
+import dev.egressproxy.policy.AddressText;
 import java.time.Instant;
 import java.util.Locale;
 import org.slf4j.Logger;
@@ -109,19 +110,11 @@ public final class AccessLog {
         } else {
             code = "TCP_MISS";
         }
-        String hierarchy = "-".equals(r.upstream) ? "HIER_NONE/-" : "HIER_DIRECT/" + hostOf(r.upstream);
+        String hierarchy = "-".equals(r.upstream) ? "HIER_NONE/-" : "HIER_DIRECT/" + AddressText.hostOf(r.upstream);
         String url = "CONNECT".equals(r.method) || "-".equals(r.url) ? r.target : r.url;
         return String.format(Locale.ROOT, "%d.%03d %6d %s %s/%03d %d %s %s - %s -",
-                r.startMillis / 1000, r.startMillis % 1000, durationMs, hostOf(r.client), code, r.status,
+                r.startMillis / 1000, r.startMillis % 1000, durationMs, AddressText.hostOf(r.client), code, r.status,
                 r.bytesDown, r.method, url, hierarchy);
-    }
-
-    /** The address of an {@code address:port} or {@code [v6]:port}, without brackets, as Squid writes it. */
-    private static String hostOf(String hostPort) {
-        int colon = hostPort.lastIndexOf(':');
-        String host = colon > 0 ? hostPort.substring(0, colon) : hostPort;
-        return host.length() > 1 && host.charAt(0) == '[' && host.charAt(host.length() - 1) == ']'
-                ? host.substring(1, host.length() - 1) : host;
     }
 
     private static StringBuilder field(StringBuilder sb, String name, String value) {

@@ -1,6 +1,7 @@
 package dev.egressproxy.metrics;
 
 import dev.egressproxy.log.AccessLog;
+import dev.egressproxy.policy.AddressText;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -87,13 +88,9 @@ public final class DeniedReport {
             AccessLog.appendJsonString(sb, e.destination());
             String destination = e.destination();
             int colon = destination.lastIndexOf(':');
-            String host = colon > 0 ? destination.substring(0, colon) : destination;
-            if (host.startsWith("[") && host.endsWith("]")) {
-                // The host as the metrics' host label has it: an IPv6 address without brackets.
-                host = host.substring(1, host.length() - 1);
-            }
             sb.append(",\"host\":");
-            AccessLog.appendJsonString(sb, host);
+            // The host as the metrics' host label has it: an IPv6 address without brackets.
+            AccessLog.appendJsonString(sb, AddressText.hostOf(destination));
             sb.append(",\"port\":").append(colon > 0 ? destination.substring(colon + 1) : "null");
             sb.append(",\"reason\":");
             AccessLog.appendJsonString(sb, e.reason());

@@ -92,6 +92,17 @@ public final class AddressText {
     }
 
     /**
+     * The host of a {@code host:port} text as {@link #withPort} writes it, an IPv6 address without
+     * its brackets ({@code [::1]:443} gives {@code ::1}); a text without a port is the host itself.
+     */
+    public static String hostOf(String hostPort) {
+        int colon = hostPort.lastIndexOf(':');
+        String host = colon > 0 ? hostPort.substring(0, colon) : hostPort;
+        return host.length() > 1 && host.charAt(0) == '[' && host.charAt(host.length() - 1) == ']'
+                ? host.substring(1, host.length() - 1) : host;
+    }
+
+    /**
      * A socket address as {@link #withPort}; an unresolved one as its host name and port; anything
      * else (a test's embedded address) as its own text.
      */

@@ -89,6 +89,18 @@ public final class TcpServer implements AutoCloseable {
         });
     }
 
+    /**
+     * Waits for the client's first byte, then answers with {@code total} bytes of the pattern and
+     * closes: a download that starts when its client asks, not when it connects.
+     */
+    public static TcpServer sourceOnRequest(long total) throws IOException {
+        return new TcpServer(64, (s, server) -> {
+            if (s.getInputStream().read() >= 0) {
+                writePattern(s, server, total);
+            }
+        });
+    }
+
     private static void writePattern(Socket s, TcpServer server, long total) throws IOException {
         OutputStream out = s.getOutputStream();
         byte[] buf = new byte[65536];

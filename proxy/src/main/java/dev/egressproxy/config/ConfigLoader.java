@@ -69,6 +69,7 @@ public final class ConfigLoader {
         m.put("EGRESS_PROXY_CLIENTS_ALLOW", "clients.allow");
         m.put("EGRESS_PROXY_CONNECT_TIMEOUT", "timeouts.connect");
         m.put("EGRESS_PROXY_MAX_CONNECTIONS", "limits.max-connections");
+        m.put("EGRESS_PROXY_MEMORY_BUDGET", "limits.memory-budget");
         m.put("EGRESS_PROXY_ACCESS_LOG_FORMAT", "logging.access-format");
         m.put("EGRESS_PROXY_LOG_FORMAT", "logging.format");
         m.put("EGRESS_PROXY_SHUTDOWN_GRACE", "shutdown.grace");
@@ -198,7 +199,8 @@ public final class ConfigLoader {
             problems.add(ROOT + ".limits.write-buffer-low (" + where(c.getValue("limits.write-buffer-low").origin())
                     + "): " + low + " bytes is above write-buffer-high (" + high + " bytes)");
         }
-        ProxyConfig.Limits limits = new ProxyConfig.Limits(maxConnections, maxHead, maxResponseHead, high, low);
+        ProxyConfig.Limits limits = new ProxyConfig.Limits(maxConnections, maxHead, maxResponseHead, high, low,
+                memoryBudget(c));
         // A read is at most 64 KiB (Netty's receive buffer), so a larger minimum would never splice.
         ProxyConfig.Relay relay = new ProxyConfig.Relay(bool(c, "relay.splice"),
                 bytes(c, "relay.splice-after", 0, Integer.MAX_VALUE), bytes(c, "relay.splice-min-read", 0, 64 * 1024));
@@ -481,6 +483,25 @@ public final class ConfigLoader {
             return (int) min;
         }
         return (int) v;
+    }
+
+    /** {@code limits.memory-budget}: {@code auto} (0 here) or a size of at least 1 MiB. */
+    private long memoryBudget(Config c) {
+        String path = "limits.memory-budget";
+        if (c.getValue(path).unwrapped() instanceof String s && s.trim().equalsIgnoreCase("auto")) {
+            return 0;
+        }
+        try {
+            long v = c.getBytes(path);
+            if (v >= 1024 * 1024) {
+                return v;
+            }
+        } catch (com.typesafe.config.ConfigException e) {
+            // reported below
+        }
+        problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): '" + c.getValue(path).unwrapped()
+                + "' is neither auto nor a size of at least 1MiB such as 192MiB");
+        return 0;
     }
 
     private Duration positive(Config c, String path) {

@@ -107,7 +107,7 @@ public record ProxyConfig(
 
     /** {@code egress-proxy.limits}. Sizes in bytes. */
     public record Limits(int maxConnections, int maxRequestHead, int maxResponseHead, int writeBufferHigh,
-            int writeBufferLow) {
+            int writeBufferLow, long memoryBudget) {
     }
 
     /**

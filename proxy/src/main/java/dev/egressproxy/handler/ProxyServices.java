@@ -1,6 +1,8 @@
 package dev.egressproxy.handler;
 
 import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.guard.FdBudget;
+import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.log.AccessLog;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics;
@@ -11,7 +13,8 @@ import java.util.function.Supplier;
 
 /**
  * The server-wide services a connection's handlers use. One instance per running server;
- * {@code policy} is a supplier so that a reloaded allowlist applies to the next request.
+ * {@code policy} is a supplier so that a reloaded allowlist applies to the next request;
+ * {@code fds} and {@code memory} are the budgets every connection shares.
  */
 public record ProxyServices(
         ProxyConfig config,
@@ -20,7 +23,9 @@ public record ProxyServices(
         DeniedReport deniedReport,
         AccessLog accessLog,
         UpstreamConnector connector,
-        AtomicLong connectionIds) {
+        AtomicLong connectionIds,
+        FdBudget fds,
+        MemoryBudget memory) {
 
     /** A short id for a new client connection, used in log lines and access records. */
     public String nextConnectionId() {

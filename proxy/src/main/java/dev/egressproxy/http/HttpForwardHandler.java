@@ -1,5 +1,6 @@
 package dev.egressproxy.http;
 
+import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.handler.DrainEvent;
 import dev.egressproxy.handler.ErrorResponses;
 import dev.egressproxy.handler.ExchangeDone;
@@ -83,6 +84,8 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
     private boolean connecting;
     private boolean awaitingResponse;
     private boolean upstreamBusy;
+    /** Reading the request body waits for the memory budget ({@link MemoryBudget#pauseIfFull}). */
+    private boolean memoryPaused;
     /** The client sent its FIN: answer every request it sent before it, then close. */
     private boolean clientInputShut;
     private boolean cutCheckScheduled;
@@ -264,8 +267,25 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         if (!upstream.isWritable()) {
             upstreamBusy = true;
         }
+        if (!last && !memoryPaused && services.memory().pauseIfFull(ctx.channel(), resumeClient, n)) {
+            memoryPaused = true;
+        }
         updateClientRead();
     }
+
+    /** The request body's direction, as the memory budget sees it. */
+    private final MemoryBudget.Resumable resumeClient = new MemoryBudget.Resumable() {
+        @Override
+        public Channel slowSide() {
+            return upstream;
+        }
+
+        @Override
+        public void resume() {
+            memoryPaused = false;
+            updateClientRead();
+        }
+    };
 
     private final ChannelFutureListener closeUpstreamOnWriteFailure = f -> {
         if (!f.isSuccess()) {
@@ -284,15 +304,15 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
 
     @Override
     public void channelWritabilityChanged(ChannelHandlerContext ctx) {
-        // The client drained: read the upstream's answer again.
-        if (upstream != null && ctx.channel().isWritable()) {
+        // The client drained: read the upstream's answer again (unless the memory budget is full).
+        if (upstream != null && ctx.channel().isWritable() && !services.memory().pauseIfFull(upstream, resumeUpstream, 0)) {
             upstream.config().setAutoRead(true);
         }
         ctx.fireChannelWritabilityChanged();
     }
 
     private void updateClientRead() {
-        boolean read = !connecting && !awaitingResponse && !upstreamBusy;
+        boolean read = !connecting && !awaitingResponse && !upstreamBusy && !memoryPaused;
         ctx.channel().config().setAutoRead(read);
         if (read && clientInputShut && exchange != null && !exchange.requestDone && !cutCheckScheduled) {
             // Run once the current read has unwound: the flow-control handler may still be handing
@@ -327,6 +347,21 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
                 "request body ended before the length it announced (the client closed its side)",
                 "request_truncated", null));
     }
+
+    /** The memory budget has room again: read the upstream's answer on, if the client takes it. */
+    private final MemoryBudget.Resumable resumeUpstream = new MemoryBudget.Resumable() {
+        @Override
+        public Channel slowSide() {
+            return ctx.channel();
+        }
+
+        @Override
+        public void resume() {
+            if (upstream != null && upstream.isActive() && ctx.channel().isWritable()) {
+                upstream.config().setAutoRead(true);
+            }
+        }
+    };
 
     /** Handles the origin's answer on the upstream channel; one per upstream connection. */
     private final class UpstreamResponseHandler extends ChannelInboundHandlerAdapter {
@@ -378,8 +413,9 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
                 }
                 return;
             }
+            int n = 0;
             if (msg instanceof HttpContent content) {
-                int n = content.content().readableBytes();
+                n = content.content().readableBytes();
                 ex.record.addBytesDown(n);
                 services.metrics().bytesToClient(n);
                 boolean last = msg instanceof LastHttpContent;
@@ -397,7 +433,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
             } else {
                 ReferenceCountUtil.release(msg);
             }
-            if (!client.isWritable()) {
+            if (!services.memory().pauseIfFull(uctx.channel(), resumeUpstream, n) && !client.isWritable()) {
                 uctx.channel().config().setAutoRead(false);
             }
         }

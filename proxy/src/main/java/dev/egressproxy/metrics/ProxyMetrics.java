@@ -5,6 +5,7 @@ import dev.egressproxy.policy.Reason;
 import dev.egressproxy.tls.SniReason;
 import dev.egressproxy.upstream.FailureCause;
 import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
@@ -15,6 +16,7 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.LongSupplier;
 
 /**
  * Every meter the proxy publishes, defined once. Handlers call the methods here and never build
@@ -43,10 +45,19 @@ public final class ProxyMetrics {
     public static final String TUNNELS_ACTIVE = "egress.proxy.tunnels.active";
     /** {@code egress_proxy_connections_active}: client connections open now. */
     public static final String CONNECTIONS_ACTIVE = "egress.proxy.connections.active";
-    /** {@code egress_proxy_connections_limit}: the configured max-connections. */
+    /**
+     * {@code egress_proxy_connections_limit}: the max-connections in force: the configured one, or
+     * less when the open-file limit cannot hold it.
+     */
     public static final String CONNECTIONS_LIMIT = "egress.proxy.connections.limit";
     /** {@code egress_proxy_rejected_total{reason}}: connections refused or closed by a limit. */
     public static final String REJECTED = "egress.proxy.rejected";
+    /** {@code egress_proxy_memory_budget_bytes}: direct memory relays may hold before they pause. */
+    public static final String MEMORY_BUDGET = "egress.proxy.memory.budget";
+    /** {@code egress_proxy_memory_held_bytes}: direct memory held in buffers at the last sample. */
+    public static final String MEMORY_HELD = "egress.proxy.memory.held";
+    /** {@code egress_proxy_memory_budget_pauses_total}: reads paused because the memory budget was full. */
+    public static final String MEMORY_PAUSES = "egress.proxy.memory.budget.pauses";
     /** {@code egress_proxy_bytes_total{direction}}: payload bytes relayed. */
     public static final String BYTES = "egress.proxy.bytes";
     /** {@code egress_proxy_tunnel_splices_total}: tunnel directions that moved to splice(2). */
@@ -79,7 +90,9 @@ public final class ProxyMetrics {
         REQUEST_HEAD_TIMEOUT("request_head_timeout"),
         HEAD_TOO_LARGE("head_too_large"),
         URI_TOO_LONG("uri_too_long"),
-        IDLE_TIMEOUT("idle_timeout");
+        IDLE_TIMEOUT("idle_timeout"),
+        MEMORY_BUDGET("memory_budget"),
+        ACCEPT_FAILED("accept_failed");
 
         private final String label;
 
@@ -152,7 +165,8 @@ public final class ProxyMetrics {
         Gauge.builder(CONNECTIONS_ACTIVE, connectionsActive, AtomicInteger::get)
                 .description("Client connections open now").register(registry);
         Gauge.builder(CONNECTIONS_LIMIT, connectionsLimit, AtomicInteger::get)
-                .description("Configured maximum of client connections (limits.max-connections)").register(registry);
+                .description("Client connections held at most: limits.max-connections, or less if the open-file limit "
+                        + "cannot hold it").register(registry);
         Gauge.builder(ALLOWLIST_ENTRIES, allowlistEntries, AtomicInteger::get)
                 .description("Entries in the allowlist in force, presets expanded").register(registry);
         reloadSuccess = Counter.builder(CONFIG_RELOADS).description("Configuration reloads, by result")
@@ -209,6 +223,17 @@ public final class ProxyMetrics {
 
     public void setConnectionsLimit(int limit) {
         connectionsLimit.set(limit);
+    }
+
+    /** Registers the memory budget's gauges and its pause counter (guard.MemoryBudget's numbers). */
+    public void registerMemoryBudget(LongSupplier budget, LongSupplier held, LongSupplier pauses) {
+        Gauge.builder(MEMORY_BUDGET, budget::getAsLong).baseUnit("bytes")
+                .description("Direct memory the proxy's buffers may hold before relays pause reading "
+                        + "(limits.memory-budget)").register(registry);
+        Gauge.builder(MEMORY_HELD, held::getAsLong).baseUnit("bytes")
+                .description("Direct memory held in the proxy's buffers (sampled every 10 ms)").register(registry);
+        FunctionCounter.builder(MEMORY_PAUSES, pauses, LongSupplier::getAsLong)
+                .description("Reads paused because the memory budget was full").register(registry);
     }
 
     public void request(Kind kind, Reason reason) {

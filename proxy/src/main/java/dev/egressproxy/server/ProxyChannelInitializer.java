@@ -24,7 +24,7 @@ import java.util.function.Supplier;
  * Builds a client connection's pipeline. In order:
  *
  * <pre>
- *  connection-limit  count, refuse past limits.max-connections
+ *  connection-limit  count; 503 past the connection cap or at the memory budget
  *  client-guard      clients.allow and clients.max-connections-per-client
  *  idle              close after timeouts.idle without traffic
  *  head-guard        400 on obsolete line folding                   (removed for a tunnel)
@@ -52,7 +52,7 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
         this.services = services;
         this.channels = channels;
         this.live = live;
-        this.connectionLimit = new ConnectionLimitHandler(services.metrics(), services.config().limits().maxConnections());
+        this.connectionLimit = new ConnectionLimitHandler(services.metrics(), services.fds(), services.memory());
         this.clientGuard = new ClientGuardHandler(() -> live.get().clients(), services.metrics());
     }
 

@@ -1,7 +1,10 @@
 package dev.egressproxy.server;
 
 import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.guard.AcceptFailureHandler;
 import dev.egressproxy.guard.ClientGuardHandler;
+import dev.egressproxy.guard.FdBudget;
+import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.handler.DrainEvent;
 import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.log.AccessLog;
@@ -21,6 +24,7 @@ import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.PooledByteBufAllocator;
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
@@ -67,6 +71,8 @@ public final class ProxyServer implements AutoCloseable {
     private Channel listener;
     private ProxyChannelInitializer initializer;
     private AdminServer admin;
+    private FdBudget fds;
+    private MemoryBudget memory;
     private volatile boolean ready;
     private Supplier<? extends CompletionStage<?>> beforeScrape = () -> CompletableFuture.completedFuture(null);
 
@@ -78,7 +84,6 @@ public final class ProxyServer implements AutoCloseable {
         live.set(config);
         PolicyEngine engine = policyFor(config);
         policy.set(engine);
-        metrics.setConnectionsLimit(config.limits().maxConnections());
         metrics.setAllowlistEntries(config.allowlist().entries().size());
         metrics.registerAllowlistedHosts(engine.allowlist().exactHosts());
     }
@@ -168,8 +173,16 @@ public final class ProxyServer implements AutoCloseable {
         resolvers = new DnsResolvers(config.dns(), transport.datagramChannel(), transport.socketChannel());
         UpstreamConnector connector = new UpstreamConnector(live::get, policy::get, metrics, resolvers,
                 transport.socketChannel(), upstreamChannels);
+        // What the open-file limit allows, measured with the event loops and resolvers open.
+        fds = FdBudget.ofThisProcess(config.limits().maxConnections());
+        metrics.setConnectionsLimit(fds.maxConnections());
+        if (fds.capsConfigured()) {
+            log.warn("{}", fds.capWarning());
+        }
+        memory = MemoryBudget.of(PooledByteBufAllocator.DEFAULT, config.limits().memoryBudget()).start();
+        metrics.registerMemoryBudget(memory::budget, memory::held, memory::pauses);
         ProxyServices services = new ProxyServices(config, policy::get, metrics, deniedReport,
-                new AccessLog(config.logging().accessFormat()), connector, new AtomicLong());
+                new AccessLog(config.logging().accessFormat()), connector, new AtomicLong(), fds, memory);
 
         initializer = new ProxyChannelInitializer(services, clientChannels, live::get);
         ProxyConfig.Limits limits = config.limits();
@@ -183,8 +196,14 @@ public final class ProxyServer implements AutoCloseable {
                 .channel(transport.serverChannel())
                 .option(ChannelOption.SO_BACKLOG, 1024)
                 .option(ChannelOption.SO_REUSEADDR, true)
-                // Before each accepted socket is registered: see EpollInterest.
-                .handler(new EpollInterest.OnAccept())
+                // Before each accepted socket is registered: see EpollInterest. A failed accept
+                // (out of descriptors after all) is counted and retried shortly.
+                .handler(new ChannelInitializer<Channel>() {
+                    @Override
+                    protected void initChannel(Channel ch) {
+                        ch.pipeline().addLast(new EpollInterest.OnAccept(), new AcceptFailureHandler(metrics, fds));
+                    }
+                })
                 .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
                 // No TCP_NODELAY child option: Netty's socket channels turn it on when they are
                 // created; setting it again would cost a second setsockopt per connection.
@@ -205,6 +224,7 @@ public final class ProxyServer implements AutoCloseable {
                 text(proxyAddress()), admin == null ? "disabled" : text(admin.address()), transport.name(), threads,
                 relayText(config.relay(), transport.name()), config.allowlist().entries().size(),
                 config.allowlist().presets().isEmpty() ? "" : " (presets " + String.join(", ", config.allowlist().presets()) + ")");
+        log.info("budgets: {}; {}", fds.describe(), memory.describe());
         return this;
     }
 
@@ -259,6 +279,16 @@ public final class ProxyServer implements AutoCloseable {
         return initializer == null ? null : initializer.clientGuard();
     }
 
+    /** The open-file budget; null before {@link #start()}. */
+    public FdBudget fdBudget() {
+        return fds;
+    }
+
+    /** The direct-memory budget; null before {@link #start()}. */
+    public MemoryBudget memoryBudget() {
+        return memory;
+    }
+
     /** Upstream connections open now. */
     public ChannelGroup upstreamChannels() {
         return upstreamChannels;
@@ -311,6 +341,9 @@ public final class ProxyServer implements AutoCloseable {
         }
         if (resolvers != null) {
             resolvers.close();
+        }
+        if (memory != null) {
+            memory.close();
         }
         if (workerGroup != null) {
             workerGroup.shutdownGracefully(0, 5, TimeUnit.SECONDS).awaitUninterruptibly(10, TimeUnit.SECONDS);

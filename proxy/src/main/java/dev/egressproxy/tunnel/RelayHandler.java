@@ -1,5 +1,6 @@
 package dev.egressproxy.tunnel;
 
+import dev.egressproxy.guard.MemoryBudget;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
@@ -19,6 +20,12 @@ import org.slf4j.LoggerFactory;
  * its low water mark, its relay handler turns reading back on here. So at most one read's worth of
  * bytes beyond the high water mark is ever queued towards a slow reader.
  *
+ * <p>The memory budget: while all connections together hold as many bytes as {@code
+ * limits.memory-budget} allows, this side also stops reading when the peer still holds a backlog
+ * ({@link MemoryBudget#pauseIfFull}), and a peer that drains below its low water mark does not
+ * start it again; the budget resumes it ({@link #resume}) once the peer has drained or the budget
+ * has room.
+ *
  * <p>Half-close: when this side's input ends (FIN), whatever is queued is flushed to the peer and the
  * peer's output is shut down; the tunnel closes when both directions have ended, or when either
  * side closes or fails.
@@ -30,16 +37,20 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Owns {@code bytes_total} (through the tunnel) and no other metric.
  */
-final class RelayHandler extends ChannelInboundHandlerAdapter {
+final class RelayHandler extends ChannelInboundHandlerAdapter implements MemoryBudget.Resumable {
 
     private static final Logger log = LoggerFactory.getLogger(RelayHandler.class);
 
     private final Tunnel tunnel;
+    private final Channel self;
     private final Channel peer;
+    private final MemoryBudget memory;
 
     RelayHandler(Tunnel tunnel, Channel self) {
         this.tunnel = tunnel;
+        this.self = self;
         this.peer = tunnel.peerOf(self);
+        this.memory = tunnel.memoryBudget();
     }
 
     @Override
@@ -63,7 +74,10 @@ final class RelayHandler extends ChannelInboundHandlerAdapter {
             // A read between two splice chunks: Netty's splice keeps the backpressure.
             return;
         }
-        if (!peer.isWritable()) {
+        if (memory.pauseIfFull(self, this, n)) {
+            // Whether or not the peer is full: reads wait for the budget first (resume checks the peer).
+            return;
+        } else if (!peer.isWritable()) {
             self.config().setAutoRead(false);
         } else {
             // Only while both sides flow: a direction that splices never pauses through auto-read here.
@@ -71,6 +85,19 @@ final class RelayHandler extends ChannelInboundHandlerAdapter {
         }
     }
 
+
+    @Override
+    public Channel slowSide() {
+        return peer;
+    }
+
+    /** The memory budget has room again: read on unless the peer is still full or our input ended. */
+    @Override
+    public void resume() {
+        if (self.isActive() && peer.isWritable() && tunnel.splice(self) == null && !tunnel.isInputDone(self)) {
+            self.config().setAutoRead(true);
+        }
+    }
 
     @Override
     public void channelReadComplete(ChannelHandlerContext ctx) {
@@ -86,7 +113,11 @@ final class RelayHandler extends ChannelInboundHandlerAdapter {
             if (spliced != null) {
                 spliced.writable();
             } else if (!tunnel.isInputDone(peer)) {
-                peer.config().setAutoRead(true);
+                RelayHandler peerRelay = peer.pipeline().get(RelayHandler.class);
+                // While the memory budget is full the peer waits for it, not for us.
+                if (peerRelay == null || !memory.pauseIfFull(peer, peerRelay, 0)) {
+                    peer.config().setAutoRead(true);
+                }
             }
         }
         ctx.fireChannelWritabilityChanged();
@@ -108,6 +139,7 @@ final class RelayHandler extends ChannelInboundHandlerAdapter {
 
     @Override
     public void channelInactive(ChannelHandlerContext ctx) {
+        memory.forget(self);
         tunnel.close();
     }
 

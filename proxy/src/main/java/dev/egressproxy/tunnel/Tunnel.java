@@ -1,6 +1,7 @@
 package dev.egressproxy.tunnel;
 
 import dev.egressproxy.guard.IdleCloseHandler;
+import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.util.Channels;
@@ -23,6 +24,8 @@ final class Tunnel {
     private boolean clientInputDone;
     private boolean upstreamInputDone;
     private boolean closed;
+    /** Splice pipes this tunnel holds in the open-file budget. */
+    private int pipes;
     /** Bytes after which a direction moves to splice(2); -1: never. */
     private final long spliceAfter;
     /** ...on a read of at least this many bytes. */
@@ -56,6 +59,10 @@ final class Tunnel {
         }
     }
 
+    MemoryBudget memoryBudget() {
+        return services.memory();
+    }
+
     /** The splice relay of the direction from {@code ch}, or null while it relays through user space. */
     SpliceRelay splice(Channel ch) {
         return ch == client ? clientSplice : upstreamSplice;
@@ -76,6 +83,11 @@ final class Tunnel {
         if (carried < spliceAfter || !SpliceRelay.possible(ch, peerOf(ch))) {
             return;
         }
+        // A pipe costs two descriptors until the tunnel closes: only if the open-file budget has them.
+        if (!services.fds().tryAcquirePipe(services.metrics().connectionsActive())) {
+            return;
+        }
+        pipes++;
         SpliceRelay relay = SpliceRelay.start(this, ch, peerOf(ch));
         if (ch == client) {
             clientSplice = relay;
@@ -165,6 +177,10 @@ final class Tunnel {
     }
 
     private void finish() {
+        // Both channels have closed, and with them the pipes of their splices.
+        for (; pipes > 0; pipes--) {
+            services.fds().releasePipe();
+        }
         services.metrics().tunnelClosed(System.nanoTime() - openedNanos);
         services.accessLog().log(record);
     }

@@ -5,6 +5,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.guard.FdBudget;
+import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.guard.HeadGuardHandler;
 import dev.egressproxy.handler.ProxyRequest;
 import dev.egressproxy.handler.ProxyServices;
@@ -21,6 +23,7 @@ import dev.egressproxy.policy.Target;
 import dev.egressproxy.tls.ClientHelloParser;
 import dev.egressproxy.tls.SniReason;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import io.netty.buffer.PooledByteBufAllocator;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelHandlerContext;
@@ -53,7 +56,9 @@ class ParserFuzzTest {
             PolicyEngine policy = new PolicyEngine(new Allowlist(config.allowlist().entries()), new AddressPolicy(
                     config.destinations().allowPrivate()));
             return new ProxyServices(config, () -> policy, new ProxyMetrics(new SimpleMeterRegistry(), 100, "fuzz"),
-                    new DeniedReport(100), new AccessLog(ProxyConfig.AccessLogFormat.TEXT), null, new AtomicLong());
+                    new DeniedReport(100), new AccessLog(ProxyConfig.AccessLogFormat.TEXT), null, new AtomicLong(),
+                FdBudget.ofThisProcess(config.limits().maxConnections()),
+                MemoryBudget.of(PooledByteBufAllocator.DEFAULT, 0));
         } catch (Exception e) {
             throw new IllegalStateException(e);
         }

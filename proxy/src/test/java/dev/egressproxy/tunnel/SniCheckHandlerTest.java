@@ -4,6 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.guard.FdBudget;
+import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.handler.PipelineNames;
 import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.log.AccessLog;
@@ -51,7 +53,9 @@ class SniCheckHandlerTest {
     private void tunnel(ProxyConfig.SniCheckMode mode) throws Exception {
         ProxyConfig config = ConfigLoader.fromString("egress-proxy.allowlist.hosts = [\"cdn.quay.io\"]");
         ProxyServices services = new ProxyServices(config, () -> null, metrics, new DeniedReport(10),
-                new AccessLog(ProxyConfig.AccessLogFormat.TEXT), null, new AtomicLong());
+                new AccessLog(ProxyConfig.AccessLogFormat.TEXT), null, new AtomicLong(),
+                FdBudget.ofThisProcess(config.limits().maxConnections()),
+                MemoryBudget.of(PooledByteBufAllocator.DEFAULT, 0));
         upstream = new EmbeddedChannel();
         client = new EmbeddedChannel();
         AccessRecord record = new AccessRecord("1-1", null).method("CONNECT").target(TARGET.authority())

@@ -142,9 +142,10 @@ public final class MemoryBudget implements AutoCloseable {
             }
         }
         if (!paused.isEmpty()) {
-            // Paused between two samples on reads that came in faster than this sampled: once the
-            // sample shows room, all read again (and pause again at once if the reads still outrun it).
-            resume(full);
+            // Below 80% everyone reads again; above it only directions whose slow side has drained,
+            // whether they paused at a full budget or on reads that outran the last sample. Resuming
+            // the others would let each queue another read per sample while the budget stays full.
+            resume(now >= resumeAt);
         }
     }
 

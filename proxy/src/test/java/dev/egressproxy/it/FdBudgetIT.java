@@ -2,6 +2,7 @@ package dev.egressproxy.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.egressproxy.testing.ProxyProcess;
 import dev.egressproxy.testing.RawClient;
@@ -120,6 +121,8 @@ class FdBudgetIT {
 
     @Test
     void splicePipesOnlyTakeDescriptorsNoConnectionNeeds() throws Exception {
+        String transport = System.getProperty("egress.test.transport", "auto");
+        assumeTrue(transport.equals("auto") || transport.equals("epoll"), "splice(2) exists only on the epoll transport");
         // Every direction that carries bytes would splice at once if it could.
         startProxy("relay { splice = true, splice-after = 0, splice-min-read = 0 }");
         int cap = (int) proxy.metric("egress_proxy_connections_limit");

@@ -102,12 +102,17 @@ class MemoryBudgetIT {
 
     /** Reads the whole download and checks it byte by byte; returns its length. */
     private static long readAll(Socket s) throws IOException {
+        return read(s, Long.MAX_VALUE);
+    }
+
+    /** Reads up to {@code limit} bytes of the download (or to its end) and checks them; returns how many. */
+    private static long read(Socket s, long limit) throws IOException {
         s.setSoTimeout(60_000);
         InputStream in = s.getInputStream();
         byte[] buf = new byte[65536];
         long offset = 0;
         int n;
-        while ((n = in.read(buf)) >= 0) {
+        while (offset < limit && (n = in.read(buf, 0, (int) Math.min(buf.length, limit - offset))) >= 0) {
             for (int i = 0; i < n; i++) {
                 if (buf[i] != TcpServer.patternByte(offset + i)) {
                     throw new IOException("byte " + (offset + i) + " differs");
@@ -179,25 +184,29 @@ class MemoryBudgetIT {
             s.getOutputStream().write('g');
         }
         await().atMost(Duration.ofSeconds(20)).until(() -> proxy.log().contains("memory budget full"));
-        // Per tunnel past the budget: the budget's 16 KiB backlog and one read, counted as the
-        // allocator counts them, in whole buffers of up to 64 KiB each: 128 KiB. Without the budget
-        // they would hold 40 MiB.
-        long bound = (8L << 20) + tunnels * (128 * 1024);
-        // Held stays there while the clients read nothing: sample it for a second.
+        // Per tunnel past the budget: reads go on until its slow side holds the budget's 16 KiB
+        // backlog, then one read of up to 64 KiB more, and the read that finds it so: 144 KiB.
+        // Without the budget they would hold 40 MiB.
+        long bound = (8L << 20) + tunnels * (16 * 1024 + 2 * 64 * 1024);
+        // Held stays there while the clients read nothing: sample it for a second. (The origins do
+        // not end their streams: a sender's FIN makes Netty's epoll transport read the socket to
+        // its end whatever the backpressure, a bound of its own, see docs/architecture.md.)
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(1);
+        double max = 0;
         while (System.nanoTime() < deadline) {
-            assertThat(proxy.metric("egress_proxy_memory_held_bytes")).isLessThanOrEqualTo(bound);
+            max = Math.max(max, proxy.metric("egress_proxy_memory_held_bytes"));
         }
-        assertThat(proxy.metric("egress_proxy_memory_budget_pauses_total")).isPositive();
+        assertThat(max).isLessThanOrEqualTo(bound);
         List<Future<Long>> reads = new ArrayList<>();
         for (Socket s : admitted) {
-            reads.add(readers.submit(() -> readAll(s)));
+            reads.add(readers.submit(() -> read(s, PER_TUNNEL)));
         }
         // Every paused read was resumed as its client drained, or these would not finish.
         for (Future<Long> f : reads) {
             assertThat(f.get(120, TimeUnit.SECONDS)).isEqualTo(PER_TUNNEL);
         }
-        assertThat(proxy.log()).contains("memory budget: ").doesNotContain("OutOfMemoryError");
+        await().atMost(Duration.ofSeconds(10)).until(() -> proxy.log().contains("memory budget: "));
+        assertThat(proxy.log()).doesNotContain("OutOfMemoryError");
     }
 
     @Test

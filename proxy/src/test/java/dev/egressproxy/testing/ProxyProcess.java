@@ -46,7 +46,9 @@ public final class ProxyProcess implements AutoCloseable {
         int[] ports = Processes.twoFreePorts();
         Path conf = dir.resolve("egress-proxy.conf");
         Files.writeString(conf, "egress-proxy {\n  listen { host = \"127.0.0.1\", port = " + ports[0] + " }\n"
-                + "  admin { host = \"127.0.0.1\", port = " + ports[1] + " }\n  reload.watch = false\n" + config + "\n}\n");
+                + "  admin { host = \"127.0.0.1\", port = " + ports[1] + " }\n  reload.watch = false\n"
+                // The transport of the test run (the NIO and io_uring executions), unless config sets one.
+                + "  transport = \"" + System.getProperty("egress.test.transport", "auto") + "\"\n" + config + "\n}\n");
         List<String> command = new ArrayList<>(prefix);
         command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         command.addAll(jvmOptions);

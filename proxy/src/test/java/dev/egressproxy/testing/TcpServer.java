@@ -90,18 +90,28 @@ public final class TcpServer implements AutoCloseable {
     }
 
     /**
-     * Waits for the client's first byte, then answers with {@code total} bytes of the pattern and
-     * closes: a download that starts when its client asks, not when it connects.
+     * Waits for the client's first byte, then writes {@code total} bytes of the pattern and keeps
+     * the connection open until the client closes it: a download that starts when its client asks,
+     * from an origin that does not end the stream (no FIN) while the client may still read.
      */
     public static TcpServer sourceOnRequest(long total) throws IOException {
         return new TcpServer(64, (s, server) -> {
-            if (s.getInputStream().read() >= 0) {
-                writePattern(s, server, total);
+            InputStream in = s.getInputStream();
+            if (in.read() < 0) {
+                return;
             }
+            sendPattern(s, server, total);
+            in.readAllBytes();
+            s.close();
         });
     }
 
     private static void writePattern(Socket s, TcpServer server, long total) throws IOException {
+        sendPattern(s, server, total);
+        s.close();
+    }
+
+    private static void sendPattern(Socket s, TcpServer server, long total) throws IOException {
         OutputStream out = s.getOutputStream();
         byte[] buf = new byte[65536];
         long sent = 0;
@@ -115,7 +125,6 @@ public final class TcpServer implements AutoCloseable {
             server.bytesWritten.addAndGet(n);
         }
         out.flush();
-        s.close();
     }
 
     /**

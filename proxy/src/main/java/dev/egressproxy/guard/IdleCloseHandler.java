@@ -14,7 +14,8 @@ import java.util.function.BooleanSupplier;
  * Closes a client connection (and with it any tunnel or upstream connection) after
  * {@code timeouts.idle} with no bytes read or written on it. Tunnelled bytes in both directions
  * pass through the client channel, so this one timer covers the whole tunnel. Counts
- * {@code rejected_total{reason="idle_timeout"}}.
+ * {@code rejected_total{reason="idle_timeout"}}. Fires {@link IdleTimeoutEvent} through the
+ * pipeline just before the close, so that a tunnel's access-log line says {@code end=idle_timeout}.
  *
  * <p>Activity is a read from the client or a write handed to it, noted as a timestamp. One timer
  * per connection runs at the moment the connection would become idle; if there was activity since,
@@ -71,6 +72,7 @@ public final class IdleCloseHandler extends ChannelDuplexHandler {
         }
         if (quiet >= idleNanos) {
             metrics.rejected(Rejection.IDLE_TIMEOUT);
+            ctx.fireUserEventTriggered(IdleTimeoutEvent.INSTANCE);
             ctx.close();
             return;
         }

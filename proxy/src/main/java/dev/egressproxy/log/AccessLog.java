@@ -65,6 +65,7 @@ public final class AccessLog {
         return sb.append(" bytes_up=").append(r.bytesUp)
                 .append(" bytes_down=").append(r.bytesDown)
                 .append(" duration_ms=").append(durationMs)
+                .append("-".equals(r.end) ? "" : " end=" + r.end)
                 .toString();
     }
 
@@ -91,6 +92,10 @@ public final class AccessLog {
         sb.append("\"bytes_up\":").append(r.bytesUp).append(',');
         sb.append("\"bytes_down\":").append(r.bytesDown).append(',');
         sb.append("\"duration_ms\":").append(durationMs);
+        if (!"-".equals(r.end)) {
+            sb.append(',');
+            field(sb, "end", r.end);
+        }
         return sb.append('}').toString();
     }
 
@@ -106,7 +111,8 @@ public final class AccessLog {
         } else if ("-".equals(r.decision)) {
             code = "NONE_NONE";
         } else if ("CONNECT".equals(r.method)) {
-            code = "TCP_TUNNEL";
+            // An aborted tunnel is TCP_TUNNEL_ABORTED, one closed as idle TCP_TUNNEL_TIMEDOUT.
+            code = r.squidCode != null ? r.squidCode : "TCP_TUNNEL";
         } else {
             code = "TCP_MISS";
         }

@@ -29,6 +29,10 @@ public final class AccessRecord {
     String sniCheck = "-";
     long bytesUp;
     long bytesDown;
+    /** How a tunnel ended ({@code client_closed}, {@code upstream_reset}, ...), or "-" for anything else. */
+    String end = "-";
+    /** The Squid format's result code for that end, or null. */
+    String squidCode;
     private boolean logged;
 
     public AccessRecord(String id, SocketAddress client) {
@@ -85,6 +89,16 @@ public final class AccessRecord {
     public AccessRecord sniCheck(String serverName, String result) {
         this.sni = serverName == null ? "-" : serverName;
         this.sniCheck = result;
+        return this;
+    }
+
+    /**
+     * How the tunnel ended: {@code end}, a stable code, and the Squid format's result code for it
+     * ({@code TCP_TUNNEL}, {@code TCP_TUNNEL_ABORTED}, ...). Only tunnels have an end.
+     */
+    public AccessRecord end(String end, String squidCode) {
+        this.end = end;
+        this.squidCode = squidCode;
         return this;
     }
 

@@ -6,6 +6,7 @@ import dev.egressproxy.guard.ClientGuardHandler;
 import dev.egressproxy.guard.FdBudget;
 import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.handler.DrainEvent;
+import dev.egressproxy.handler.ProxyClosingEvent;
 import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.log.AccessLog;
 import dev.egressproxy.metrics.AdminServer;
@@ -333,6 +334,10 @@ public final class ProxyServer implements AutoCloseable {
         ready = false;
         if (listener != null) {
             listener.close().syncUninterruptibly();
+        }
+        for (Channel ch : clientChannels) {
+            // Queued on the channel's loop before the close below: a tunnel records why it ends.
+            ch.pipeline().fireUserEventTriggered(ProxyClosingEvent.INSTANCE);
         }
         clientChannels.close().awaitUninterruptibly(5, TimeUnit.SECONDS);
         upstreamChannels.close().awaitUninterruptibly(5, TimeUnit.SECONDS);

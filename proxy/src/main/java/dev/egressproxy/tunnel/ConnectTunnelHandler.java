@@ -122,7 +122,8 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
         services.metrics().request(Kind.CONNECT, request.decision().reason());
         if (clientGone || !ctx.channel().isActive()) {
             upstream.close();
-            record.status(200).error("client_closed");
+            record.status(200).error("client_closed").end(TunnelEnd.CLIENT_CLOSED.label(),
+                    TunnelEnd.CLIENT_CLOSED.squidCode());
             services.accessLog().log(record);
             releaseEarly();
             return;
@@ -137,7 +138,7 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
         ctx.writeAndFlush(ok).addListener((ChannelFutureListener) w -> {
             if (!w.isSuccess()) {
                 releaseEarly();
-                tunnel.close();
+                tunnel.failed(ctx.channel(), w.cause());
                 return;
             }
             ChannelPipeline p = ctx.pipeline();
@@ -160,8 +161,7 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
             } else {
                 ByteBuf buf;
                 while ((buf = early.poll()) != null) {
-                    tunnel.countBytes(ctx.channel(), buf.readableBytes());
-                    upstream.write(buf);
+                    tunnel.relay(ctx.channel(), buf);
                 }
                 upstream.flush();
             }

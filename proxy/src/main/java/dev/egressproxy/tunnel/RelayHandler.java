@@ -1,6 +1,8 @@
 package dev.egressproxy.tunnel;
 
+import dev.egressproxy.guard.IdleTimeoutEvent;
 import dev.egressproxy.guard.MemoryBudget;
+import dev.egressproxy.handler.ProxyClosingEvent;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
@@ -28,7 +30,12 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Half-close: when this side's input ends (FIN), whatever is queued is flushed to the peer and the
  * peer's output is shut down; the tunnel closes when both directions have ended, or when either
- * side closes or fails.
+ * side closes or fails (a reset, an error, a failed write to it), which closes the other side at
+ * once after flushing what is queued for it.
+ *
+ * <p>How the tunnel ended ({@link TunnelEnd}) is recorded here: the failure or close of this side,
+ * and on the client side {@link IdleTimeoutEvent} and {@link ProxyClosingEvent}, which come just
+ * before the idle timer or the shutdown closes the connection.
  *
  * <p>Splice: once a direction has carried {@code relay.splice-after} bytes and then brings a read of
  * at least {@code relay.splice-min-read} bytes (while its peer is writable) it moves to a
@@ -66,10 +73,8 @@ final class RelayHandler extends ChannelInboundHandlerAdapter implements MemoryB
         }
         Channel self = ctx.channel();
         int n = buf.readableBytes();
-        tunnel.countBytes(self, n);
-        // No promise and no listener per chunk: a failed write is fired as an exception into the
-        // peer's pipeline, whose relay handler closes the tunnel (exceptionCaught below).
-        peer.write(buf, peer.voidPromise());
+        // Counted once the peer's socket has taken it; a failed write ends the tunnel.
+        tunnel.relay(self, buf);
         if (tunnel.splice(self) != null) {
             // A read between two splice chunks: Netty's splice keeps the backpressure.
             return;
@@ -125,7 +130,12 @@ final class RelayHandler extends ChannelInboundHandlerAdapter implements MemoryB
 
     @Override
     public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
-        if (evt instanceof ChannelInputShutdownEvent) {
+        if (evt instanceof IdleTimeoutEvent) {
+            // The idle timer closes the client connection right after this.
+            tunnel.ended(TunnelEnd.IDLE_TIMEOUT);
+        } else if (evt instanceof ProxyClosingEvent) {
+            tunnel.ended(TunnelEnd.PROXY_CLOSED);
+        } else if (evt instanceof ChannelInputShutdownEvent) {
             SpliceRelay spliced = tunnel.splice(ctx.channel());
             if (spliced != null) {
                 spliced.inputEnded();
@@ -140,7 +150,7 @@ final class RelayHandler extends ChannelInboundHandlerAdapter implements MemoryB
     @Override
     public void channelInactive(ChannelHandlerContext ctx) {
         memory.forget(self);
-        tunnel.close();
+        tunnel.sideClosed(self);
     }
 
     @Override
@@ -150,6 +160,6 @@ final class RelayHandler extends ChannelInboundHandlerAdapter implements MemoryB
         } else {
             log.warn("tunnel channel {} failed", ctx.channel(), cause);
         }
-        tunnel.close();
+        tunnel.failed(ctx.channel(), cause);
     }
 }

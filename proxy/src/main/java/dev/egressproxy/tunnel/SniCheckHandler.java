@@ -206,6 +206,7 @@ final class SniCheckHandler extends ChannelInboundHandlerAdapter {
             // client that does not speak TLS would only read it as garbage.
             ctx.writeAndFlush(Unpooled.wrappedBuffer(ACCESS_DENIED_ALERT));
         }
+        tunnel.ended(TunnelEnd.SNI_REFUSED);
         tunnel.close();
     }
 

@@ -131,9 +131,11 @@ public final class SpliceRelay {
                 next();
             }
         } else if (!ended) {
-            // The socket failed (a reset, a broken pipe) or closed: the tunnel ends.
+            // A socket failed (a reset, a broken pipe) or closed: the tunnel ends. Splicing into
+            // the pipe fails on the input side and leaves the output side open; splicing out of it
+            // fails on the output side, which Netty closes before it fails the chunk.
             log.debug("splice {} -> {} failed: {}", from, to, String.valueOf(f.cause()));
-            tunnel.close();
+            tunnel.failed(to.isActive() ? from : to, f.cause());
         }
     }
 
@@ -223,7 +225,7 @@ public final class SpliceRelay {
             } catch (IOException e) {
                 buf.release();
                 log.debug("reading the rest of {} failed: {}", from, e.toString());
-                tunnel.close();
+                tunnel.failed(from, e);
                 return;
             }
             if (n <= 0) {
@@ -237,9 +239,8 @@ public final class SpliceRelay {
                 return;
             }
             buf.writerIndex(buf.writerIndex() + n);
-            tunnel.countBytes(from, n);
             tunnel.activity();
-            to.write(buf, to.voidPromise());
+            tunnel.relay(from, buf);
         }
     }
 

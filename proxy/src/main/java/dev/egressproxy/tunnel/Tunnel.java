@@ -5,14 +5,24 @@ import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.util.Channels;
+import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.DefaultChannelPromise;
 import io.netty.channel.socket.SocketChannel;
+import io.netty.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
 
 /**
  * The shared state of one CONNECT tunnel: its two channels, which directions have finished, the
- * byte counts and the access record. Both channels run on the same event loop, so no field needs
- * to be volatile.
+ * byte counts, how it ended ({@link TunnelEnd}) and the access record. Both channels run on the
+ * same event loop, so no field needs to be volatile.
+ *
+ * <p>Bytes count when the receiving socket has taken them ({@link #relay}), so that
+ * {@code bytes_total} and the access record say what was delivered, also when a side resets with
+ * bytes still queued towards it.
  */
 final class Tunnel {
 
@@ -24,6 +34,14 @@ final class Tunnel {
     private boolean clientInputDone;
     private boolean upstreamInputDone;
     private boolean closed;
+    /** How the tunnel ended: the first fault seen, or the clean end it closed on. */
+    private TunnelEnd end;
+    /** The side whose input ended first, as a clean end. */
+    private TunnelEnd firstInputEnd;
+    /** Closes a side that does not take what is queued for it, once the tunnel is closing. */
+    private ScheduledFuture<?> forceClose;
+    private final ChannelFutureListener countUp = f -> written(true, f);
+    private final ChannelFutureListener countDown = f -> written(false, f);
     /** Splice pipes this tunnel holds in the open-file budget. */
     private int pipes;
     /** Bytes after which a direction moves to splice(2); -1: never. */
@@ -47,6 +65,34 @@ final class Tunnel {
 
     Channel peerOf(Channel ch) {
         return ch == client ? upstream : client;
+    }
+
+    /**
+     * Writes {@code buf}, read from {@code from}, to the peer (not flushed). Its bytes count once
+     * the peer's socket has taken them; a failed write ends the tunnel with the peer's side named.
+     * One promise per write, with one listener per direction.
+     */
+    void relay(Channel from, ByteBuf buf) {
+        Channel to = peerOf(from);
+        to.write(buf, new Counted(to, buf.readableBytes()).addListener(from == client ? countUp : countDown));
+    }
+
+    private void written(boolean up, ChannelFuture f) {
+        if (f.isSuccess()) {
+            countBytes(up ? client : upstream, ((Counted) f).bytes);
+        } else {
+            failed(up ? upstream : client, f.cause());
+        }
+    }
+
+    /** A write promise that knows its size. */
+    private static final class Counted extends DefaultChannelPromise {
+        final int bytes;
+
+        Counted(Channel ch, int bytes) {
+            super(ch);
+            this.bytes = bytes;
+        }
     }
 
     void countBytes(Channel from, long n) {
@@ -137,6 +183,9 @@ final class Tunnel {
 
     /** Records that {@code ch} will send nothing more; returns true when both directions are done. */
     boolean inputDone(Channel ch) {
+        if (firstInputEnd == null) {
+            firstInputEnd = TunnelEnd.closed(ch == client);
+        }
         if (ch == client) {
             clientInputDone = true;
         } else {
@@ -150,12 +199,46 @@ final class Tunnel {
     }
 
     /**
-     * Closes both sides after flushing what is queued, and writes the access-log line once (for a
-     * tunnel that spliced, once both sides have closed).
+     * Records {@code cause} as the tunnel's end unless one was recorded already (the first wins)
+     * or the tunnel is closing; the close follows from the caller.
+     */
+    void ended(TunnelEnd cause) {
+        if (!closed && end == null) {
+            end = cause;
+        }
+    }
+
+    /** {@code side} failed ({@code cause}: a reset or another error): the tunnel ends. */
+    void failed(Channel side, Throwable cause) {
+        if (TunnelEnd.closedWithoutReason(cause)) {
+            // Something closed the channel under a write or a splice. Whatever closed it reports
+            // why (its own exception, or its close: channelInactive), and Netty fails the writes
+            // queued before the close with that exception first: it, not this, names the end.
+            return;
+        }
+        ended(TunnelEnd.failed(side == client, cause));
+        close();
+    }
+
+    /** {@code side} closed without a fault (it became inactive): the tunnel ends cleanly. */
+    void sideClosed(Channel side) {
+        ended(firstInputEnd != null ? firstInputEnd : TunnelEnd.closed(side == client));
+        close();
+    }
+
+    /**
+     * Closes both sides after flushing what is queued, and writes the access-log line once both
+     * have closed, when every write has been counted (or failed). A side that does not take what is
+     * queued for it is closed regardless after {@code timeouts.idle}: the client's idle timer,
+     * which would otherwise bound it, may be gone with the client.
      */
     void close() {
         if (closed) {
             return;
+        }
+        if (end == null) {
+            // Both directions ended: the side that ended first closed the tunnel.
+            end = firstInputEnd != null ? firstInputEnd : TunnelEnd.CLIENT_CLOSED;
         }
         closed = true;
         // What a splice moved since its last whole chunk, while the channel can still tell.
@@ -167,21 +250,27 @@ final class Tunnel {
         }
         Channels.closeOnFlush(client);
         Channels.closeOnFlush(upstream);
-        if (clientSplice == null && upstreamSplice == null) {
-            finish();
-        } else {
-            // A spliced chunk still on its way out completes (and is counted) by the time its
-            // channel has flushed and closed: the access-log line waits for both.
-            client.closeFuture().addListener(c -> upstream.closeFuture().addListener(u -> finish()));
+        long idleNanos = services.config().timeouts().idle().toNanos();
+        if (idleNanos > 0 && (client.isOpen() || upstream.isOpen())) {
+            forceClose = client.eventLoop().schedule(() -> {
+                client.close();
+                upstream.close();
+            }, idleNanos, TimeUnit.NANOSECONDS);
         }
+        // A write (or a spliced chunk) still on its way out completes, and is counted, by the time
+        // its channel has flushed and closed: the access-log line waits for both.
+        client.closeFuture().addListener(c -> upstream.closeFuture().addListener(u -> finish()));
     }
 
     private void finish() {
+        if (forceClose != null) {
+            forceClose.cancel(false);
+        }
         // Both channels have closed, and with them the pipes of their splices.
         for (; pipes > 0; pipes--) {
             services.fds().releasePipe();
         }
         services.metrics().tunnelClosed(System.nanoTime() - openedNanos);
-        services.accessLog().log(record);
+        services.accessLog().log(record.end(end.label(), end.squidCode()));
     }
 }

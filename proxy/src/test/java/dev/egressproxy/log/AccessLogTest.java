@@ -75,6 +75,28 @@ class AccessLogTest {
     }
 
     @Test
+    void aTunnelsEndIsTheLastFieldAndOtherLinesHaveNone() {
+        AccessRecord reset = tunnel(null, "-", null).end("upstream_reset", "TCP_TUNNEL_ABORTED");
+        assertThat(AccessLog.text(reset, 5)).endsWith(" duration_ms=5 end=upstream_reset");
+        assertThat(AccessLog.json(reset, 5)).endsWith("\"duration_ms\":5,\"end\":\"upstream_reset\"}");
+        assertThat(AccessLog.text(deniedConnect(), 3)).doesNotContain("end=");
+        assertThat(AccessLog.json(forwarded(), 3)).doesNotContain("\"end\"");
+    }
+
+    @Test
+    void squidCodeOfATunnelSaysWhetherItWasAbortedOrTimedOut() {
+        assertThat(AccessLog.squid(tunnel(null, "-", null).end("client_closed", "TCP_TUNNEL"), 4))
+                .contains(" TCP_TUNNEL/200 0 CONNECT ");
+        assertThat(AccessLog.squid(tunnel(null, "-", null).end("client_reset", "TCP_TUNNEL_ABORTED"), 4))
+                .contains(" TCP_TUNNEL_ABORTED/200 0 CONNECT ");
+        assertThat(AccessLog.squid(tunnel(null, "-", null).end("idle_timeout", "TCP_TUNNEL_TIMEDOUT"), 4))
+                .contains(" TCP_TUNNEL_TIMEDOUT/200 0 CONNECT ");
+        // The SNI check's refusal stays a denial.
+        assertThat(AccessLog.squid(tunnel(null, "sni_mismatch", "sni_mismatch").end("sni_refused", "TCP_DENIED"), 4))
+                .contains(" TCP_DENIED/200 0 CONNECT ");
+    }
+
+    @Test
     void anSniProblemIsAProblemWhetherOrNotTheTunnelWasClosed() {
         assertThat(tunnel("www.fronted.example", "sni_mismatch", null).sniProblem()).isTrue();
         assertThat(tunnel("cdn.quay.io", "ok", null).sniProblem()).isFalse();

@@ -96,7 +96,7 @@ class TunnelFaultsIT {
         switch (command) {
             case 'R' -> {
                 // Mid-stream: far more than the socket buffers hold is still to come.
-                writePattern(s, 2 * 1024 * 1024);
+                TcpServer.sendPattern(s, null, 2 * 1024 * 1024);
                 s.setSoLinger(true, 0);
                 originResetAt.complete(System.nanoTime());
                 s.close();
@@ -117,34 +117,20 @@ class TunnelFaultsIT {
             }
             case 'D' -> {
                 try {
-                    writePattern(s, Long.MAX_VALUE);
+                    TcpServer.sendPattern(s, null, Long.MAX_VALUE);
                 } catch (IOException e) {
                     // The proxy closed the connection: expected.
                 }
                 originStopped.complete(new long[] {System.nanoTime()});
             }
             case 'F' -> {
-                writePattern(s, 1024 * 1024);
+                TcpServer.sendPattern(s, null, 1024 * 1024);
                 s.close();
             }
             default -> throw new IOException("unexpected command " + command);
         }
     }
 
-    private static void writePattern(Socket s, long total) throws IOException {
-        OutputStream out = s.getOutputStream();
-        byte[] buf = new byte[65536];
-        long sent = 0;
-        while (sent < total) {
-            int n = (int) Math.min(buf.length, total - sent);
-            for (int i = 0; i < n; i++) {
-                buf[i] = TcpServer.patternByte(sent + i);
-            }
-            out.write(buf, 0, n);
-            sent += n;
-        }
-        out.flush();
-    }
 
     private static RawClient tunnel(TestProxy through, char command) throws IOException {
         RawClient c = new RawClient(through.address());

@@ -111,7 +111,8 @@ public final class TcpServer implements AutoCloseable {
         s.close();
     }
 
-    private static void sendPattern(Socket s, TcpServer server, long total) throws IOException {
+    /** Writes {@code total} bytes of the pattern to {@code s} (counted in {@code server}'s bytesWritten unless null). */
+    public static void sendPattern(Socket s, TcpServer server, long total) throws IOException {
         OutputStream out = s.getOutputStream();
         byte[] buf = new byte[65536];
         long sent = 0;
@@ -122,7 +123,9 @@ public final class TcpServer implements AutoCloseable {
             }
             out.write(buf, 0, n);
             sent += n;
-            server.bytesWritten.addAndGet(n);
+            if (server != null) {
+                server.bytesWritten.addAndGet(n);
+            }
         }
         out.flush();
     }

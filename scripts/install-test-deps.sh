@@ -2,12 +2,13 @@
 # Installs the Debian packages the test suite drives for real: curl (a real proxy client), golang-go
 # (SniCheckIT builds a Go net/http client, the HTTP stack of podman and skopeo),
 # prometheus (promtool, and a real Prometheus that scrapes the proxy), systemd (systemd-analyze
-# for the unit file), shellcheck and python3-yaml (deploy/check.sh), the registry world of the
+# for the unit file), shellcheck and python3-yaml (deploy/check.sh), gnuplot-nox (the plot of the
+# soak, bench/run.sh --soak), the registry world of the
 # end-to-end suite (e2e/world.sh deps), and the JDK and Maven if a machine lacks them. kubectl is
 # on these machines already. Run as root (CI runs as root).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(curl openssl ca-certificates prometheus systemd shellcheck python3 python3-yaml rsync golang-go)
+packages=(curl openssl ca-certificates prometheus systemd shellcheck python3 python3-yaml rsync golang-go gnuplot-nox)
 command -v java >/dev/null || packages+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || packages+=(maven)
 apt-get update -q

@@ -44,6 +44,9 @@ def table(name, rows, every):
     """Rows every `every` seconds (and the first of the hold and the last), as aligned text."""
     head = ["t_s", "phase", "rss_MiB", "fds", "threads", "tunnels", "idle/slow/bulk", "opened",
             "conn_fail", "refused", "closed", "stalls", "MB_moved", "MB/s", "sock_MiB", "tcp_MiB"]
+    tcp = any(r.get("pressure_ms") for r in rows)
+    if tcp:
+        head += ["pressure_s", "rcvq_drops", "rto"]
     egress = any(r.get("held_bytes") for r in rows)
     if egress:
         head += ["held/budget_MiB", "jvm_direct_MiB", "heap_MiB", "splices", "pauses"]
@@ -62,6 +65,9 @@ def table(name, rows, every):
                     fmt(num(r, "connect_failed")), fmt(num(r, "refused")), fmt(num(r, "closed")),
                     fmt(num(r, "stalls")), fmt(num(r, "bytes") / 1e6), fmt(rate, 1),
                     fmt(num(r, "proxy_sock_kb") / 1024, 1), fmt(num(r, "tcp_mem_kb") / 1024, 1)]
+            if tcp:
+                line += [fmt(since(rows, r, "pressure_ms") / 1000), fmt(since(rows, r, "rcvq_drops")),
+                         fmt(since(rows, r, "rto_timeouts"))]
             if egress:
                 held, budget = num(r, "held_bytes"), num(r, "budget_bytes")
                 line += ["-" if held is None else "{:.1f}/{:.0f}".format(held / MIB, budget / MIB),
@@ -75,6 +81,11 @@ def table(name, rows, every):
              for row in out]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def since(rows, row, key):
+    """A counter of the network namespace, counted from this proxy's first sample."""
+    return num(row, key) - num(rows[0], key)
 
 
 def quarter_median(rows, lo, hi, key):
@@ -104,6 +115,11 @@ def verdict(rows):
     held4 = quarter_median(hold, t0 + 3 * d / 4, t1, "held_bytes")
     if held2 is not None and held4 is not None:
         notes.append("direct memory held {:.1f} -> {:.1f} MiB".format(held2 / MIB, held4 / MIB))
+    if last.get("pressure_ms"):
+        notes.append("TCP in memory pressure {:.0f} s, {:,.0f} segments dropped at a full receive queue, {:,.0f} "
+                     "retransmission timeouts (the namespace's counters)".format(
+                         since(rows, last, "pressure_ms") / 1000, since(rows, last, "rcvq_drops"),
+                         since(rows, last, "rto_timeouts")))
     if errs:
         detail = last["errors"].replace(";", ", ")
         notes.append("{} error(s): {}".format(errs, detail))

@@ -461,8 +461,13 @@ public final class Soak {
             if (n == 0) {
                 return;
             }
+            if (t.stalled) {
+                // How long a stall lasted is in the load generator's log, one line per stall.
+                System.err.printf(Locale.ROOT, "soak: slow tunnel %d received again after %.1f s without a byte%n",
+                        t.index, (now - t.lastByte) / 1e9);
+                t.stalled = false;
+            }
             t.lastByte = now;
-            t.stalled = false;
             bytes.add(n);
             buf.flip();
             switch (t.state) {
@@ -689,7 +694,7 @@ public final class Soak {
     static final class Sampler {
         static final String HEADER = "t_s,phase,rss_kb,fds,threads,tunnels,idle,slow,bulk,opened,connect_failed,refused,"
                 + "closed,stalls,bytes,tcp_mem_kb,proxy_sock_kb,held_bytes,budget_bytes,jvm_direct_bytes,netty_direct_bytes,heap_used_bytes,"
-                + "proxy_tunnels,proxy_connections,proxy_rejected,proxy_pauses,proxy_splices,proxy_bytes,errors";
+                + "pressure_ms,rcvq_drops,retrans_segs,rto_timeouts,proxy_tunnels,proxy_connections,proxy_rejected,proxy_pauses,proxy_splices,proxy_bytes,errors";
         private final Load load;
         private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
 
@@ -709,6 +714,7 @@ public final class Soak {
                     fds = s.count();
                 }
                 Map<String, Double> m = load.admin == null ? Map.of() : metrics(load.admin);
+                Map<String, Long> tcp = tcpCounters();
                 Map<String, Long> errors = new TreeMap<>();
                 load.reasons.forEach((k, v) -> errors.put(k, v.sum()));
                 for (Map.Entry<String, Double> e : m.entrySet()) {
@@ -722,12 +728,14 @@ public final class Soak {
                 int slow = load.established[Kind.SLOW.ordinal()].get();
                 int bulk = load.established[Kind.BULK.ordinal()].get();
                 String row = String.format(Locale.ROOT,
-                        "%.1f,%s,%s,%d,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s",
+                        "%.1f,%s,%s,%d,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%s,%s,%s,%s,%s,%d,%d,%d,%d,%s,%s,%s,%s,%s,%s,%s",
                         t, phase, kb(status.get("VmRSS")), fds, status.getOrDefault("Threads", ""), idle + slow + bulk,
                         idle, slow, bulk, load.opened.sum(), load.connectFailed.sum(), load.refused.sum(),
                         load.closed.sum(), load.stalls.sum(), load.bytes.sum(), tcpMemKb(), proxySocketKb(),
                         num(m, "egress_proxy_memory_held_bytes"), num(m, "egress_proxy_memory_budget_bytes"),
                         num(m, "jvm_buffer_memory_used_bytes{id=\"direct\"}"), num(m, "netty_direct"), num(m, "heap"),
+                        tcp.getOrDefault("TcpExt.TCPMemoryPressuresChrono", -1L), tcp.getOrDefault("TcpExt.TCPRcvQDrop", -1L),
+                        tcp.getOrDefault("Tcp.RetransSegs", -1L), tcp.getOrDefault("TcpExt.TCPTimeouts", -1L),
                         num(m, "egress_proxy_tunnels_active"), num(m, "egress_proxy_connections_active"),
                         num(m, "rejected"), num(m, "egress_proxy_memory_budget_pauses_total"),
                         num(m, "egress_proxy_tunnel_splices_total"), num(m, "bytes"), err);
@@ -755,6 +763,36 @@ public final class Soak {
                 int colon = line.indexOf(':');
                 if (colon > 0) {
                     out.put(line.substring(0, colon), line.substring(colon + 1).trim());
+                }
+            }
+            return out;
+        }
+
+        /**
+         * The network namespace's TCP counters (/proc/net/netstat and /proc/net/snmp, what nstat
+         * shows), as "TcpExt.NAME" and "Tcp.NAME": time in TCP memory pressure, segments dropped
+         * because a receive queue could not take them, retransmissions and retransmission timeouts.
+         * In bench/run.sh's own namespace they count the soak's sockets only (since the run began).
+         */
+        static Map<String, Long> tcpCounters() throws IOException {
+            Map<String, Long> out = new TreeMap<>();
+            for (String file : new String[] {"/proc/net/netstat", "/proc/net/snmp"}) {
+                List<String> lines = Files.readAllLines(Path.of(file));
+                for (int i = 0; i + 1 < lines.size(); i++) {
+                    String[] names = lines.get(i).split("\\s+");
+                    String[] values = lines.get(i + 1).split("\\s+");
+                    if (!names[0].equals(values[0]) || names.length != values.length
+                            || !(names[0].equals("TcpExt:") || names[0].equals("Tcp:"))) {
+                        continue;
+                    }
+                    for (int j = 1; j < names.length; j++) {
+                        try {
+                            out.put(names[0].replace(":", ".") + names[j], Long.parseLong(values[j]));
+                        } catch (NumberFormatException e) {
+                            // a header line read as values: skip
+                        }
+                    }
+                    i++;
                 }
             }
             return out;

@@ -1,6 +1,7 @@
 """The soak's report (bench/run.sh --soak): from the load generator's CSV per proxy
 (bench/src/Soak.java, one row per 10 s sample), a table per proxy, a verdict per proxy and a
-plot of RSS, direct memory and open files over time (gnuplot), plus all rows in one CSV.
+plot of RSS, direct memory, open files and the kernel memory of the proxy's sockets over time
+(gnuplot), plus all rows in one CSV.
 
   soak.py [--png FILE] [--csv FILE] [--every SECONDS] [--log PROXY=FILE ...] PROXY=CSV ...
 
@@ -152,7 +153,8 @@ def log_summary(path):
 
 
 def plot(png, series):
-    """RSS, direct memory (egress-proxy) and open files against minutes since the soak's start."""
+    """RSS, direct memory (egress-proxy), open files and the kernel memory of the proxy's sockets
+    against minutes since the soak's start."""
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
         for name, rows in series.items():
@@ -161,26 +163,31 @@ def plot(png, series):
                 for r in rows:
                     held = num(r, "held_bytes")
                     jvm = num(r, "jvm_direct_bytes")
-                    f.write("{:.3f} {:.1f} {} {} {}\n".format(
+                    sock = num(r, "proxy_sock_kb")
+                    f.write("{:.3f} {:.1f} {} {} {} {}\n".format(
                         num(r, "t_s") / 60, num(r, "rss_kb") / 1024, int(num(r, "fds")),
                         "NaN" if held is None else "{:.1f}".format(held / MIB),
-                        "NaN" if jvm is None else "{:.1f}".format(jvm / MIB)))
+                        "NaN" if jvm is None else "{:.1f}".format(jvm / MIB),
+                        "NaN" if sock is None or sock < 0 else "{:.1f}".format(sock / 1024)))
             files[name] = path
         rss = ", ".join("'{}' using 1:2 with lines lw 2 title '{}'".format(p, n) for n, p in files.items())
         fds = ", ".join("'{}' using 1:3 with lines lw 2 title '{}'".format(p, n) for n, p in files.items())
+        sock = ", ".join("'{}' using 1:6 with lines lw 2 title '{}'".format(p, n) for n, p in files.items())
         direct = ", ".join(
             "'{0}' using 1:4 with lines lw 2 title '{1} held (budget)', '{0}' using 1:5 with lines lw 1 dt 2 "
             "title '{1} JVM direct pool'".format(p, n)
             for n, p in files.items() if any(num(r, "held_bytes") is not None for r in series[n]))
         script = "\n".join([
-            "set terminal pngcairo size 1000,1100 font 'sans,10'",
+            "set terminal pngcairo size 1000,1400 font 'sans,10'",
             "set output '{}'".format(png),
-            "set multiplot layout 3,1 title 'soak: {}'".format(", ".join(series)),
-            "set grid", "set key outside right", "set xlabel 'minutes since the first tunnel'",
+            "set multiplot layout 4,1 title 'soak: {}'".format(", ".join(series)),
+            "set grid", "set key outside right", "set offsets 0, 0, graph 0.08, 0",
+            "set xlabel 'minutes since the first tunnel'",
             "set ylabel 'RSS (MiB)'", "set yrange [0:*]", "plot " + rss,
             "set ylabel 'direct memory (MiB)'",
             ("plot " + direct) if direct else "unset key; plot NaN notitle",
             "set key outside right", "set ylabel 'open files'", "plot " + fds,
+            "set ylabel \"kernel memory of the\\nproxy's sockets (MiB)\"", "plot " + sock,
             "unset multiplot"])
         subprocess.run(["gnuplot"], input=script, text=True, check=True)
 

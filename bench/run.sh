@@ -3,6 +3,8 @@
 # run on loopback, printed as one table with ratios against Squid. See docs/performance.md.
 #
 #   bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile] [--variant NAME:VAR=VALUE...]
+#   bench/run.sh --soak [--soak-minutes M] [--soak-tunnels N] [--soak-mix I:S:B] [--soak-out DIR]
+#                [--proxies LIST] [--jar PATH] [--no-netns] [--variant NAME:VAR=VALUE...]
 #
 # --quick   smoke version for CI: egress-proxy and direct only, ~1 s per scenario, 200 idle tunnels;
 #           asserts nothing about speed, fails if a scenario fails.
@@ -18,8 +20,19 @@
 #            the proxy core's time goes (perf record -C, by thread and library), system calls per
 #            tunnel (strace -c) and how busy each core is (/proc/stat); under bulk, how busy each
 #            core is. Printed after the table. Needs perf (apt-get install -y linux-perf) and strace.
+# --soak   instead of the table: each proxy in turn holds N tunnels (--soak-tunnels, default 8000)
+#          for M minutes (--soak-minutes, default 10) once they are all up: idle tunnels with a ping
+#          a minute, slow readers (an endless download read at 4 KiB/s) and bulk (16 MiB downloads
+#          as fast as they come, four per tunnel), in the weights I:S:B (--soak-mix, default
+#          95:4:1), from bench/src/Soak.java. Every 10 s it samples the proxy's RSS, open files,
+#          threads, the tunnels up, errors and bytes (and egress-proxy's memory budget and direct
+#          memory from its admin port), then prints a table and a verdict per proxy and draws
+#          soak.png (gnuplot). Results in --soak-out DIR (default /tmp/egress-soak-DATE). Not in
+#          CI; docs/performance.md, "Soak". --proxies egress,squid,tinyproxy[,egress-NAME] picks
+#          the proxies (default: all, with each --variant).
 # Needs: java 17, taskset (util-linux), squid and tinyproxy (apt-get install -y squid tinyproxy)
-# unless --quick, and the built jar (mvn -B -q package -DskipTests).
+# unless --quick, gnuplot for --soak (apt-get install -y gnuplot-nox), and the built jar
+# (mvn -B -q package -DskipTests).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,6 +43,12 @@ runs=3
 profile=0
 jar="$root/proxy/target/egress-proxy.jar"
 variants=()
+soak=0
+soak_minutes=10
+soak_tunnels=8000
+soak_mix=95:4:1
+soak_out=""
+proxies_opt=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1; runs=1 ;;
@@ -40,7 +59,21 @@ while [[ $# -gt 0 ]]; do
     --variant)
       [[ "${2:-}" =~ ^[a-z0-9]+:[A-Z_]+=[^,\ ]*(,[A-Z_]+=[^,\ ]*)*$ ]] || { echo "bench: --variant NAME:VAR=VALUE[,VAR=VALUE], got '${2:-}'" >&2; exit 64; }
       variants+=("$2"); shift ;;
-    *) echo "usage: bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile] [--variant NAME:VAR=VALUE...]" >&2; exit 64 ;;
+    --soak) soak=1 ;;
+    --soak-minutes)
+      [[ "${2:-}" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bench: --soak-minutes takes a number, got '${2:-}'" >&2; exit 64; }
+      soak_minutes="$2"; shift ;;
+    --soak-tunnels)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "bench: --soak-tunnels takes a count, got '${2:-}'" >&2; exit 64; }
+      soak_tunnels="$2"; shift ;;
+    --soak-mix)
+      [[ "${2:-}" =~ ^[0-9]+:[0-9]+:[0-9]+$ ]] || { echo "bench: --soak-mix IDLE:SLOW:BULK weights, got '${2:-}'" >&2; exit 64; }
+      soak_mix="$2"; shift ;;
+    --soak-out) soak_out="$2"; shift ;;
+    --proxies) proxies_opt="$2"; shift ;;
+    *) echo "usage: bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile] [--variant NAME:VAR=VALUE...]" >&2
+       echo "       bench/run.sh --soak [--soak-minutes M] [--soak-tunnels N] [--soak-mix I:S:B] [--soak-out DIR] [--proxies LIST] [--jar PATH] [--variant ...]" >&2
+       exit 64 ;;
   esac
   shift
 done
@@ -55,7 +88,28 @@ if [[ $profile -eq 1 ]]; then
   need perf "apt-get install -y linux-perf"
   need strace "apt-get install -y strace"
 fi
-if [[ $quick -eq 0 ]]; then
+soak_proxies=()
+if [[ $soak -eq 1 ]]; then
+  if [[ -n "$proxies_opt" ]]; then
+    IFS=, read -r -a soak_proxies <<< "$proxies_opt"
+  else
+    soak_proxies=(egress)
+    for v in "${variants[@]}"; do soak_proxies+=("egress-${v%%:*}"); done
+    soak_proxies+=(squid tinyproxy)
+  fi
+  for p in "${soak_proxies[@]}"; do
+    case "$p" in
+      egress | squid | tinyproxy) ;;
+      egress-*)
+        printf '%s\n' "${variants[@]}" | grep -q "^${p#egress-}:" \
+          || { echo "bench: --proxies names $p, but no --variant ${p#egress-}:VAR=VALUE" >&2; exit 64; } ;;
+      *) echo "bench: --proxies takes egress, squid, tinyproxy and egress-NAME for a --variant; got '$p'" >&2; exit 64 ;;
+    esac
+  done
+  need gnuplot "apt-get install -y gnuplot-nox"
+  if [[ " ${soak_proxies[*]} " == *" squid "* ]]; then need squid "apt-get install -y squid"; fi
+  if [[ " ${soak_proxies[*]} " == *" tinyproxy "* ]]; then need tinyproxy "apt-get install -y tinyproxy"; fi
+elif [[ $quick -eq 0 ]]; then
   need squid "apt-get install -y squid"
   need tinyproxy "apt-get install -y tinyproxy"
 fi
@@ -76,10 +130,12 @@ ulimit -n "$(ulimit -Hn)"
 if [[ "${EGRESS_BENCH_IN_NETNS:-}" != 1 && " $* " != *" --no-netns "* && $(id -u) == 0 ]] \
   && command -v unshare >/dev/null && command -v ip >/dev/null && unshare -n true 2>/dev/null; then
   # shellcheck disable=SC2016  # the inner script's $0 and $@ are its own
-  exec env EGRESS_BENCH_IN_NETNS=1 unshare -n bash -c '
+  # The soak sets the loopback's MTU to Ethernet's 1,500 as well (see run_soak).
+  exec env EGRESS_BENCH_IN_NETNS=1 EGRESS_BENCH_LO_MTU="$( ((soak)) && echo 1500)" unshare -n bash -c '
     ip link set lo up &&
+    { [ -z "$EGRESS_BENCH_LO_MTU" ] || ip link set lo mtu "$EGRESS_BENCH_LO_MTU"; } &&
     echo "1024 65535" > /proc/sys/net/ipv4/ip_local_port_range &&
-    echo "13128-13130,18080-18081,19128" > /proc/sys/net/ipv4/ip_local_reserved_ports &&
+    echo "13128-13130,18080-18082,19128" > /proc/sys/net/ipv4/ip_local_reserved_ports &&
     echo 2048 > /proc/sys/net/ipv4/tcp_max_tw_buckets &&
     echo 1 > /proc/sys/net/ipv4/tcp_tw_reuse &&
     exec bash "$0" "$@"' "${BASH_SOURCE[0]}" "${original_args[@]}"
@@ -111,7 +167,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-javac -d "$work/classes" "$here/src/Bench.java"
+javac -d "$work/classes" "$here/src/Bench.java" "$here/src/Soak.java"
 export EGRESS_PROXY_CDS_ARCHIVE="$work/egress-proxy.jsa"
 taskset -c "$PROXY_CPU" "$root/deploy/bin/egress-proxy" --build-cds-archive >&2
 loadgen() { taskset -c "$LOAD_CPU" java -Xms512m -Xmx1g -XX:+UseParallelGC -cp "$work/classes" Bench "$@"; }
@@ -125,10 +181,13 @@ wait_port() { # port, seconds
 }
 
 # The upstream: echo on 18080, keep-alive HTTP responder on 18081, on the load generator's core.
-taskset -c "$LOAD_CPU" java -Xms256m -Xmx1g -XX:+ExitOnOutOfMemoryError -cp "$work/classes" Bench upstream 18080 18081 > "$work/upstream.log" 2>&1 &
-pids+=($!)
-wait_port 18080 30
-wait_port 18081 30
+# (The soak has an origin of its own, below.)
+if [[ $soak -eq 0 ]]; then
+  taskset -c "$LOAD_CPU" java -Xms256m -Xmx1g -XX:+ExitOnOutOfMemoryError -cp "$work/classes" Bench upstream 18080 18081 > "$work/upstream.log" 2>&1 &
+  pids+=($!)
+  wait_port 18080 30
+  wait_port 18081 30
+fi
 
 sed "s#BENCH_DIR#$work#g" "$here/config/squid.conf" > "$work/squid.conf"
 sed "s#BENCH_DIR#$work#g" "$here/config/tinyproxy.conf" > "$work/tinyproxy.conf"
@@ -289,6 +348,59 @@ cpu_sample() {
              100 * (d[2] + d[3]) / t, 100 * d[4] / t, 100 * (d[7] + d[8]) / t, 100 * (d[5] + d[6]) / t
     }'
 }
+
+# The soak (--soak): the origin on 18082 and the load generator, each a process of its own on the
+# load core (each holds a descriptor per tunnel: 8,000 and more, under a 20,000 open-file limit),
+# and one proxy at a time on the proxy core, started as above. In its own network namespace the
+# loopback's MTU is 1,500, as on an Ethernet link: at loopback's usual 65,536 the kernel sizes
+# every socket's send buffer for ten 64 KiB segments from the start (about 1.3 MiB), and each slow
+# reader pinned some 8 MiB of kernel socket memory across its four sockets (measured: 310 MiB for
+# 38 slow readers), so that a few thousand slow readers would exhaust the machine's TCP memory
+# (tcp_mem) and stall every proxy alike. The origin also caps the send buffer of its endless
+# streams (Soak.java). Run with --no-netns, the loopback is left as it is (its MTU is printed).
+run_soak() {
+  local proxy admin csvs=() logs=()
+  soak_out="${soak_out:-/tmp/egress-soak-$(date -u +%Y%m%d-%H%M%S)}"
+  mkdir -p "$soak_out"
+  taskset -c "$LOAD_CPU" java -Xms64m -Xmx256m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -cp "$work/classes" \
+    Soak origin 18082 > "$work/origin.log" 2>&1 &
+  pids+=($!)
+  wait_port 18082 30
+  for proxy in "${soak_proxies[@]}"; do
+    echo "== soak: $proxy, $soak_tunnels tunnels ($soak_mix idle:slow:bulk) for $soak_minutes min" >&2
+    start_proxy "$proxy"
+    admin=-
+    if [[ "$proxy" == egress* ]]; then admin=http://127.0.0.1:19128/metrics; fi
+    taskset -c "$LOAD_CPU" java -Xms256m -Xmx512m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -cp "$work/classes" \
+      Soak load "127.0.0.1:$(proxy_port "$proxy")" 127.0.0.1:18082 "$soak_tunnels" "$soak_minutes" "$soak_mix" \
+      "$proxy_pid" "$admin" "$soak_out/soak-$proxy.csv" 2>&1 | tee "$soak_out/load-$proxy.log" >&2 \
+      || echo "bench: the soak's load generator failed against $proxy (its log: $soak_out/load-$proxy.log)" >&2
+    stop_proxy
+    case "$proxy" in
+      egress*) cp "$work/$proxy.err" "$soak_out/$proxy.log" ;;
+      squid) cp "$work/squid-cache.log" "$soak_out/squid.log" ;;
+      tinyproxy) grep -Ev '^(CONNECT|INFO) ' "$work/tinyproxy.log" > "$soak_out/tinyproxy.log" || true ;;
+    esac
+    csvs+=("$proxy=$soak_out/soak-$proxy.csv")
+    logs+=(--log "$proxy=$soak_out/$proxy.log")
+  done
+  echo
+  echo "egress-proxy soak: $soak_tunnels tunnels ($soak_mix idle:slow:bulk), held $soak_minutes min per proxy, proxy on CPU $PROXY_CPU, load and origin on CPU $LOAD_CPU"
+  echo "network: $netns"
+  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(java -version 2>&1 | head -1), open-file limit $(ulimit -n), loopback MTU $(ip -o link show lo | sed -n "s/.* mtu \([0-9]*\).*/\1/p")"
+  echo "egress-proxy: deploy/bin/egress-proxy, EGRESS_PROXY_HEAP=$EGRESS_PROXY_HEAP, EGRESS_PROXY_GC=$EGRESS_PROXY_GC, EGRESS_PROXY_DIRECT_MEMORY=$EGRESS_PROXY_DIRECT_MEMORY, bench/config/egress-proxy.conf"
+  for v in "${variants[@]}"; do echo "variant egress-${v%%:*}: ${v#*:}"; done
+  local status=0
+  python3 "$here/soak.py" --png "$soak_out/soak.png" --csv "$soak_out/soak.csv" "${logs[@]}" "${csvs[@]}" || status=$?
+  echo "results: $soak_out (soak.csv, soak.png, per-proxy CSV, load and proxy logs)"
+  return "$status"
+}
+if [[ $soak -eq 1 ]]; then
+  # The exit status is soak.py's: 1 when a proxy's verdict is FAIL.
+  status=0
+  run_soak || status=$?
+  exit "$status"
+fi
 
 started=$SECONDS
 for run in $(seq 1 "$runs"); do

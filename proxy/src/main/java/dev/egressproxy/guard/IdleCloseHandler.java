@@ -2,6 +2,7 @@ package dev.egressproxy.guard;
 
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
+import io.netty.channel.Channel;
 import io.netty.channel.ChannelDuplexHandler;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelPromise;
@@ -24,6 +25,10 @@ import java.util.function.BooleanSupplier;
  * listener call per relayed chunk, on the hottest path of a tunnel. Here a write counts when it is
  * handed over; a peer that stops reading stops the writes too (the relay's backpressure), so a
  * stalled tunnel still goes idle.
+ *
+ * <p>Before closing, it asks whether bytes handed over earlier are still leaving, to the client
+ * or, for a tunnel, to the origin ({@link #watchSends}): a slow reader drains megabytes of kernel
+ * send buffer for minutes with no new write handed over, and is not idle ({@link SendProgress}).
  */
 public final class IdleCloseHandler extends ChannelDuplexHandler {
 
@@ -34,6 +39,9 @@ public final class IdleCloseHandler extends ChannelDuplexHandler {
     private boolean stopped;
     /** Activity the pipeline does not see (a tunnel's splice), asked before closing; may be null. */
     private BooleanSupplier unseenActivity;
+    /** Bytes still leaving the client's socket, or a tunnel's upstream socket; asked before closing. */
+    private SendProgress clientSends;
+    private SendProgress otherSends;
 
     public IdleCloseHandler(Duration idle, ProxyMetrics metrics) {
         this.idleNanos = idle.toNanos();
@@ -66,7 +74,7 @@ public final class IdleCloseHandler extends ChannelDuplexHandler {
             return;
         }
         long quiet = System.nanoTime() - lastActivity;
-        if (quiet >= idleNanos && unseenActivity != null && unseenActivity.getAsBoolean()) {
+        if (quiet >= idleNanos && (unseenActivity != null && unseenActivity.getAsBoolean() || stillSending(ctx))) {
             lastActivity = System.nanoTime();
             quiet = 0;
         }
@@ -77,6 +85,16 @@ public final class IdleCloseHandler extends ChannelDuplexHandler {
             return;
         }
         timer = ctx.executor().schedule(() -> check(ctx), idleNanos - quiet, TimeUnit.NANOSECONDS);
+    }
+
+    private boolean stillSending(ChannelHandlerContext ctx) {
+        if (clientSends == null) {
+            clientSends = new SendProgress(ctx.channel());
+        }
+        // Both asked, so that each notes where it stands now.
+        boolean client = clientSends.sentWithin(idleNanos);
+        boolean other = otherSends != null && otherSends.sentWithin(idleNanos);
+        return client || other;
     }
 
     @Override
@@ -102,6 +120,14 @@ public final class IdleCloseHandler extends ChannelDuplexHandler {
      */
     public void alsoWatch(BooleanSupplier moved) {
         unseenActivity = moved;
+    }
+
+    /**
+     * Also counts bytes still leaving {@code other} (a tunnel's upstream channel, on the same event
+     * loop) as activity: an upload to a slow origin.
+     */
+    public void watchSends(Channel other) {
+        otherSends = new SendProgress(other);
     }
 
     @Override

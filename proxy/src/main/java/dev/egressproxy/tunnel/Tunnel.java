@@ -61,6 +61,11 @@ final class Tunnel {
         this.spliceAfter = services.config().relay().splice() ? services.config().relay().spliceAfter() : -1;
         this.spliceMinRead = services.config().relay().spliceMinRead();
         services.metrics().tunnelOpened();
+        IdleCloseHandler clientIdle = client.pipeline().get(IdleCloseHandler.class);
+        if (clientIdle != null) {
+            // An upload draining slowly to the origin keeps the tunnel as busy as a download.
+            clientIdle.watchSends(upstream);
+        }
     }
 
     Channel peerOf(Channel ch) {

@@ -14,6 +14,7 @@ import java.net.Socket;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
@@ -257,6 +258,30 @@ class TunnelFaultsIT {
             // What the proxy's socket took: at least what the client read, more by what the kernel
             // buffers held when the client reset.
             assertThat(Long.parseLong(line.group(2))).isGreaterThanOrEqualTo(read);
+        }
+    }
+
+    @Test
+    void slowReaderThatKeepsReadingOutlivesTheIdleTimeout() throws Exception {
+        // 16 KiB every 50 ms for four idle timeouts: the kernel's send buffer of the proxy's socket
+        // (megabytes on loopback) holds more than that, so no write is handed to the client channel
+        // all the while; the bytes leaving that buffer are what keeps the tunnel from being idle.
+        String transport = System.getProperty("egress.test.transport", "auto");
+        Assumptions.assumeTrue(transport.equals("auto") || transport.equals("epoll"),
+                "only the epoll transport can ask the kernel when a socket last sent data (TCP_INFO); on "
+                        + transport + " a reader this slow is closed as idle, see docs/architecture.md, Known limitations");
+        try (RawClient c = tunnel(idleProxy, 'D')) {
+            byte[] chunk = new byte[16 * 1024];
+            long at = 0;
+            long next = System.nanoTime();
+            for (int i = 0; i < 80; i++) {
+                at += readPattern(c.in(), at, chunk.length);
+                next += TimeUnit.MILLISECONDS.toNanos(50);
+                LockSupport.parkNanos(next - System.nanoTime()); // the reader's pace, not a wait for a condition
+            }
+            assertThat(at).as("bytes read at the slow reader's pace").isEqualTo(80L * chunk.length);
+            assertThat(originStopped).as("the upstream stays open while the client still reads").isNotDone();
+            assertThat(idleProxy.scrapeValue("egress_proxy_tunnels_active")).isEqualTo(1);
         }
     }
 

@@ -10,6 +10,7 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.netty.util.ReferenceCountUtil;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -155,7 +156,10 @@ final class RelayHandler extends ChannelInboundHandlerAdapter implements MemoryB
 
     @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-        if (cause instanceof IOException) {
+        if (cause instanceof IOException || cause instanceof UncheckedIOException) {
+            // I/O on a socket that failed or closed under the relay, including Netty's splice
+            // task turning auto-read off on a source channel already closed (epoll_ctl: ENOENT,
+            // thrown unchecked): the tunnel ends with its cause; nothing for the operator.
             log.debug("tunnel channel {} failed: {}", ctx.channel(), cause.toString());
         } else {
             log.warn("tunnel channel {} failed", ctx.channel(), cause);

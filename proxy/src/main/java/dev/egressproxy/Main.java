@@ -127,7 +127,8 @@ public final class Main {
         // if that comes sooner: binding them takes a fifth of a second of one core, which would
         // otherwise delay the first CONNECT (docs/performance.md#start-up).
         StandardBinders binders = StandardBinders.bindLater(registry, JVM_METERS_DELAY);
-        ProxyServer server = new ProxyServer(cfg, registry, version()).scrapeWaitsFor(binders::whenBound);
+        // Ready (/readyz 200) only once SIGHUP and the config watcher are in place too.
+        ProxyServer server = new ProxyServer(cfg, registry, version()).scrapeWaitsFor(binders::whenBound).holdReadiness();
         try {
             server.start();
         } catch (Exception e) {
@@ -174,6 +175,7 @@ public final class Main {
         };
         Signals.on("TERM", stop);
         Signals.on("INT", stop);
+        server.markReady();
         stopped.await();
         System.exit(0);
     }

@@ -75,6 +75,7 @@ public final class ProxyServer implements AutoCloseable {
     private FdBudget fds;
     private MemoryBudget memory;
     private volatile boolean ready;
+    private boolean holdReadiness;
     private Supplier<? extends CompletionStage<?>> beforeScrape = () -> CompletableFuture.completedFuture(null);
 
     public ProxyServer(ProxyConfig config, PrometheusMeterRegistry registry, String version) {
@@ -163,6 +164,23 @@ public final class ProxyServer implements AutoCloseable {
         return this;
     }
 
+    /**
+     * Leaves {@code /readyz} at 503 after {@link #start} until {@link #markReady}: for a caller
+     * that has more to set up before the proxy may count as ready (Main: the SIGHUP handler and
+     * the config watcher, so that a reload sent at the first "ready" is never lost).
+     */
+    public ProxyServer holdReadiness() {
+        this.holdReadiness = true;
+        return this;
+    }
+
+    /** Ready from now on (after {@link #holdReadiness}); a drain that has begun stays unready. */
+    public void markReady() {
+        if (listener != null && listener.isOpen()) {
+            ready = true;
+        }
+    }
+
     /** Binds both listeners; returns once they accept connections. */
     public ProxyServer start() throws IOException, InterruptedException {
         transport = Transport.choose(config.transport());
@@ -220,7 +238,7 @@ public final class ProxyServer implements AutoCloseable {
             admin.start();
         }
         listener = Channels.bindOrExplain(b, "proxy", config.listen().host(), config.listen().port());
-        ready = true;
+        ready = !holdReadiness;
         log.info("egress-proxy listening on {} (admin {}), transport {} with {} io threads, tunnels relayed {}, allowlist: {} entries{}",
                 text(proxyAddress()), admin == null ? "disabled" : text(admin.address()), transport.name(), threads,
                 relayText(config.relay(), transport.name()), config.allowlist().entries().size(),

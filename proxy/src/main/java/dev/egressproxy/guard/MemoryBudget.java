@@ -27,7 +27,7 @@ import org.slf4j.LoggerFactory;
  * <ul>
  *   <li>from 90% new client connections are refused ({@link #admitting()} false: 503
  *       {@code memory_budget}), so the connections already open keep the memory they move with;
- *   <li>from 100% ({@link #full()}), or as soon as the last sample plus the bytes relays have
+ *   <li>from 100% ({@code full}), or as soon as the last sample plus the bytes relays have
  *       read since reach it (so a burst between two samples cannot run far past it), a relay
  *       direction whose slow side still holds more than {@value #BACKLOG} bytes stops reading
  *       ({@link #pauseIfFull}) until that side has drained to it: slow readers hold at most that
@@ -149,12 +149,17 @@ public final class MemoryBudget implements AutoCloseable {
         }
     }
 
-    /** Resumes the paused directions: all, or only those whose slow side has drained. */
+    /**
+     * Resumes the paused directions: all, or only those whose slow side has drained. A direction
+     * whose channel has closed meanwhile is dropped (a closed slow side never drains).
+     */
     private void resume(boolean drainedOnly) {
         for (Map.Entry<Channel, Resumable> e : paused.entrySet()) {
             Channel ch = e.getKey();
             Resumable r = e.getValue();
-            if ((!drainedOnly || backlog(r.slowSide()) <= BACKLOG) && paused.remove(ch, r)) {
+            if (!ch.isActive()) {
+                paused.remove(ch, r);
+            } else if ((!drainedOnly || backlog(r.slowSide()) <= BACKLOG) && paused.remove(ch, r)) {
                 ch.eventLoop().execute(r::resume);
             }
         }
@@ -186,19 +191,9 @@ public final class MemoryBudget implements AutoCloseable {
         return true;
     }
 
-    /** Forgets a channel that closed while paused. */
-    public void forget(Channel ch) {
-        paused.remove(ch);
-    }
-
     /** False from 90% of the budget until below 80%: new connections are answered 503. */
     public boolean admitting() {
         return admitting;
-    }
-
-    /** True from 100% of the budget until below 80%: relays with a backlog stop reading. */
-    public boolean full() {
-        return full;
     }
 
     /** The budget in bytes. */
@@ -209,11 +204,6 @@ public final class MemoryBudget implements AutoCloseable {
     /** Bytes held in the allocator's buffers at the last sample. */
     public long held() {
         return held;
-    }
-
-    /** Channels whose reading waits for the budget now. */
-    public int pausedChannels() {
-        return paused.size();
     }
 
     /** Reads paused for the budget since start. */

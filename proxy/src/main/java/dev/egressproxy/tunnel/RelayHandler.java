@@ -150,7 +150,6 @@ final class RelayHandler extends ChannelInboundHandlerAdapter implements MemoryB
 
     @Override
     public void channelInactive(ChannelHandlerContext ctx) {
-        memory.forget(self);
         tunnel.sideClosed(self);
     }
 

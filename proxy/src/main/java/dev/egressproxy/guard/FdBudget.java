@@ -70,11 +70,6 @@ public final class FdBudget {
         return maxConnections < configured;
     }
 
-    /** The open-file limit; 0 or less when the JVM cannot tell. */
-    public long limit() {
-        return limit;
-    }
-
     /**
      * Whether one more client connection fits: under the cap, and its two descriptors beside the
      * {@code connections - 1} already open and the pipes. {@code connections} counts the new one.

@@ -298,16 +298,6 @@ public final class ProxyServer implements AutoCloseable {
         return initializer == null ? null : initializer.clientGuard();
     }
 
-    /** The open-file budget; null before {@link #start()}. */
-    public FdBudget fdBudget() {
-        return fds;
-    }
-
-    /** The direct-memory budget; null before {@link #start()}. */
-    public MemoryBudget memoryBudget() {
-        return memory;
-    }
-
     /** Upstream connections open now. */
     public ChannelGroup upstreamChannels() {
         return upstreamChannels;

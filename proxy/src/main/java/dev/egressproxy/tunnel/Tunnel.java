@@ -50,8 +50,8 @@ final class Tunnel {
     private final int spliceMinRead;
     private SpliceRelay clientSplice;
     private SpliceRelay upstreamSplice;
-    /** The client connection's idle timer, looked up when the first direction splices. */
-    private IdleCloseHandler idle;
+    /** The client connection's idle timer (null without timeouts.idle). */
+    private final IdleCloseHandler idle;
 
     Tunnel(ProxyServices services, AccessRecord record, Channel client, Channel upstream) {
         this.services = services;
@@ -61,10 +61,12 @@ final class Tunnel {
         this.spliceAfter = services.config().relay().splice() ? services.config().relay().spliceAfter() : -1;
         this.spliceMinRead = services.config().relay().spliceMinRead();
         services.metrics().tunnelOpened();
-        IdleCloseHandler clientIdle = client.pipeline().get(IdleCloseHandler.class);
-        if (clientIdle != null) {
-            // An upload draining slowly to the origin keeps the tunnel as busy as a download.
-            clientIdle.watchSends(upstream);
+        idle = client.pipeline().get(IdleCloseHandler.class);
+        if (idle != null) {
+            // An upload draining slowly to the origin keeps the tunnel as busy as a download, and
+            // bytes a splice moves count although the pipeline does not see them.
+            idle.watchSends(upstream);
+            idle.alsoWatch(this::splicedSinceAsked);
         }
     }
 
@@ -146,12 +148,6 @@ final class Tunnel {
             upstreamSplice = relay;
         }
         services.metrics().tunnelSpliced();
-        if (idle == null) {
-            idle = client.pipeline().get(IdleCloseHandler.class);
-            if (idle != null) {
-                idle.alsoWatch(this::splicedSinceAsked);
-            }
-        }
     }
 
     private boolean splicedSinceAsked() {

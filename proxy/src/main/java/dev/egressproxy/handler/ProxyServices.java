@@ -1,24 +1,26 @@
 package dev.egressproxy.handler;
 
+import dev.egressproxy.config.ConfigSnapshot;
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.guard.FdBudget;
 import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.log.AccessLog;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics;
-import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.upstream.UpstreamConnector;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Supplier;
 
 /**
- * The server-wide services a connection's handlers use. One instance per running server;
- * {@code policy} is a supplier so that a reloaded allowlist applies to the next request;
- * {@code fds} and {@code memory} are the budgets every connection shares.
+ * The server-wide services a connection's handlers use. One instance per running server.
+ * {@code config} is the configuration the server started with: read it only for settings that a
+ * reload cannot change (limits, timeouts.idle, relay...). {@code live} gives the snapshot in force
+ * (configuration and policy of the last reload), read once per request. {@code fds} and
+ * {@code memory} are the budgets every connection shares.
  */
 public record ProxyServices(
         ProxyConfig config,
-        Supplier<PolicyEngine> policy,
+        Supplier<ConfigSnapshot> live,
         ProxyMetrics metrics,
         DeniedReport deniedReport,
         AccessLog accessLog,

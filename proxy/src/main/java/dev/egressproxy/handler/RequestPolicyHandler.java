@@ -1,5 +1,6 @@
 package dev.egressproxy.handler;
 
+import dev.egressproxy.config.ConfigSnapshot;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
@@ -148,7 +149,8 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
             record.url("http://" + target.hostForAuthority() + (target.port() == 80 ? "" : ":" + target.port())
                     + (q < 0 ? pathAndQuery : pathAndQuery.substring(0, q)));
         }
-        Decision decision = services.policy().get().decide(target, kind);
+        ConfigSnapshot live = services.live().get();
+        Decision decision = live.policy().decide(target, kind);
         if (!decision.allowed()) {
             ReferenceCountUtil.release(request);
             refuse(ctx, record, kind, target, decision.reason(), HttpResponseStatus.FORBIDDEN,
@@ -157,7 +159,7 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         }
         record.decision(decision.verdict().label(), decision.reason().label(), decision.rule());
         forwardingBody = !connect;
-        ctx.fireChannelRead(new ProxyRequest(kind, request, target, pathAndQuery, decision, record));
+        ctx.fireChannelRead(new ProxyRequest(kind, request, target, pathAndQuery, decision, record, live));
     }
 
     /**

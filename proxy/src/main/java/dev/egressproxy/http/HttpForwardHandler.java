@@ -1,5 +1,6 @@
 package dev.egressproxy.http;
 
+import dev.egressproxy.config.ConfigSnapshot;
 import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.handler.DrainEvent;
 import dev.egressproxy.handler.ErrorResponses;
@@ -78,6 +79,8 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
     private ChannelHandlerContext ctx;
     private Channel upstream;
     private String upstreamAuthority;
+    /** The configuration snapshot the kept-alive upstream was dialled under. */
+    private ConfigSnapshot upstreamSnapshot;
     private Exchange exchange;
 
     // Reasons the client channel must not read; it reads only when none holds.
@@ -152,7 +155,10 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
     private void begin(ProxyRequest pr) {
         Exchange ex = new Exchange(pr);
         exchange = ex;
-        if (upstream != null && upstream.isActive() && pr.target().authority().equals(upstreamAuthority)) {
+        // A kept-alive upstream serves the next request to the same destination only under the same
+        // configuration: after a reload (a new connect-to, say) the request is dialled afresh.
+        if (upstream != null && upstream.isActive() && pr.target().authority().equals(upstreamAuthority)
+                && pr.live() == upstreamSnapshot) {
             ex.reusedUpstream = true;
             connecting = true;
             updateClientRead();
@@ -167,7 +173,8 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         connecting = true;
         updateClientRead();
         Target target = started.request.target();
-        Future<Channel> f = services.connector().connect(target, ctx.channel().eventLoop(), this::upstreamInitializer);
+        Future<Channel> f = services.connector().connect(started.request.live(), target, ctx.channel().eventLoop(),
+                this::upstreamInitializer);
         f.addListener((Future<Channel> done) -> {
             if (exchange != started || !ctx.channel().isActive()) {
                 // The client left while we were connecting: the decision still counts.
@@ -180,6 +187,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
             if (done.isSuccess()) {
                 upstream = done.getNow();
                 upstreamAuthority = target.authority();
+                upstreamSnapshot = started.request.live();
                 upstream.config().setAutoRead(true);
                 upstreamReady();
             } else if (started.retried) {
@@ -523,6 +531,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
             }
             upstream = null;
             upstreamAuthority = null;
+            upstreamSnapshot = null;
             upstreamBusy = false;
             Exchange ex = exchange;
             if (ex == null) {
@@ -600,6 +609,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         Channel u = upstream;
         upstream = null;
         upstreamAuthority = null;
+        upstreamSnapshot = null;
         upstreamBusy = false;
         if (u != null) {
             u.close();

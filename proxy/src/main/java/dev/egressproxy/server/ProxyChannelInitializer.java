@@ -1,6 +1,5 @@
 package dev.egressproxy.server;
 
-import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.guard.ClientGuardHandler;
 import dev.egressproxy.guard.ConnectionLimitHandler;
 import dev.egressproxy.guard.HeadGuardHandler;
@@ -18,7 +17,6 @@ import io.netty.channel.socket.SocketChannel;
 import io.netty.handler.codec.http.HttpDecoderConfig;
 import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.flow.FlowControlHandler;
-import java.util.function.Supplier;
 
 /**
  * Builds a client connection's pipeline. In order:
@@ -45,15 +43,12 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
     private final ConnectionLimitHandler connectionLimit;
     private final ClientGuardHandler clientGuard;
     private final ChannelGroup channels;
-    private final Supplier<ProxyConfig> live;
 
-    public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels,
-            Supplier<ProxyConfig> live) {
+    public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels) {
         this.services = services;
         this.channels = channels;
-        this.live = live;
         this.connectionLimit = new ConnectionLimitHandler(services.metrics(), services.fds(), services.memory());
-        this.clientGuard = new ClientGuardHandler(() -> live.get().clients(), services.metrics());
+        this.clientGuard = new ClientGuardHandler(() -> services.live().get().config().clients(), services.metrics());
     }
 
     /** The per-client guard shared by every connection (its counts, for tests). */
@@ -97,7 +92,7 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
 
     private void addProxyHandlers(ChannelPipeline p) {
         p.addLast(PipelineNames.REQUEST_POLICY, new RequestPolicyHandler(services));
-        p.addLast(PipelineNames.CONNECT_TUNNEL, new ConnectTunnelHandler(services, () -> live.get().tunnels()));
+        p.addLast(PipelineNames.CONNECT_TUNNEL, new ConnectTunnelHandler(services));
         p.addLast(PipelineNames.HTTP_FORWARD, new HttpForwardHandler(services));
     }
 }

@@ -1,5 +1,6 @@
 package dev.egressproxy.server;
 
+import dev.egressproxy.config.ConfigSnapshot;
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.guard.AcceptFailureHandler;
 import dev.egressproxy.guard.ClientGuardHandler;
@@ -12,10 +13,7 @@ import dev.egressproxy.log.AccessLog;
 import dev.egressproxy.metrics.AdminServer;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics;
-import dev.egressproxy.policy.AddressPolicy;
 import dev.egressproxy.policy.AddressText;
-import dev.egressproxy.policy.Allowlist;
-import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.tunnel.SpliceRelay;
 import dev.egressproxy.upstream.DnsResolvers;
 import dev.egressproxy.upstream.UpstreamConnector;
@@ -57,11 +55,10 @@ public final class ProxyServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(ProxyServer.class);
 
     private final ProxyConfig config;
-    /** The configuration in force: {@link #config} or the last reloaded one. */
-    private final AtomicReference<ProxyConfig> live = new AtomicReference<>();
+    /** The configuration in force ({@link #config} or the last reloaded one) with its policy, published together. */
+    private final AtomicReference<ConfigSnapshot> live = new AtomicReference<>();
     private final PrometheusMeterRegistry registry;
     private final ProxyMetrics metrics;
-    private final AtomicReference<PolicyEngine> policy = new AtomicReference<>();
     private final DeniedReport deniedReport;
     private final ChannelGroup clientChannels = new DefaultChannelGroup("clients", GlobalEventExecutor.INSTANCE);
     private final ChannelGroup upstreamChannels = new DefaultChannelGroup("upstreams", GlobalEventExecutor.INSTANCE);
@@ -83,29 +80,24 @@ public final class ProxyServer implements AutoCloseable {
         this.registry = registry;
         this.metrics = new ProxyMetrics(registry, config.metrics().maxHostLabels(), version);
         this.deniedReport = new DeniedReport(config.metrics().deniedReportSize());
-        live.set(config);
-        PolicyEngine engine = policyFor(config);
-        policy.set(engine);
+        ConfigSnapshot first = ConfigSnapshot.of(config);
+        live.set(first);
         metrics.setAllowlistEntries(config.allowlist().entries().size());
-        metrics.registerAllowlistedHosts(engine.allowlist().exactHosts());
-    }
-
-    private static PolicyEngine policyFor(ProxyConfig config) {
-        return new PolicyEngine(new Allowlist(config.allowlist().entries()),
-                new AddressPolicy(config.destinations().allowPrivate()));
+        metrics.registerAllowlistedHosts(first.policy().allowlist().exactHosts());
     }
 
     /**
      * Puts a reloaded configuration in force. The allowlist, {@code clients}, {@code destinations}
      * and the connect timeout apply to the next connection or request at once; connections already open (tunnels included) are
-     * not touched. Returns the settings that differ but only take effect after a restart.
+     * not touched. Configuration and policy are published as one {@link ConfigSnapshot}, so a
+     * request is decided and dialled under the same one. Returns the settings that differ but only
+     * take effect after a restart.
      */
     public List<String> apply(ProxyConfig next) {
-        PolicyEngine engine = policyFor(next);
-        metrics.registerAllowlistedHosts(engine.allowlist().exactHosts());
+        ConfigSnapshot snapshot = ConfigSnapshot.of(next);
+        metrics.registerAllowlistedHosts(snapshot.policy().allowlist().exactHosts());
         metrics.setAllowlistEntries(next.allowlist().entries().size());
-        policy.set(engine);
-        live.set(next);
+        live.set(snapshot);
         List<String> restart = new ArrayList<>();
         ProxyConfig running = config;
         if (!running.listen().equals(next.listen())) {
@@ -152,7 +144,7 @@ public final class ProxyServer implements AutoCloseable {
 
     /** The configuration in force now. */
     public ProxyConfig liveConfig() {
-        return live.get();
+        return live.get().config();
     }
 
     /**
@@ -190,7 +182,7 @@ public final class ProxyServer implements AutoCloseable {
         workerGroup = new MultiThreadIoEventLoopGroup(threads, new DefaultThreadFactory("egress-io"),
                 transport.ioHandlerFactory());
         resolvers = new DnsResolvers(config.dns(), transport.datagramChannel(), transport.socketChannel());
-        UpstreamConnector connector = new UpstreamConnector(live::get, policy::get, metrics, resolvers,
+        UpstreamConnector connector = new UpstreamConnector(config.limits(), metrics, resolvers,
                 transport.socketChannel(), upstreamChannels);
         // What the open-file limit allows, measured with the event loops and resolvers open.
         fds = FdBudget.ofThisProcess(config.limits().maxConnections());
@@ -200,10 +192,10 @@ public final class ProxyServer implements AutoCloseable {
         }
         memory = MemoryBudget.of(PooledByteBufAllocator.DEFAULT, config.limits().memoryBudget()).start();
         metrics.registerMemoryBudget(memory::budget, memory::held, memory::pauses);
-        ProxyServices services = new ProxyServices(config, policy::get, metrics, deniedReport,
+        ProxyServices services = new ProxyServices(config, live::get, metrics, deniedReport,
                 new AccessLog(config.logging().accessFormat()), connector, new AtomicLong(), fds, memory);
 
-        initializer = new ProxyChannelInitializer(services, clientChannels, live::get);
+        initializer = new ProxyChannelInitializer(services, clientChannels);
         ProxyConfig.Limits limits = config.limits();
         ServerBootstrap b = new ServerBootstrap()
                 // Accepting on an I/O event loop, not a separate acceptor thread: with the accept on

@@ -23,7 +23,6 @@ import io.netty.handler.codec.http.HttpVersion;
 import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.Future;
 import java.util.ArrayDeque;
-import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -63,12 +62,8 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
     /** The client sent its FIN before the tunnel was up (e.g. request, payload and EOF at once). */
     private boolean clientInputShut;
 
-    /** The {@code tunnels} settings in force (a reload applies them to the next tunnel). */
-    private final Supplier<ProxyConfig.Tunnels> tunnels;
-
-    public ConnectTunnelHandler(ProxyServices services, Supplier<ProxyConfig.Tunnels> tunnels) {
+    public ConnectTunnelHandler(ProxyServices services) {
         this.services = services;
-        this.tunnels = tunnels;
     }
 
     @Override
@@ -106,7 +101,7 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
         removeIfPresent(p, PipelineNames.HEAD_GUARD);
         removeIfPresent(p, PipelineNames.REQUEST_POLICY);
 
-        Future<Channel> connect = services.connector().connect(pr.target(), client.eventLoop(),
+        Future<Channel> connect = services.connector().connect(pr.live(), pr.target(), client.eventLoop(),
                 ChannelInboundHandlerAdapter::new);
         connect.addListener((Future<Channel> f) -> {
             if (f.isSuccess()) {
@@ -129,7 +124,8 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
             return;
         }
         record.upstream(upstream.remoteAddress()).status(200);
-        ProxyConfig.Tunnels settings = tunnels.get();
+        // The tunnels settings of the snapshot the CONNECT was decided under.
+        ProxyConfig.Tunnels settings = request.live().config().tunnels();
         boolean checkSni = settings.checks(request.target().port());
         Tunnel tunnel = new Tunnel(services, record, ctx.channel(), upstream);
         upstream.pipeline().addLast(PipelineNames.RELAY, new RelayHandler(tunnel, upstream));

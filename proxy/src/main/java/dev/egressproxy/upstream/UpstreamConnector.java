@@ -1,5 +1,6 @@
 package dev.egressproxy.upstream;
 
+import dev.egressproxy.config.ConfigSnapshot;
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.policy.AddressText;
@@ -54,8 +55,6 @@ public final class UpstreamConnector {
 
     private static final Logger log = LoggerFactory.getLogger(UpstreamConnector.class);
 
-    private final Supplier<ProxyConfig> config;
-    private final Supplier<PolicyEngine> policy;
     private final ProxyMetrics metrics;
     private final DnsResolvers resolvers;
     private final ChannelFactory<? extends SocketChannel> channelFactory;
@@ -63,37 +62,39 @@ public final class UpstreamConnector {
     private final ProxyConfig.Limits startLimits;
 
     /**
-     * @param config the configuration in force; read per connection, so a reload's
-     *     {@code connect-to} and connect timeout apply to the next connection
+     * @param startLimits the buffer limits every upstream channel gets (fixed at start; a reload
+     *     reports them as needing a restart)
      */
-    public UpstreamConnector(Supplier<ProxyConfig> config, Supplier<PolicyEngine> policy, ProxyMetrics metrics,
+    public UpstreamConnector(ProxyConfig.Limits startLimits, ProxyMetrics metrics,
             DnsResolvers resolvers, Class<? extends SocketChannel> channelClass, ChannelGroup channels) {
-        this.config = config;
-        this.policy = policy;
         this.metrics = metrics;
         this.resolvers = resolvers;
         this.channelFactory = new ReflectiveChannelFactory<>(channelClass);
         this.channels = channels;
-        this.startLimits = config.get().limits();
+        this.startLimits = startLimits;
     }
 
     /**
-     * Resolves, checks and connects. The returned future succeeds with an active channel whose
-     * auto-read is off, or fails with an {@link UpstreamException}.
+     * Resolves, checks and connects under {@code live}, the snapshot the request was decided under:
+     * its {@code connect-to}, address policy and connect timeout, whatever a reload has published
+     * since. The returned future succeeds with an active channel whose auto-read is off, or fails
+     * with an {@link UpstreamException}.
      *
      * @param handler makes the upstream channel's handler (an initializer or a single handler),
      *     once per address tried
      */
-    public Future<Channel> connect(Target target, EventLoop loop, Supplier<? extends ChannelHandler> handler) {
+    public Future<Channel> connect(ConfigSnapshot live, Target target, EventLoop loop,
+            Supplier<? extends ChannelHandler> handler) {
         Promise<Channel> promise = loop.newPromise();
         long start = System.nanoTime();
-        ProxyConfig cfg = config.get();
+        ProxyConfig cfg = live.config();
+        PolicyEngine policy = live.policy();
         InetSocketAddress pinned = cfg.destinations().connectTo().get(target.authority());
         if (pinned != null) {
             new Attempts(cfg, target, List.of(pinned), loop, handler, promise, start).next();
         } else if (target.isIpLiteral()) {
             InetSocketAddress address = new InetSocketAddress(target.ipLiteral(), target.port());
-            if (checkAddress(target, address, promise)) {
+            if (checkAddress(policy, target, address, promise)) {
                 new Attempts(cfg, target, List.of(address), loop, handler, promise, start).next();
             }
         } else {
@@ -108,7 +109,7 @@ public final class UpstreamConnector {
                         List<InetSocketAddress> allowed = new ArrayList<>();
                         String firstForbidden = null;
                         for (InetSocketAddress a : f.getNow()) {
-                            Optional<String> why = policy.get().forbiddenAddress(a.getAddress());
+                            Optional<String> why = policy.forbiddenAddress(a.getAddress());
                             if (why.isEmpty()) {
                                 allowed.add(a);
                             } else if (firstForbidden == null) {
@@ -127,8 +128,9 @@ public final class UpstreamConnector {
         return promise;
     }
 
-    private boolean checkAddress(Target target, InetSocketAddress address, Promise<Channel> promise) {
-        Optional<String> why = policy.get().forbiddenAddress(address.getAddress());
+    private static boolean checkAddress(PolicyEngine policy, Target target, InetSocketAddress address,
+            Promise<Channel> promise) {
+        Optional<String> why = policy.forbiddenAddress(address.getAddress());
         if (why.isPresent()) {
             promise.tryFailure(UpstreamException.addressForbidden(
                     target.authority() + " is an address the egress policy does not allow",

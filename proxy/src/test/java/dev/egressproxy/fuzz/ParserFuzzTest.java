@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import dev.egressproxy.config.ConfigLoader;
+import dev.egressproxy.config.ConfigSnapshot;
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.guard.FdBudget;
 import dev.egressproxy.guard.MemoryBudget;
@@ -14,11 +15,8 @@ import dev.egressproxy.handler.RequestPolicyHandler;
 import dev.egressproxy.log.AccessLog;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics;
-import dev.egressproxy.policy.AddressPolicy;
-import dev.egressproxy.policy.Allowlist;
 import dev.egressproxy.policy.AuthorityParser;
 import dev.egressproxy.policy.MalformedTargetException;
-import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.policy.Target;
 import dev.egressproxy.tls.ClientHelloParser;
 import dev.egressproxy.tls.SniReason;
@@ -53,9 +51,8 @@ class ParserFuzzTest {
                 .setLevel(ch.qos.logback.classic.Level.OFF);
         try {
             ProxyConfig config = ConfigLoader.fromString("egress-proxy.allowlist.hosts = [\"registry.redhat.io\", \"*.quay.io\"]");
-            PolicyEngine policy = new PolicyEngine(new Allowlist(config.allowlist().entries()), new AddressPolicy(
-                    config.destinations().allowPrivate()));
-            return new ProxyServices(config, () -> policy, new ProxyMetrics(new SimpleMeterRegistry(), 100, "fuzz"),
+            ConfigSnapshot live = ConfigSnapshot.of(config);
+            return new ProxyServices(config, () -> live, new ProxyMetrics(new SimpleMeterRegistry(), 100, "fuzz"),
                     new DeniedReport(100), new AccessLog(ProxyConfig.AccessLogFormat.TEXT), null, new AtomicLong(),
                 FdBudget.ofThisProcess(config.limits().maxConnections()),
                 MemoryBudget.of(PooledByteBufAllocator.DEFAULT, 0));

@@ -63,6 +63,7 @@ public final class ConfigLoader {
         m.put("EGRESS_PROXY_PORT", "listen.port");
         m.put("EGRESS_PROXY_ADMIN_HOST", "admin.host");
         m.put("EGRESS_PROXY_ADMIN_PORT", "admin.port");
+        m.put("EGRESS_PROXY_ADMIN_CLIENTS_ALLOW", "admin.clients.allow");
         m.put("EGRESS_PROXY_PRESETS", "allowlist.presets");
         m.put("EGRESS_PROXY_ALLOW_HOSTS", "allowlist.hosts");
         m.put("EGRESS_PROXY_ALLOW_PRIVATE", "destinations.allow-private");
@@ -120,7 +121,7 @@ public final class ConfigLoader {
             String key = ROOT + "." + e.getValue();
             ConfigValue v;
             if (e.getValue().startsWith("allowlist.") || e.getValue().startsWith("destinations.")
-                    || e.getValue().startsWith("clients.")) {
+                    || e.getValue().startsWith("clients.") || e.getValue().startsWith("admin.clients.")) {
                 List<String> items = Arrays.stream(value.split(",")).map(String::trim).filter(s -> !s.isEmpty()).toList();
                 v = ConfigValueFactory.fromIterable(items, "environment variable " + e.getKey());
             } else {
@@ -148,8 +149,9 @@ public final class ConfigLoader {
         Config c = config.getConfig(ROOT);
 
         ProxyConfig.Listen listen = new ProxyConfig.Listen(nonEmpty(c, "listen.host"), port(c, "listen.port", true));
+        // An empty admin.clients.allow is allowed: it leaves only the probe paths open.
         ProxyConfig.Admin admin = new ProxyConfig.Admin(bool(c, "admin.enabled"), nonEmpty(c, "admin.host"),
-                port(c, "admin.port", true));
+                port(c, "admin.port", true), cidrs(c, "admin.clients.allow"));
         List<String> presets = c.getStringList("allowlist.presets");
         List<AllowlistEntry> entries = new ArrayList<>();
         for (String preset : presets) {

@@ -61,8 +61,19 @@ public record ProxyConfig(
     public record Listen(String host, int port) {
     }
 
-    /** {@code egress-proxy.admin}: the metrics and health listener. */
-    public record Admin(boolean enabled, String host, int port) {
+    /**
+     * {@code egress-proxy.admin}: the metrics and health listener, and who may read it beyond the
+     * probe paths ({@code clients.allow}).
+     */
+    public record Admin(boolean enabled, String host, int port, List<CidrBlock> clientsAllow) {
+        public Admin {
+            clientsAllow = List.copyOf(clientsAllow);
+        }
+
+        /** Whether {@code other} binds the same listener (a difference there needs a restart). */
+        public boolean sameListener(Admin other) {
+            return enabled == other.enabled && host.equals(other.host) && port == other.port;
+        }
     }
 
     /** {@code egress-proxy.clients}: who may use the proxy, and how much of it. */

@@ -14,7 +14,6 @@ import io.netty.util.AttributeKey;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
-import java.util.List;
 import java.util.function.Supplier;
 
 /**
@@ -58,7 +57,7 @@ public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
     public void channelActive(ChannelHandlerContext ctx) {
         InetAddress client = ((InetSocketAddress) ctx.channel().remoteAddress()).getAddress();
         ProxyConfig.Clients settings = clients.get();
-        if (!allowed(settings.allow(), client)) {
+        if (!CidrBlock.anyContains(settings.allow(), client)) {
             reject(ctx, Rejection.CLIENT_NOT_ALLOWED, NOT_ALLOWED);
             return;
         }
@@ -68,15 +67,6 @@ public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
         }
         ctx.channel().attr(COUNTED).set(client);
         ctx.fireChannelActive();
-    }
-
-    private static boolean allowed(List<CidrBlock> allow, InetAddress client) {
-        for (CidrBlock block : allow) {
-            if (block.contains(client)) {
-                return true;
-            }
-        }
-        return false;
     }
 
     private void reject(ChannelHandlerContext ctx, Rejection rejection, byte[] answer) {

@@ -1,7 +1,9 @@
 package dev.egressproxy.metrics;
 
 import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.handler.ErrorResponses;
 import dev.egressproxy.handler.PipelineNames;
+import dev.egressproxy.policy.CidrBlock;
 import dev.egressproxy.util.Channels;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.netty.bootstrap.ServerBootstrap;
@@ -14,6 +16,8 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoopGroup;
+import io.netty.channel.IoHandlerFactory;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.SimpleChannelInboundHandler;
 import io.netty.channel.socket.ServerSocketChannel;
 import io.netty.channel.socket.SocketChannel;
@@ -27,55 +31,91 @@ import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.HttpVersion;
+import io.netty.util.concurrent.DefaultThreadFactory;
 import java.io.IOException;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
-import java.util.concurrent.CompletableFuture;
+import java.util.List;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BooleanSupplier;
 import java.util.function.Supplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The admin listener, on its own port: {@code /metrics} (Prometheus text, or OpenMetrics when the
  * scraper asks for it), {@code /healthz} (the process is alive), {@code /readyz} (listener bound and
  * config loaded; 503 while starting or draining) and {@code /denied} (the JSON gap report).
+ *
+ * <p>Who may read it: {@code /healthz} and {@code /readyz} answer every address (kubelet probes come
+ * from the node's address, which is outside the private ranges on some clouds, and the two answers
+ * carry nothing but "alive" and "ready"); every other path answers only addresses in
+ * {@code admin.clients.allow} (read per request, so a reload applies to the next request) and 403
+ * others, counted as {@code egress_proxy_admin_rejected_total} and logged at most every ten seconds.
+ *
+ * <p>Threads: the listener and its connections run on an event loop of their own (one thread,
+ * {@code egress-admin}), never on the I/O loops that relay tunnels, and {@code /metrics} is rendered
+ * on one more thread ({@code egress-admin-render}), so a long scrape delays neither a relay nor a
+ * probe. Scrapes are rendered one at a time.
  */
 public final class AdminServer implements AutoCloseable {
 
+    private static final Logger log = LoggerFactory.getLogger(AdminServer.class);
     private static final String OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     private static final String PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8";
+    private static final long LOG_REFUSALS_EVERY_NANOS = TimeUnit.SECONDS.toNanos(10);
+    private static final String REFUSED = "egress-proxy admin: your address may not read this path; only /healthz"
+            + " and /readyz answer every address (egress-proxy.admin.clients.allow)\n";
+    private static final String REFUSED_REASON = "admin_client_not_allowed";
 
     private final ProxyConfig.Admin config;
+    private final Supplier<List<CidrBlock>> allow;
     private final PrometheusMeterRegistry registry;
     private final DeniedReport report;
+    private final ProxyMetrics metrics;
     private final BooleanSupplier ready;
     private final Supplier<? extends CompletionStage<?>> beforeScrape;
-    private final EventLoopGroup boss;
-    private final EventLoopGroup workers;
+    private final IoHandlerFactory ioHandlerFactory;
     private final Class<? extends ServerSocketChannel> channelClass;
+    private final AtomicLong unloggedRefusals = new AtomicLong();
+    private final AtomicLong lastRefusalLog = new AtomicLong(System.nanoTime() - LOG_REFUSALS_EVERY_NANOS);
+    private EventLoopGroup group;
+    private ExecutorService render;
     private Channel channel;
 
     /**
-     * {@code beforeScrape} is asked before every {@code /metrics} answer, which waits (off the event
-     * loop) until the stage it returns completes: the JVM meters that Main binds after start-up.
+     * {@code allow} is asked on every request to a path other than the probes ({@code
+     * admin.clients.allow} of the configuration in force). {@code beforeScrape} is asked before every
+     * {@code /metrics} answer, which waits (off the event loop) until the stage it returns completes:
+     * the JVM meters that Main binds after start-up. The event loop is built with {@code
+     * ioHandlerFactory}, the proxy's transport, and the listener is a {@code channelClass}.
      */
-    public AdminServer(ProxyConfig.Admin config, PrometheusMeterRegistry registry, DeniedReport report,
-            BooleanSupplier ready, Supplier<? extends CompletionStage<?>> beforeScrape, EventLoopGroup boss,
-            EventLoopGroup workers, Class<? extends ServerSocketChannel> channelClass) {
-        this.channelClass = channelClass;
-        this.beforeScrape = beforeScrape;
+    public AdminServer(ProxyConfig.Admin config, Supplier<List<CidrBlock>> allow, PrometheusMeterRegistry registry,
+            DeniedReport report, ProxyMetrics metrics, BooleanSupplier ready,
+            Supplier<? extends CompletionStage<?>> beforeScrape, IoHandlerFactory ioHandlerFactory,
+            Class<? extends ServerSocketChannel> channelClass) {
         this.config = config;
+        this.allow = allow;
         this.registry = registry;
         this.report = report;
+        this.metrics = metrics;
         this.ready = ready;
-        this.boss = boss;
-        this.workers = workers;
+        this.beforeScrape = beforeScrape;
+        this.ioHandlerFactory = ioHandlerFactory;
+        this.channelClass = channelClass;
     }
 
     public void start() throws IOException, InterruptedException {
+        group = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("egress-admin"), ioHandlerFactory);
+        render = Executors.newSingleThreadExecutor(new DefaultThreadFactory("egress-admin-render", true));
         AdminHandler handler = new AdminHandler();
         ServerBootstrap bootstrap = new ServerBootstrap()
-                .group(boss, workers)
+                .group(group)
                 .channel(channelClass)
                 .option(ChannelOption.SO_REUSEADDR, true)
                 .childHandler(new ChannelInitializer<SocketChannel>() {
@@ -87,7 +127,12 @@ public final class AdminServer implements AutoCloseable {
                                 .addLast(PipelineNames.ADMIN_HANDLER, handler);
                     }
                 });
-        channel = Channels.bindOrExplain(bootstrap, "admin", config.host(), config.port());
+        try {
+            channel = Channels.bindOrExplain(bootstrap, "admin", config.host(), config.port());
+        } catch (IOException | InterruptedException | RuntimeException e) {
+            close();
+            throw e;
+        }
     }
 
     public InetSocketAddress address() {
@@ -98,6 +143,31 @@ public final class AdminServer implements AutoCloseable {
     public void close() {
         if (channel != null) {
             channel.close().syncUninterruptibly();
+        }
+        if (render != null) {
+            render.shutdownNow();
+        }
+        if (group != null) {
+            group.shutdownGracefully(0, 5, TimeUnit.SECONDS).awaitUninterruptibly(10, TimeUnit.SECONDS);
+        }
+    }
+
+    private static boolean isProbe(String path) {
+        return path.equals("/healthz") || path.equals("/readyz");
+    }
+
+    /** Counts a refusal, and logs it with those since the last line at most every ten seconds. */
+    private void refused(InetAddress client, HttpMethod method, String path) {
+        metrics.adminRejected();
+        long refusals = unloggedRefusals.incrementAndGet();
+        long now = System.nanoTime();
+        long last = lastRefusalLog.get();
+        if (now - last >= LOG_REFUSALS_EVERY_NANOS && lastRefusalLog.compareAndSet(last, now)) {
+            unloggedRefusals.addAndGet(-refusals);
+            log.warn("admin listener refused {} request(s) in the last {} s from addresses outside "
+                    + "egress-proxy.admin.clients.allow (403); the latest: {} {} from {}", refusals,
+                    TimeUnit.NANOSECONDS.toSeconds(now - last), method,
+                    path.length() > 64 ? path.substring(0, 64) + "..." : path, client.getHostAddress());
         }
     }
 
@@ -113,26 +183,25 @@ public final class AdminServer implements AutoCloseable {
                 respond(ctx, text(HttpResponseStatus.BAD_REQUEST, "bad request\n"), keepAlive, head);
                 return;
             }
-            if (!HttpMethod.GET.equals(req.method()) && !head) {
-                respond(ctx, text(HttpResponseStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n"), keepAlive, head);
-                return;
-            }
             String path = req.uri();
             int q = path.indexOf('?');
             if (q >= 0) {
                 path = path.substring(0, q);
             }
+            InetAddress client = ((InetSocketAddress) ctx.channel().remoteAddress()).getAddress();
+            if (!isProbe(path) && !CidrBlock.anyContains(allow.get(), client)) {
+                refused(client, req.method(), path);
+                FullHttpResponse res = text(HttpResponseStatus.FORBIDDEN, REFUSED);
+                res.headers().set(ErrorResponses.REASON_HEADER, REFUSED_REASON);
+                respond(ctx, res, false, head);
+                return;
+            }
+            if (!HttpMethod.GET.equals(req.method()) && !head) {
+                respond(ctx, text(HttpResponseStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n"), keepAlive, head);
+                return;
+            }
             if (path.equals("/metrics")) {
-                String accept = req.headers().get(HttpHeaderNames.ACCEPT, "");
-                CompletableFuture<?> meters = beforeScrape.get().toCompletableFuture();
-                if (meters.isDone()) {
-                    respond(ctx, metrics(accept), keepAlive, head);
-                } else {
-                    // The request is released when this method returns: only what was read from it
-                    // is carried over to the answer.
-                    meters.whenComplete((ok, failed) -> ctx.executor().execute(
-                            () -> respond(ctx, metrics(accept), keepAlive, head)));
-                }
+                scrape(ctx, req.headers().get(HttpHeaderNames.ACCEPT, ""), keepAlive, head);
                 return;
             }
             FullHttpResponse res = switch (path) {
@@ -146,6 +215,30 @@ public final class AdminServer implements AutoCloseable {
             respond(ctx, res, keepAlive, head);
         }
 
+        /**
+         * Renders on the render thread once the late meters are bound, and answers on the channel's
+         * loop. The request is released when channelRead0 returns: only what was read from it is
+         * carried over. The connection reads nothing more until the answer is written, so that a
+         * client cannot queue scrapes, and a request sent after it is not answered first.
+         */
+        private void scrape(ChannelHandlerContext ctx, String accept, boolean keepAlive, boolean head) {
+            String type = accept.contains("application/openmetrics-text") ? OPENMETRICS : PROMETHEUS_TEXT;
+            ctx.channel().config().setAutoRead(false);
+            beforeScrape.get().toCompletableFuture()
+                    .handleAsync((ok, failed) -> registry.scrape(type), render)
+                    .whenComplete((text, failed) -> ctx.executor().execute(() -> {
+                        FullHttpResponse res;
+                        if (failed == null) {
+                            res = body(HttpResponseStatus.OK, type, text);
+                        } else {
+                            log.warn("admin: rendering /metrics failed", failed);
+                            res = text(HttpResponseStatus.INTERNAL_SERVER_ERROR, "rendering the metrics failed\n");
+                        }
+                        respond(ctx, res, keepAlive, head);
+                        ctx.channel().config().setAutoRead(true);
+                    }));
+        }
+
         private void respond(ChannelHandlerContext ctx, FullHttpResponse res, boolean keepAlive, boolean head) {
             HttpUtil.setKeepAlive(res, keepAlive);
             if (head) {
@@ -155,11 +248,6 @@ public final class AdminServer implements AutoCloseable {
             if (!keepAlive) {
                 f.addListener(ChannelFutureListener.CLOSE);
             }
-        }
-
-        private FullHttpResponse metrics(String accept) {
-            String type = accept.contains("application/openmetrics-text") ? OPENMETRICS : PROMETHEUS_TEXT;
-            return body(HttpResponseStatus.OK, type, registry.scrape(type));
         }
 
         private FullHttpResponse text(HttpResponseStatus status, String text) {

@@ -52,6 +52,11 @@ public final class ProxyMetrics {
     public static final String CONNECTIONS_LIMIT = "egress.proxy.connections.limit";
     /** {@code egress_proxy_rejected_total{reason}}: connections refused or closed by a limit. */
     public static final String REJECTED = "egress.proxy.rejected";
+    /**
+     * {@code egress_proxy_admin_rejected_total}: admin requests refused because the client's
+     * address is outside {@code admin.clients.allow}.
+     */
+    public static final String ADMIN_REJECTED = "egress.proxy.admin.rejected";
     /** {@code egress_proxy_memory_budget_bytes}: direct memory relays may hold before they pause. */
     public static final String MEMORY_BUDGET = "egress.proxy.memory.budget";
     /** {@code egress_proxy_memory_held_bytes}: direct memory held in buffers at the last sample. */
@@ -125,6 +130,7 @@ public final class ProxyMetrics {
     private final AtomicInteger allowlistEntries = new AtomicInteger();
     private final Counter reloadSuccess;
     private final Counter reloadFailure;
+    private final Counter adminRejected;
 
     public ProxyMetrics(MeterRegistry registry, int maxHostLabels, String version) {
         this.registry = registry;
@@ -173,6 +179,9 @@ public final class ProxyMetrics {
                 .tag("result", "success").register(registry);
         reloadFailure = Counter.builder(CONFIG_RELOADS).description("Configuration reloads, by result")
                 .tag("result", "failure").register(registry);
+        adminRejected = Counter.builder(ADMIN_REJECTED)
+                .description("Admin requests refused (403) because the client address is outside admin.clients.allow")
+                .register(registry);
         Gauge.builder(BUILD_INFO, () -> 1)
                 .description("Build information; the value is always 1")
                 .tag("version", version)
@@ -293,6 +302,11 @@ public final class ProxyMetrics {
 
     public void rejected(Rejection rejection) {
         rejected.get(rejection).increment();
+    }
+
+    /** Counts an admin request refused for its client address. */
+    public void adminRejected() {
+        adminRejected.increment();
     }
 
     public void bytesToUpstream(long n) {

@@ -2,6 +2,7 @@ package dev.egressproxy.policy;
 
 import java.net.InetAddress;
 import java.net.UnknownHostException;
+import java.util.List;
 
 /**
  * An IPv4 or IPv6 network in CIDR notation. An IPv4 block never matches an IPv6 address; callers
@@ -81,6 +82,20 @@ public record CidrBlock(byte[] network, int prefixLength, String text) {
 
     private static String toText(byte[] bytes) {
         return AddressText.of(bytes);
+    }
+
+    /**
+     * Whether {@code address} lies in one of {@code blocks}: the client allowlists
+     * ({@code clients.allow}, {@code admin.clients.allow}) match with this.
+     */
+    public static boolean anyContains(List<CidrBlock> blocks, InetAddress address) {
+        byte[] bytes = address.getAddress();
+        for (CidrBlock block : blocks) {
+            if (block.contains(bytes)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** Whether {@code address} lies in this block (same address family only). */

@@ -62,7 +62,6 @@ public final class ProxyServer implements AutoCloseable {
     private final DeniedReport deniedReport;
     private final ChannelGroup clientChannels = new DefaultChannelGroup("clients", GlobalEventExecutor.INSTANCE);
     private final ChannelGroup upstreamChannels = new DefaultChannelGroup("upstreams", GlobalEventExecutor.INSTANCE);
-    private EventLoopGroup bossGroup;
     private EventLoopGroup workerGroup;
     private DnsResolvers resolvers;
     private Transport transport;
@@ -87,11 +86,11 @@ public final class ProxyServer implements AutoCloseable {
     }
 
     /**
-     * Puts a reloaded configuration in force. The allowlist, {@code clients}, {@code destinations}
-     * and the connect timeout apply to the next connection or request at once; connections already open (tunnels included) are
-     * not touched. Configuration and policy are published as one {@link ConfigSnapshot}, so a
-     * request is decided and dialled under the same one. Returns the settings that differ but only
-     * take effect after a restart.
+     * Puts a reloaded configuration in force. The allowlist, {@code clients}, {@code destinations},
+     * {@code admin.clients.allow} and the connect timeout apply to the next connection or request at
+     * once; connections already open (tunnels included) are not touched. Configuration and policy
+     * are published as one {@link ConfigSnapshot}, so a request is decided and dialled under the
+     * same one. Returns the settings that differ but only take effect after a restart.
      */
     public List<String> apply(ProxyConfig next) {
         ConfigSnapshot snapshot = ConfigSnapshot.of(next);
@@ -103,7 +102,7 @@ public final class ProxyServer implements AutoCloseable {
         if (!running.listen().equals(next.listen())) {
             restart.add("listen");
         }
-        if (!running.admin().equals(next.admin())) {
+        if (!running.admin().sameListener(next.admin())) {
             restart.add("admin");
         }
         if (!running.dns().equals(next.dns())) {
@@ -177,8 +176,6 @@ public final class ProxyServer implements AutoCloseable {
     public ProxyServer start() throws IOException, InterruptedException {
         transport = Transport.choose(config.transport());
         int threads = config.ioThreads() > 0 ? config.ioThreads() : Math.max(1, Runtime.getRuntime().availableProcessors());
-        // The admin listener's acceptor; the proxy listener accepts on the I/O loops (below).
-        bossGroup = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("egress-accept"), transport.ioHandlerFactory());
         workerGroup = new MultiThreadIoEventLoopGroup(threads, new DefaultThreadFactory("egress-io"),
                 transport.ioHandlerFactory());
         resolvers = new DnsResolvers(config.dns(), transport.datagramChannel(), transport.socketChannel());
@@ -225,8 +222,9 @@ public final class ProxyServer implements AutoCloseable {
         // The admin listener comes up first so that /healthz answers and /readyz says 503 until
         // the proxy listener is bound.
         if (config.admin().enabled()) {
-            admin = new AdminServer(config.admin(), registry, deniedReport, () -> ready, beforeScrape, bossGroup,
-                    workerGroup, transport.serverChannel());
+            // On its own event loop, not the I/O loops: a scrape must not delay a relay.
+            admin = new AdminServer(config.admin(), () -> live.get().config().admin().clientsAllow(), registry, deniedReport,
+                    metrics, () -> ready, beforeScrape, transport.ioHandlerFactory(), transport.serverChannel());
             admin.start();
         }
         listener = Channels.bindOrExplain(b, "proxy", config.listen().host(), config.listen().port());
@@ -352,9 +350,6 @@ public final class ProxyServer implements AutoCloseable {
         }
         if (workerGroup != null) {
             workerGroup.shutdownGracefully(0, 5, TimeUnit.SECONDS).awaitUninterruptibly(10, TimeUnit.SECONDS);
-        }
-        if (bossGroup != null) {
-            bossGroup.shutdownGracefully(0, 5, TimeUnit.SECONDS).awaitUninterruptibly(10, TimeUnit.SECONDS);
         }
     }
 }

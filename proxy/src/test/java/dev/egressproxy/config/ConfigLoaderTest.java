@@ -40,7 +40,7 @@ class ConfigLoaderTest {
         ProxyConfig config = ConfigLoader.load(null, Map.of());
 
         assertThat(config.listen()).isEqualTo(new ProxyConfig.Listen("0.0.0.0", 3128));
-        assertThat(config.admin()).isEqualTo(new ProxyConfig.Admin(true, "0.0.0.0", 9128));
+        assertThat(config.admin()).isEqualTo(new ProxyConfig.Admin(true, "0.0.0.0", 9128, config.clients().allow()));
         assertThat(config.allowlist().presets()).containsExactly("redhat-registry");
         assertThat(texts(config)).containsExactlyElementsOf(REDHAT_REGISTRY_HOSTS);
         assertThat(config.timeouts()).isEqualTo(
@@ -298,6 +298,37 @@ class ConfigLoaderTest {
     void rejectsAllowPrivateCidrWithHostBits() throws Exception {
         assertSingleProblem("bad-allow-private-cidr.conf", 3, "egress-proxy.destinations.allow-private[1]",
                 "'192.168.1.1/16' has host bits set; did you mean '192.168.0.0/16'?");
+    }
+
+    @Test
+    void rejectsAdminClientsCidrWithHostBits() throws Exception {
+        assertSingleProblem("bad-admin-clients-cidr.conf", 3, "egress-proxy.admin.clients.allow[1]",
+                "'192.168.1.1/16' has host bits set; did you mean '192.168.0.0/16'?");
+    }
+
+    @Test
+    void adminClientsAllowDefaultsToLoopbackAndPrivateRangesAndMayBeEmptied() throws Exception {
+        ProxyConfig defaults = ConfigLoader.fromString("egress-proxy.allowlist.hosts = [\"registry.redhat.io\"]");
+        ProxyConfig empty = ConfigLoader.fromString("""
+                egress-proxy {
+                  allowlist.hosts = ["registry.redhat.io"]
+                  admin.clients.allow = []
+                }
+                """);
+
+        assertThat(defaults.admin().clientsAllow()).extracting(CidrBlock::text).containsExactly(
+                "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7");
+        assertThat(empty.admin().clientsAllow()).isEmpty();
+    }
+
+    @Test
+    void adminClientsAllowComesFromItsEnvironmentVariableAsAList() throws Exception {
+        Path file = write("egress-proxy.conf", "egress-proxy.admin.clients.allow = [\"10.0.0.0/8\"]\n");
+
+        ProxyConfig config = ConfigLoader.load(file, Map.of("EGRESS_PROXY_ADMIN_CLIENTS_ALLOW", "192.0.2.0/24, 127.0.0.1"));
+
+        assertThat(config.admin().clientsAllow()).extracting(CidrBlock::text)
+                .containsExactly("192.0.2.0/24", "127.0.0.1/32");
     }
 
     @Test

@@ -9,17 +9,21 @@ import java.nio.file.ClosedWatchServiceException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardWatchEventKinds;
+import java.nio.file.WatchEvent;
 import java.nio.file.WatchKey;
 import java.nio.file.WatchService;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.Arrays;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
 import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -30,13 +34,25 @@ import org.slf4j.LoggerFactory;
  * refused and the running one stays in force; either way the outcome is logged and counted in
  * {@code config_reloads_total{result}}. Watching the directory rather than the file is what makes
  * Kubernetes ConfigMap updates work: the kubelet swaps a {@code ..data} symlink, and the file itself
- * never sees a write. A change is applied once the directory has been quiet for a short moment, and
- * only if the content really differs, so an editor's several writes make one reload.
+ * never sees a write.
+ *
+ * <p>Only events that can change what is loaded count: the config file's own name, {@code ..data}
+ * (and the first element of the file's symlink target, if it is one), {@code presets} itself, and
+ * in {@code presets/} the files of the presets in use. Anything else written beside the config (a
+ * log file, an editor's swap file) is ignored: it once re-armed the wait on every write and kept a
+ * reload from ever happening. A relevant change is checked once no further relevant event came for
+ * {@value #QUIET_MILLIS} ms, so an editor's several writes make one reload, but never later than
+ * {@value #MAX_WAIT_MILLIS} ms after the first, so a file rewritten without pause is still applied.
+ * The check reloads only if the content really differs.
  */
 public final class ConfigReloader implements AutoCloseable {
 
     private static final Logger log = LoggerFactory.getLogger(ConfigReloader.class);
-    private static final long DEBOUNCE_MILLIS = 300;
+    private static final long QUIET_MILLIS = 300;
+    private static final long MAX_WAIT_MILLIS = 1000;
+    /** The symlink a Kubernetes ConfigMap volume swaps on every update. */
+    private static final String CONFIG_MAP_DATA = "..data";
+    private static final String PRESETS = "presets";
 
     private final Path file;
     private final Map<String, String> env;
@@ -49,7 +65,17 @@ public final class ConfigReloader implements AutoCloseable {
     });
     private WatchService watcher;
     private Thread watchThread;
-    private ScheduledFuture<?> pending;
+    /** Names in the config's directory whose change can change the config. */
+    private Set<String> watchedNames = Set.of();
+    /**
+     * Files in {@code presets/} that count: those of the presets in force, or, after a refused
+     * reload (whose presets are unknown), null for all of them.
+     */
+    private volatile Set<String> presetFiles;
+    /** A check is scheduled (guarded by this). */
+    private boolean armed;
+    private long firstEvent;
+    private long lastEvent;
     private byte[] lastDigest;
 
     /** {@code file} is the operator's config file; {@code null} means the shipped defaults. */
@@ -58,7 +84,12 @@ public final class ConfigReloader implements AutoCloseable {
         this.env = env;
         this.server = server;
         this.metrics = metrics;
+        this.presetFiles = presetFiles(server.liveConfig());
         this.lastDigest = digest();
+    }
+
+    private static Set<String> presetFiles(ProxyConfig config) {
+        return config.allowlist().presets().stream().map(p -> p + ".conf").collect(Collectors.toUnmodifiableSet());
     }
 
     /** Starts watching the file's directory (and its presets directory). */
@@ -66,14 +97,28 @@ public final class ConfigReloader implements AutoCloseable {
         if (file == null) {
             return this;
         }
+        Set<String> names = new HashSet<>(List.of(file.getFileName().toString(), CONFIG_MAP_DATA, PRESETS));
+        if (Files.isSymbolicLink(file)) {
+            // A file reached through a link in the same directory (a ConfigMap's "..data/x.conf",
+            // or a hand-made "current/x.conf") changes when that link is swapped.
+            Path target = Files.readSymbolicLink(file);
+            if (!target.isAbsolute() && target.getNameCount() > 1) {
+                names.add(target.getName(0).toString());
+            }
+        }
+        watchedNames = Set.copyOf(names);
         watcher = file.getFileSystem().newWatchService();
         register(file.getParent());
-        register(file.getParent().resolve("presets"));
+        register(presetsDir());
         watchThread = new Thread(this::watchLoop, "egress-config-watch");
         watchThread.setDaemon(true);
         watchThread.start();
         log.info("watching {} for changes", file);
         return this;
+    }
+
+    private Path presetsDir() {
+        return file.getParent().resolve(PRESETS);
     }
 
     private void register(Path dir) throws IOException {
@@ -87,25 +132,79 @@ public final class ConfigReloader implements AutoCloseable {
         try {
             while (true) {
                 WatchKey key = watcher.take();
-                key.pollEvents();
+                boolean relevant = false;
+                for (WatchEvent<?> event : key.pollEvents()) {
+                    relevant |= relevant(key, event);
+                }
                 key.reset();
-                scheduleCheck();
+                if (relevant) {
+                    changed();
+                }
             }
         } catch (InterruptedException | ClosedWatchServiceException e) {
             // Closed: stop watching.
         }
     }
 
-    private synchronized void scheduleCheck() {
-        if (pending != null) {
-            pending.cancel(false);
+    private boolean relevant(WatchKey key, WatchEvent<?> event) {
+        if (event.kind() == StandardWatchEventKinds.OVERFLOW) {
+            return true; // events were lost: look
         }
-        pending = executor.schedule(() -> {
-            byte[] now = digest();
-            if (!Arrays.equals(now, lastDigest)) {
-                reload("file change");
+        String name = event.context().toString();
+        if (file.getParent().equals(key.watchable())) {
+            if (name.equals(PRESETS) && event.kind() == StandardWatchEventKinds.ENTRY_CREATE) {
+                // A presets directory made after the start is watched from now on.
+                try {
+                    register(presetsDir());
+                } catch (IOException e) {
+                    log.warn("cannot watch {}: {}", presetsDir(), e.toString());
+                }
             }
-        }, DEBOUNCE_MILLIS, TimeUnit.MILLISECONDS);
+            return watchedNames.contains(name) && (!name.equals(PRESETS) || usesPresets());
+        }
+        Set<String> files = presetFiles;
+        return files == null || files.contains(name);
+    }
+
+    private boolean usesPresets() {
+        Set<String> files = presetFiles;
+        return files == null || !files.isEmpty();
+    }
+
+    /** A relevant event: check after a quiet moment, and at the latest {@link #MAX_WAIT_MILLIS} after the first. */
+    private synchronized void changed() {
+        long now = System.nanoTime();
+        lastEvent = now;
+        if (!armed) {
+            armed = true;
+            firstEvent = now;
+            schedule(TimeUnit.MILLISECONDS.toNanos(QUIET_MILLIS));
+        }
+    }
+
+    private void due() {
+        synchronized (this) {
+            long at = Math.min(lastEvent + TimeUnit.MILLISECONDS.toNanos(QUIET_MILLIS),
+                    firstEvent + TimeUnit.MILLISECONDS.toNanos(MAX_WAIT_MILLIS));
+            long wait = at - System.nanoTime();
+            if (wait > 0) {
+                schedule(wait);
+                return;
+            }
+            // Events from here on arm a new check.
+            armed = false;
+        }
+        if (!Arrays.equals(digest(), lastDigest)) {
+            reload("file change");
+        }
+    }
+
+    private void schedule(long nanos) {
+        try {
+            executor.schedule(this::due, nanos, TimeUnit.NANOSECONDS);
+        } catch (RejectedExecutionException e) {
+            // Closed.
+        }
     }
 
     /** Reloads on the reloader's thread (for signal handlers, which must not block). */
@@ -125,16 +224,19 @@ public final class ConfigReloader implements AutoCloseable {
             metrics.configReload(false);
             // Remember the broken content so that it is not retried until it changes again.
             lastDigest = digest;
+            presetFiles = null;
             log.error("configuration reload ({}) refused, the running configuration stays in force: {}",
                     trigger, e.getMessage());
             return false;
         } catch (RuntimeException e) {
             metrics.configReload(false);
             lastDigest = digest;
+            presetFiles = null;
             log.error("configuration reload ({}) failed, the running configuration stays in force", trigger, e);
             return false;
         }
         lastDigest = digest;
+        presetFiles = presetFiles(next);
         List<String> restart = server.apply(next);
         metrics.configReload(true);
         log.info("configuration reloaded ({}) from {}: allowlist {} entries", trigger,

@@ -31,6 +31,8 @@ import io.netty.channel.WriteBufferWaterMark;
 import io.netty.channel.group.ChannelGroup;
 import io.netty.channel.group.DefaultChannelGroup;
 import io.netty.util.concurrent.DefaultThreadFactory;
+import io.netty.util.concurrent.EventExecutor;
+import io.netty.util.concurrent.Future;
 import io.netty.util.concurrent.GlobalEventExecutor;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -316,6 +318,7 @@ public final class ProxyServer implements AutoCloseable {
      */
     public int drain(Duration grace) throws InterruptedException {
         stopAccepting();
+        awaitAcceptedRegistrations();
         for (Channel ch : clientChannels) {
             ch.pipeline().fireUserEventTriggered(DrainEvent.INSTANCE);
         }
@@ -324,6 +327,28 @@ public final class ProxyServer implements AutoCloseable {
             TimeUnit.MILLISECONDS.sleep(50);
         }
         return clientChannels.size();
+    }
+
+    /**
+     * Returns once every connection the listener accepted before it closed is in
+     * {@link #clientChannels}. The listener's loop hands each accepted channel to another I/O loop
+     * with a queued registration task, and the channel joins the group only when that task runs
+     * (the initializer adds it); with several loops some of those tasks may still be queued when
+     * the listener's close completes, and a drain that looked at the group then would never tell
+     * those connections, and wait out its grace for them. A task queued now on every loop runs
+     * after any registration queued there before the close.
+     */
+    private void awaitAcceptedRegistrations() {
+        if (workerGroup == null) {
+            return;
+        }
+        List<Future<?>> barriers = new ArrayList<>();
+        for (EventExecutor loop : workerGroup) {
+            barriers.add(loop.submit(() -> { }));
+        }
+        for (Future<?> barrier : barriers) {
+            barrier.awaitUninterruptibly(5, TimeUnit.SECONDS);
+        }
     }
 
     /** Stops accepting, closes every connection and stops the event loops. */

@@ -13,8 +13,15 @@ import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.Map;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -117,6 +124,142 @@ class ReloadIT {
                 server.close();
                 registry.close();
             }
+        }
+    }
+
+    /**
+     * A log file written beside the config (here every 50 ms, for the whole test) neither causes
+     * reload attempts nor holds back a real edit: the edit is in force within the bound.
+     */
+    @Test
+    void fileWrittenBesideTheConfigNeitherReloadsNorDelaysAnEdit() throws Exception {
+        Path file = dir.resolve("egress-proxy.conf");
+        Path noise = dir.resolve("access.log");
+        try (TcpServer echo = TcpServer.echo();
+                Writer writer = Writer.every50ms(() -> Files.writeString(noise, "GET / 200\n",
+                        StandardOpenOption.CREATE, StandardOpenOption.APPEND))) {
+            Files.writeString(file, config(echo.port(), "\"kept.test:7000\""));
+            PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+            ProxyServer server = new ProxyServer(ConfigLoader.load(file, Map.of()), registry, "test").start();
+            try (ConfigReloader reloader = new ConfigReloader(file, Map.of(), server, server.metrics()).watch()) {
+                await().atMost(Duration.ofSeconds(5)).until(() -> writer.writes() >= 5);
+                await("no reload while only the log file changes").during(Duration.ofMillis(1500))
+                        .atMost(Duration.ofSeconds(3))
+                        .until(() -> reloads(registry, "success") + reloads(registry, "failure") == 0.0);
+
+                Files.writeString(file, config(echo.port(), "\"new.test:7000\""));
+                await("edit in force despite the log writes").atMost(Duration.ofSeconds(2))
+                        .until(() -> connectStatus(server, "new.test:7000") == 200);
+                assertThat(connectStatus(server, "kept.test:7000")).isEqualTo(403);
+                assertThat(reloads(registry, "success")).isEqualTo(1.0);
+                writer.check();
+            } finally {
+                server.close();
+                registry.close();
+            }
+        }
+    }
+
+    /**
+     * A config rewritten every 50 ms without pause (a tool that renders it in a loop, each time
+     * to a temporary file renamed over it) is still applied, within the bound, and once.
+     */
+    @Test
+    void configRewrittenWithoutPauseIsAppliedWithinTheBound() throws Exception {
+        Path file = dir.resolve("egress-proxy.conf");
+        try (TcpServer echo = TcpServer.echo()) {
+            Files.writeString(file, config(echo.port(), "\"kept.test:7000\""));
+            PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+            ProxyServer server = new ProxyServer(ConfigLoader.load(file, Map.of()), registry, "test").start();
+            String next = config(echo.port(), "\"new.test:7000\"");
+            Path tmp = dir.resolve("egress-proxy.conf.tmp");
+            try (ConfigReloader reloader = new ConfigReloader(file, Map.of(), server, server.metrics()).watch();
+                    Writer writer = Writer.every50ms(() -> {
+                        Files.writeString(tmp, next);
+                        Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+                    })) {
+                await("rewritten config in force").atMost(Duration.ofSeconds(2))
+                        .until(() -> connectStatus(server, "new.test:7000") == 200);
+                assertThat(writer.writes()).isPositive();
+                assertThat(connectStatus(server, "kept.test:7000")).isEqualTo(403);
+                // The same content rewritten again and again: one reload, not one per bound.
+                await().during(Duration.ofMillis(1500)).atMost(Duration.ofSeconds(3))
+                        .until(() -> reloads(registry, "success") == 1.0 && reloads(registry, "failure") == 0.0);
+                writer.check();
+            } finally {
+                server.close();
+                registry.close();
+            }
+        }
+    }
+
+    /** Preset files count only while the config names presets, and then the edit is applied. */
+    @Test
+    void presetFilesAreWatchedOnlyWhenTheConfigUsesPresets() throws Exception {
+        Path file = dir.resolve("egress-proxy.conf");
+        Path presets = Files.createDirectory(dir.resolve("presets"));
+        try (TcpServer echo = TcpServer.echo()) {
+            Files.writeString(file, config(echo.port(), "\"kept.test:7000\""));
+            PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+            ProxyServer server = new ProxyServer(ConfigLoader.load(file, Map.of()), registry, "test").start();
+            try (ConfigReloader reloader = new ConfigReloader(file, Map.of(), server, server.metrics()).watch()) {
+                // No preset in use: a preset file written is no reason to reload.
+                Files.writeString(presets.resolve("team.conf"), "hosts = [\"old.test:7000\"]\n");
+                await("no reload for an unused preset file").during(Duration.ofMillis(1500))
+                        .atMost(Duration.ofSeconds(3))
+                        .until(() -> reloads(registry, "success") + reloads(registry, "failure") == 0.0);
+
+                Files.writeString(file, config(echo.port(), "\"kept.test:7000\"")
+                        .replace("presets = []", "presets = [\"team\"]"));
+                await().atMost(Duration.ofSeconds(2)).until(() -> connectStatus(server, "old.test:7000") == 200);
+
+                // Now in use: editing the preset is applied.
+                Files.writeString(presets.resolve("team.conf"), "hosts = [\"new.test:7000\"]\n");
+                await().atMost(Duration.ofSeconds(2)).until(() -> connectStatus(server, "new.test:7000") == 200);
+                assertThat(connectStatus(server, "old.test:7000")).isEqualTo(403);
+                assertThat(reloads(registry, "success")).isEqualTo(2.0);
+            } finally {
+                server.close();
+                registry.close();
+            }
+        }
+    }
+
+    /** Runs a file write every 50 ms on its own thread until closed; a failed write fails the test. */
+    private static final class Writer implements AutoCloseable {
+        interface Write {
+            void run() throws Exception;
+        }
+
+        private final ScheduledExecutorService executor = Executors.newSingleThreadScheduledExecutor();
+        private final AtomicInteger writes = new AtomicInteger();
+        private final AtomicReference<Exception> failure = new AtomicReference<>();
+
+        static Writer every50ms(Write write) {
+            Writer w = new Writer();
+            w.executor.scheduleAtFixedRate(() -> {
+                try {
+                    write.run();
+                    w.writes.incrementAndGet();
+                } catch (Exception e) {
+                    w.failure.compareAndSet(null, e);
+                }
+            }, 0, 50, TimeUnit.MILLISECONDS);
+            return w;
+        }
+
+        int writes() {
+            return writes.get();
+        }
+
+        void check() {
+            assertThat(failure.get()).isNull();
+        }
+
+        @Override
+        public void close() throws InterruptedException {
+            executor.shutdownNow();
+            assertThat(executor.awaitTermination(5, TimeUnit.SECONDS)).isTrue();
         }
     }
 

@@ -48,7 +48,8 @@ import org.slf4j.LoggerFactory;
  * operator input and skip both DNS and the address check. The outbound channel runs on the inbound
  * channel's event loop and class, so the two sides of a tunnel never need cross-thread handoff.
  *
- * <p>Owns the {@code upstream_connect_seconds} and {@code upstream_failures_total} metrics.
+ * <p>Owns the {@code dns_seconds} (the lookup alone), {@code upstream_connect_seconds} (the TCP
+ * connect alone, from its first attempt) and {@code upstream_failures_total} metrics.
  */
 public final class UpstreamConnector {
 
@@ -86,20 +87,22 @@ public final class UpstreamConnector {
      */
     public Future<Channel> connect(Target target, EventLoop loop, Supplier<? extends ChannelHandler> handler) {
         Promise<Channel> promise = loop.newPromise();
-        long start = System.nanoTime();
         ProxyConfig cfg = config.get();
         InetSocketAddress pinned = cfg.destinations().connectTo().get(target.authority());
         if (pinned != null) {
-            new Attempts(cfg, target, List.of(pinned), loop, handler, promise, start).next();
+            new Attempts(cfg, target, List.of(pinned), loop, handler, promise).next();
         } else if (target.isIpLiteral()) {
             InetSocketAddress address = new InetSocketAddress(target.ipLiteral(), target.port());
             if (checkAddress(target, address, promise)) {
-                new Attempts(cfg, target, List.of(address), loop, handler, promise, start).next();
+                new Attempts(cfg, target, List.of(address), loop, handler, promise).next();
             }
         } else {
             AddressResolver<InetSocketAddress> resolver = resolvers.resolver(loop);
+            long dnsStart = System.nanoTime();
             resolver.resolveAll(InetSocketAddress.createUnresolved(target.host(), target.port()))
                     .addListener((Future<List<InetSocketAddress>> f) -> {
+                        metrics.dnsResolved(f.isSuccess() ? DnsResult.OK : DnsResult.ofFailure(f.cause()),
+                                System.nanoTime() - dnsStart);
                         if (!f.isSuccess()) {
                             fail(target, promise, FailureCause.DNS, target.authority() + " could not be resolved (" + dnsText(f.cause()) + ")",
                                     "DNS lookup of " + target.host() + " failed: " + f.cause());
@@ -121,7 +124,7 @@ public final class UpstreamConnector {
                                     target.host() + " resolved only to forbidden addresses, first " + firstForbidden));
                             return;
                         }
-                        new Attempts(cfg, target, allowed, loop, handler, promise, start).next();
+                        new Attempts(cfg, target, allowed, loop, handler, promise).next();
                     });
         }
         return promise;
@@ -155,14 +158,15 @@ public final class UpstreamConnector {
         private int index;
 
         Attempts(ProxyConfig config, Target target, List<InetSocketAddress> addresses, EventLoop loop,
-                Supplier<? extends ChannelHandler> handler, Promise<Channel> promise, long start) {
+                Supplier<? extends ChannelHandler> handler, Promise<Channel> promise) {
             this.config = config;
             this.target = target;
             this.addresses = addresses;
             this.loop = loop;
             this.handler = handler;
             this.promise = promise;
-            this.start = start;
+            // The connect timeout and upstream_connect_seconds start here, after DNS.
+            this.start = System.nanoTime();
             this.deadline = start + config.timeouts().connect().toNanos();
         }
 

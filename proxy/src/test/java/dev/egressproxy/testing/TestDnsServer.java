@@ -23,9 +23,12 @@ import io.netty.handler.codec.dns.DnsSection;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.time.Duration;
+import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
@@ -47,6 +50,8 @@ public final class TestDnsServer implements AutoCloseable {
     /** Every name asked, in lower case without the final dot, in the order the queries came. */
     public final List<String> questions = new CopyOnWriteArrayList<>();
     private volatile long delayMillis;
+    /** Answers held back by {@link #delay} and not sent yet; released on close if never sent. */
+    private final Set<DatagramDnsResponse> held = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
 
     public TestDnsServer() throws InterruptedException {
         channel = new Bootstrap().group(group).channel(NioDatagramChannel.class)
@@ -107,7 +112,12 @@ public final class TestDnsServer implements AutoCloseable {
             }
             long delay = delayMillis;
             if (delay > 0) {
-                ctx.executor().schedule(() -> ctx.writeAndFlush(response), delay, TimeUnit.MILLISECONDS);
+                held.add(response);
+                ctx.executor().schedule(() -> {
+                    if (held.remove(response)) {
+                        ctx.writeAndFlush(response);
+                    }
+                }, delay, TimeUnit.MILLISECONDS);
             } else {
                 ctx.writeAndFlush(response);
             }
@@ -118,5 +128,9 @@ public final class TestDnsServer implements AutoCloseable {
     public void close() {
         channel.close().syncUninterruptibly();
         group.shutdownGracefully(0, 1, TimeUnit.SECONDS).syncUninterruptibly();
+        synchronized (held) {
+            held.forEach(DatagramDnsResponse::release);
+            held.clear();
+        }
     }
 }

@@ -190,7 +190,8 @@ public final class ConfigLoader {
                 nonNegative(c, "dns.max-ttl"), nonNegative(c, "dns.negative-ttl"));
 
         ProxyConfig.Timeouts timeouts = new ProxyConfig.Timeouts(positive(c, "timeouts.connect"),
-                positive(c, "timeouts.request-head"), positive(c, "timeouts.idle"));
+                positive(c, "timeouts.request-head"), positive(c, "timeouts.idle"),
+                nonNegative(c, "timeouts.connect-attempt-delay"));
 
         int maxConnections = intAtLeast(c, "limits.max-connections", 1);
         int maxHead = bytes(c, "limits.max-request-head", 1024, 1024 * 1024);

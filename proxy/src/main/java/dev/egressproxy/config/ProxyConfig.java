@@ -113,7 +113,7 @@ public record ProxyConfig(
     }
 
     /** {@code egress-proxy.timeouts}. */
-    public record Timeouts(Duration connect, Duration requestHead, Duration idle) {
+    public record Timeouts(Duration connect, Duration requestHead, Duration idle, Duration connectAttemptDelay) {
     }
 
     /** {@code egress-proxy.limits}. Sizes in bytes. */

@@ -34,6 +34,8 @@ public final class FdBudget {
     private final int configured;
     private final int maxConnections;
     private final AtomicInteger pipes = new AtomicInteger();
+    /** Second upstream sockets of connections racing two connect attempts (Happy Eyeballs). */
+    private final AtomicInteger spares = new AtomicInteger();
 
     FdBudget(long limit, long openAtStart, int configured) {
         this.limit = limit;
@@ -86,13 +88,40 @@ public final class FdBudget {
     public boolean tryAcquirePipe(int connections) {
         while (true) {
             int n = pipes.get();
-            if (limit > 0 && used(connections, n + 1) > limit - 2 * reserve) {
+            if (limit > 0 && used(connections, n + 1) + spares.get() > limit - 2 * reserve) {
                 return false;
             }
             if (pipes.compareAndSet(n, n + 1)) {
                 return true;
             }
         }
+    }
+
+    /**
+     * Takes one descriptor for a second upstream socket while {@code connections} are open: a
+     * connection that races a second connect attempt beside a pending one holds three sockets for
+     * a moment. False on the same terms as a pipe; the connection then dials in turn.
+     */
+    public boolean tryAcquireSpare(int connections) {
+        while (true) {
+            int n = spares.get();
+            if (limit > 0 && used(connections, pipes.get()) + n + 1 > limit - 2 * reserve) {
+                return false;
+            }
+            if (spares.compareAndSet(n, n + 1)) {
+                return true;
+            }
+        }
+    }
+
+    /** Gives back a descriptor taken by {@link #tryAcquireSpare}. */
+    public void releaseSpare() {
+        spares.decrementAndGet();
+    }
+
+    /** Second upstream sockets held now. */
+    public int sparesInUse() {
+        return spares.get();
     }
 
     private long used(int connections, int pipeCount) {

@@ -3,6 +3,7 @@ package dev.egressproxy.metrics;
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Reason;
 import dev.egressproxy.tls.SniReason;
+import dev.egressproxy.upstream.DnsResult;
 import dev.egressproxy.upstream.FailureCause;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.FunctionCounter;
@@ -39,8 +40,13 @@ public final class ProxyMetrics {
     public static final String HOST_LABELS_OVERFLOW = "egress.proxy.host.labels.overflow";
     /** {@code egress_proxy_upstream_failures_total{host,cause}}: allowed hosts the proxy could not reach. */
     public static final String UPSTREAM_FAILURES = "egress.proxy.upstream.failures";
-    /** {@code egress_proxy_upstream_connect_seconds{host}}: time to resolve and connect upstream. */
+    /**
+     * {@code egress_proxy_upstream_connect_seconds{host}}: time to connect upstream over TCP, from
+     * the first attempt to the connection that won; DNS is in {@link #DNS}.
+     */
     public static final String UPSTREAM_CONNECT = "egress.proxy.upstream.connect";
+    /** {@code egress_proxy_dns_seconds{result}}: time to resolve a destination's name, by result. */
+    public static final String DNS = "egress.proxy.dns";
     /** {@code egress_proxy_tunnels_active}: CONNECT tunnels open now. */
     public static final String TUNNELS_ACTIVE = "egress.proxy.tunnels.active";
     /** {@code egress_proxy_connections_active}: client connections open now. */
@@ -120,6 +126,7 @@ public final class ProxyMetrics {
     private final Map<String, Counter> failureCounters = new ConcurrentHashMap<>();
     private final Map<String, Counter> sniCounters = new ConcurrentHashMap<>();
     private final Map<String, Timer> connectTimers = new ConcurrentHashMap<>();
+    private final Map<DnsResult, Timer> dnsTimers = new EnumMap<>(DnsResult.class);
     private final Counter bytesToUpstream;
     private final Counter bytesToClient;
     private final Counter tunnelSplices;
@@ -156,6 +163,13 @@ public final class ProxyMetrics {
         deniedHosts = new HostLabels(maxHostLabels, overflowCounter("denied"));
         failureHosts = new HostLabels(maxHostLabels, overflowCounter("upstream_failures"));
         sniHosts = new HostLabels(maxHostLabels, overflowCounter("sni_mismatch"));
+        for (DnsResult result : DnsResult.values()) {
+            dnsTimers.put(result, Timer.builder(DNS)
+                    .description("Time to resolve a destination's name (cache and /etc/hosts included), by result")
+                    .tag("result", result.label())
+                    .serviceLevelObjectives(CONNECT_BUCKETS)
+                    .register(registry));
+        }
         bytesToUpstream = bytesCounter("client_to_upstream");
         bytesToClient = bytesCounter("upstream_to_client");
         tunnelSplices = Counter.builder(TUNNEL_SPLICES)
@@ -288,13 +302,19 @@ public final class ProxyMetrics {
                 .register(registry));
     }
 
+    /** Records a name lookup that took {@code nanos} and ended with {@code result}. */
+    public void dnsResolved(DnsResult result, long nanos) {
+        dnsTimers.get(result).record(nanos, TimeUnit.NANOSECONDS);
+    }
+
+    /** Records a TCP connect that took {@code nanos}, from its first attempt; DNS not included. */
     public void upstreamConnected(String host, long nanos) {
         connectTimer(failureHosts.label(host)).record(nanos, TimeUnit.NANOSECONDS);
     }
 
     private Timer connectTimer(String hostLabel) {
         return connectTimers.computeIfAbsent(hostLabel, h -> Timer.builder(UPSTREAM_CONNECT)
-                .description("Time to resolve and connect to an allowed upstream, by host")
+                .description("Time to connect to an allowed upstream over TCP (DNS not included), by host")
                 .tag("host", h)
                 .serviceLevelObjectives(CONNECT_BUCKETS)
                 .register(registry));

@@ -181,10 +181,10 @@ public final class ProxyServer implements AutoCloseable {
         workerGroup = new MultiThreadIoEventLoopGroup(threads, new DefaultThreadFactory("egress-io"),
                 transport.ioHandlerFactory());
         resolvers = new DnsResolvers(config.dns(), transport.datagramChannel(), transport.socketChannel());
-        UpstreamConnector connector = new UpstreamConnector(config.limits(), metrics, resolvers,
-                transport.socketChannel(), upstreamChannels);
         // What the open-file limit allows, measured with the event loops and resolvers open.
         fds = FdBudget.ofThisProcess(config.limits().maxConnections());
+        UpstreamConnector connector = new UpstreamConnector(config.limits(), metrics, resolvers,
+                transport.socketChannel(), upstreamChannels, fds);
         metrics.setConnectionsLimit(fds.maxConnections());
         if (fds.capsConfigured()) {
             log.warn("{}", fds.capWarning());

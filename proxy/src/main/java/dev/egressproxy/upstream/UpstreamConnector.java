@@ -2,6 +2,7 @@ package dev.egressproxy.upstream;
 
 import dev.egressproxy.config.ConfigSnapshot;
 import dev.egressproxy.config.ProxyConfig;
+import dev.egressproxy.guard.FdBudget;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.policy.AddressText;
 import dev.egressproxy.policy.PolicyEngine;
@@ -24,7 +25,9 @@ import io.netty.resolver.AddressResolver;
 import io.netty.resolver.dns.DnsNameResolverTimeoutException;
 import io.netty.util.concurrent.Future;
 import io.netty.util.concurrent.Promise;
+import io.netty.util.concurrent.ScheduledFuture;
 import java.net.ConnectException;
+import java.net.Inet6Address;
 import java.net.InetSocketAddress;
 import java.net.NoRouteToHostException;
 import java.net.SocketAddress;
@@ -42,14 +45,15 @@ import org.slf4j.LoggerFactory;
  * Opens upstream connections for allowed destinations. Resolution never blocks an event loop (the
  * asynchronous DNS resolver runs on the caller's loop), every resolved address is checked against
  * the address policy, and exactly the checked addresses are dialled, so a second lookup cannot
- * return something else. A name's allowed addresses are tried in the resolver's order until one
- * connects, sharing {@code timeouts.connect} (each attempt gets the time left divided by the
- * addresses left, as Go's dialer does), so one dead address of a registry or CDN does not fail the
- * pull and the whole connect stays within the timeout. {@code connect-to} mappings are trusted
+ * return something else. A name's allowed addresses are dialled per RFC 8305 (Happy Eyeballs, see
+ * {@link Attempts}) until one connects, within one {@code timeouts.connect}, so one dead address
+ * or a dead address family of a registry or CDN costs {@code timeouts.connect-attempt-delay}, not
+ * the pull. {@code connect-to} mappings are trusted
  * operator input and skip both DNS and the address check. The outbound channel runs on the inbound
  * channel's event loop and class, so the two sides of a tunnel never need cross-thread handoff.
  *
- * <p>Owns the {@code upstream_connect_seconds} and {@code upstream_failures_total} metrics.
+ * <p>Owns the {@code dns_seconds} (the lookup alone), {@code upstream_connect_seconds} (the TCP
+ * connect alone, from its first attempt) and {@code upstream_failures_total} metrics.
  */
 public final class UpstreamConnector {
 
@@ -60,13 +64,16 @@ public final class UpstreamConnector {
     private final ChannelFactory<? extends SocketChannel> channelFactory;
     private final ChannelGroup channels;
     private final ProxyConfig.Limits startLimits;
+    private final FdBudget fds;
 
     /**
      * @param startLimits the buffer limits every upstream channel gets (fixed at start; a reload
      *     reports them as needing a restart)
+     * @param fds the open-file budget, which a second connect attempt beside a pending one must fit
      */
     public UpstreamConnector(ProxyConfig.Limits startLimits, ProxyMetrics metrics,
-            DnsResolvers resolvers, Class<? extends SocketChannel> channelClass, ChannelGroup channels) {
+            DnsResolvers resolvers, Class<? extends SocketChannel> channelClass, ChannelGroup channels, FdBudget fds) {
+        this.fds = fds;
         this.metrics = metrics;
         this.resolvers = resolvers;
         this.channelFactory = new ReflectiveChannelFactory<>(channelClass);
@@ -86,21 +93,23 @@ public final class UpstreamConnector {
     public Future<Channel> connect(ConfigSnapshot live, Target target, EventLoop loop,
             Supplier<? extends ChannelHandler> handler) {
         Promise<Channel> promise = loop.newPromise();
-        long start = System.nanoTime();
         ProxyConfig cfg = live.config();
         PolicyEngine policy = live.policy();
         InetSocketAddress pinned = cfg.destinations().connectTo().get(target.authority());
         if (pinned != null) {
-            new Attempts(cfg, target, List.of(pinned), loop, handler, promise, start).next();
+            new Attempts(cfg, target, List.of(pinned), loop, handler, promise).next();
         } else if (target.isIpLiteral()) {
             InetSocketAddress address = new InetSocketAddress(target.ipLiteral(), target.port());
             if (checkAddress(policy, target, address, promise)) {
-                new Attempts(cfg, target, List.of(address), loop, handler, promise, start).next();
+                new Attempts(cfg, target, List.of(address), loop, handler, promise).next();
             }
         } else {
             AddressResolver<InetSocketAddress> resolver = resolvers.resolver(loop);
+            long dnsStart = System.nanoTime();
             resolver.resolveAll(InetSocketAddress.createUnresolved(target.host(), target.port()))
                     .addListener((Future<List<InetSocketAddress>> f) -> {
+                        metrics.dnsResolved(f.isSuccess() ? DnsResult.OK : DnsResult.ofFailure(f.cause()),
+                                System.nanoTime() - dnsStart);
                         if (!f.isSuccess()) {
                             fail(target, promise, FailureCause.DNS, target.authority() + " could not be resolved (" + dnsText(f.cause()) + ")",
                                     "DNS lookup of " + target.host() + " failed: " + f.cause());
@@ -122,7 +131,7 @@ public final class UpstreamConnector {
                                     target.host() + " resolved only to forbidden addresses, first " + firstForbidden));
                             return;
                         }
-                        new Attempts(cfg, target, allowed, loop, handler, promise, start).next();
+                        new Attempts(cfg, target, allowed, loop, handler, promise).next();
                     });
         }
         return promise;
@@ -141,10 +150,44 @@ public final class UpstreamConnector {
     }
 
     /**
-     * Dials a destination's addresses one after another until one connects; every attempt gets the
-     * connect time left divided by the addresses left. Runs on the tunnel's event loop.
+     * Puts the addresses in RFC 8305 order: the families alternate, starting with the family of the
+     * resolver's first address (IPv4, as it prefers), each family keeping the resolver's order.
+     */
+    static List<InetSocketAddress> interleaveFamilies(List<InetSocketAddress> addresses) {
+        if (addresses.size() < 2) {
+            return addresses;
+        }
+        boolean firstIsV6 = addresses.get(0).getAddress() instanceof Inet6Address;
+        List<InetSocketAddress> first = new ArrayList<>();
+        List<InetSocketAddress> other = new ArrayList<>();
+        for (InetSocketAddress a : addresses) {
+            ((a.getAddress() instanceof Inet6Address) == firstIsV6 ? first : other).add(a);
+        }
+        List<InetSocketAddress> ordered = new ArrayList<>(addresses.size());
+        for (int i = 0; i < Math.max(first.size(), other.size()); i++) {
+            if (i < first.size()) {
+                ordered.add(first.get(i));
+            }
+            if (i < other.size()) {
+                ordered.add(other.get(i));
+            }
+        }
+        return ordered;
+    }
+
+    /**
+     * Dials a destination's addresses per RFC 8305 (Happy Eyeballs), on the tunnel's event loop. The
+     * families alternate ({@link #interleaveFamilies}); an attempt starts when the previous one
+     * failed, or when it has been pending for {@code timeouts.connect-attempt-delay}, and then runs
+     * beside it. The first to connect wins and the others are closed. At most two attempts are
+     * pending at once, and the second one's descriptor is taken from the open-file budget (when
+     * none is spare, the addresses are dialled in turn). Every attempt ends by the one {@code timeouts.connect} deadline: with
+     * two running side by side, the addresses not yet dialled share the time left two by two (as
+     * the addresses left shared it one by one when they were dialled strictly in turn).
      */
     private final class Attempts {
+        private static final int MAX_PENDING = 2;
+
         private final ProxyConfig config;
         private final Target target;
         private final List<InetSocketAddress> addresses;
@@ -153,25 +196,45 @@ public final class UpstreamConnector {
         private final Promise<Channel> promise;
         private final long start;
         private final long deadline;
+        private final long attemptDelay;
+        private final int lanes;
+        private final List<Channel> pending = new ArrayList<>(MAX_PENDING);
         private final StringBuilder tried = new StringBuilder();
-        private int index;
+        private ScheduledFuture<?> timer;
+        private int next;
+        private boolean over;
+        /** A descriptor of the open-file budget is held for the second of two pending attempts. */
+        private boolean spareHeld;
 
         Attempts(ProxyConfig config, Target target, List<InetSocketAddress> addresses, EventLoop loop,
-                Supplier<? extends ChannelHandler> handler, Promise<Channel> promise, long start) {
+                Supplier<? extends ChannelHandler> handler, Promise<Channel> promise) {
             this.config = config;
             this.target = target;
-            this.addresses = addresses;
+            this.addresses = interleaveFamilies(addresses);
             this.loop = loop;
             this.handler = handler;
             this.promise = promise;
-            this.start = start;
+            // The connect timeout and upstream_connect_seconds start here, after DNS.
+            this.start = System.nanoTime();
             this.deadline = start + config.timeouts().connect().toNanos();
+            this.attemptDelay = config.timeouts().connectAttemptDelay().toNanos();
+            // A delay as long as the timeout never starts a second attempt beside the first.
+            this.lanes = config.timeouts().connectAttemptDelay().compareTo(config.timeouts().connect()) < 0 ? MAX_PENDING : 1;
         }
 
         void next() {
-            InetSocketAddress address = addresses.get(index);
-            long left = deadline - System.nanoTime();
-            long share = Math.max(1, TimeUnit.NANOSECONDS.toMillis(left / (addresses.size() - index)));
+            if (!pending.isEmpty()) {
+                // A second socket beside the pending one: only within the open-file budget, else
+                // the pending attempt runs alone and the next address waits for its end.
+                if (!fds.tryAcquireSpare(metrics.connectionsActive())) {
+                    return;
+                }
+                spareHeld = true;
+            }
+            InetSocketAddress address = addresses.get(next++);
+            long left = Math.max(0, deadline - System.nanoTime());
+            int undialled = addresses.size() - next + 1;
+            long share = Math.max(1, TimeUnit.NANOSECONDS.toMillis(left / ((undialled + lanes - 1) / lanes)));
             // Buffer limits are fixed at start for every channel alike; a reload reports them as needing a restart.
             ProxyConfig.Limits limits = startLimits;
             Bootstrap b = new Bootstrap()
@@ -190,30 +253,97 @@ public final class UpstreamConnector {
                     .option(ChannelOption.WRITE_BUFFER_WATER_MARK,
                             new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
                     .handler(handler.get());
-            b.connect(address).addListener((ChannelFuture f) -> {
-                if (f.isSuccess()) {
-                    metrics.upstreamConnected(target.host(), System.nanoTime() - start);
-                    channels.add(f.channel());
-                    if (!promise.trySuccess(f.channel())) {
-                        f.channel().close();
+            log.debug("connecting to {} at {} (attempt {} of {})", target.authority(), AddressText.of(address.getAddress()),
+                    next, addresses.size());
+            ChannelFuture connect = b.connect(address);
+            // Added before the listener: a connect that completes at once calls it right away.
+            pending.add(connect.channel());
+            connect.addListener((ChannelFuture f) -> ended(f, address));
+            armNextAttempt();
+        }
+
+        /** Starts the next address after the attempt delay, if one is left and there is room beside the pending ones. */
+        private void armNextAttempt() {
+            cancelTimer();
+            if (!over && next < addresses.size() && pending.size() < lanes) {
+                timer = loop.schedule(() -> {
+                    timer = null;
+                    if (!over && !promise.isDone() && next < addresses.size() && pending.size() < lanes) {
+                        next();
                     }
+                }, attemptDelay, TimeUnit.NANOSECONDS);
+            }
+        }
+
+        private void cancelTimer() {
+            if (timer != null) {
+                timer.cancel(false);
+                timer = null;
+            }
+        }
+
+        /** Ends the race: no more attempts, and the ones still pending are closed. */
+        private void finish() {
+            over = true;
+            cancelTimer();
+            List<Channel> losers = List.copyOf(pending);
+            pending.clear();
+            releaseSpare();
+            losers.forEach(Channel::close);
+        }
+
+        private void releaseSpare() {
+            if (spareHeld) {
+                spareHeld = false;
+                fds.releaseSpare();
+            }
+        }
+
+        private void ended(ChannelFuture f, InetSocketAddress address) {
+            if (pending.remove(f.channel()) && pending.size() < MAX_PENDING) {
+                // Down to one socket (or none): the second one's descriptor goes back.
+                releaseSpare();
+            }
+            if (f.isSuccess()) {
+                if (over || promise.isDone()) {
+                    // Connected as another attempt won (or the client went away): not needed.
+                    f.channel().close();
                     return;
                 }
-                Throwable cause = f.cause();
-                FailureCause fc = classify(cause);
-                tried.append(tried.length() == 0 ? "" : "; ").append(AddressText.of(address)).append(' ')
-                        .append(fc.label()).append(" (").append(causeText(cause, address)).append(')');
-                index++;
-                if (index < addresses.size() && !promise.isDone()) {
-                    log.debug("connect to {} at {} failed ({}), trying its next address", target.authority(),
-                            AddressText.of(address.getAddress()), fc.label());
-                    next();
-                    return;
+                finish();
+                metrics.upstreamConnected(target.host(), System.nanoTime() - start);
+                channels.add(f.channel());
+                if (!promise.trySuccess(f.channel())) {
+                    f.channel().close();
                 }
-                String clientText = connectText(config, target, fc)
-                        + (addresses.size() > 1 ? " (" + addresses.size() + " addresses tried)" : "");
-                fail(target, promise, fc, clientText, "connect to " + target.authority() + " failed: " + tried);
-            });
+                return;
+            }
+            if (over) {
+                // A loser closed by finish().
+                return;
+            }
+            Throwable cause = f.cause();
+            FailureCause fc = classify(cause);
+            tried.append(tried.length() == 0 ? "" : "; ").append(AddressText.of(address)).append(' ')
+                    .append(fc.label()).append(" (").append(causeText(cause, address)).append(')');
+            if (promise.isDone()) {
+                finish();
+                return;
+            }
+            if (next < addresses.size()) {
+                log.debug("connect to {} at {} failed ({}), trying its next address", target.authority(),
+                        AddressText.of(address.getAddress()), fc.label());
+                next();
+                return;
+            }
+            if (!pending.isEmpty()) {
+                // The attempt still pending may yet connect.
+                return;
+            }
+            finish();
+            String clientText = connectText(config, target, fc)
+                    + (addresses.size() > 1 ? " (" + addresses.size() + " addresses tried)" : "");
+            fail(target, promise, fc, clientText, "connect to " + target.authority() + " failed: " + tried);
         }
     }
 

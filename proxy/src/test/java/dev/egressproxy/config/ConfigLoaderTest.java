@@ -44,7 +44,8 @@ class ConfigLoaderTest {
         assertThat(config.allowlist().presets()).containsExactly("redhat-registry");
         assertThat(texts(config)).containsExactlyElementsOf(REDHAT_REGISTRY_HOSTS);
         assertThat(config.timeouts()).isEqualTo(
-                new ProxyConfig.Timeouts(Duration.ofSeconds(10), Duration.ofSeconds(30), Duration.ofMinutes(5)));
+                new ProxyConfig.Timeouts(Duration.ofSeconds(10), Duration.ofSeconds(30), Duration.ofMinutes(5),
+                        Duration.ofMillis(250)));
         assertThat(config.limits().maxRequestHead()).isEqualTo(32 * 1024);
         assertThat(config.relay()).isEqualTo(new ProxyConfig.Relay(true, 64 * 1024, 16 * 1024));
         assertThat(config.logging().accessFormat()).isEqualTo(ProxyConfig.AccessLogFormat.TEXT);
@@ -208,7 +209,7 @@ class ConfigLoaderTest {
     @Test
     void rejectsUnknownKeyAndListsTheKnownKeys() throws Exception {
         assertSingleProblem("unknown-key.conf", 3, "egress-proxy.timeouts.conect",
-                "unknown key; known keys there: connect, idle, request-head");
+                "unknown key; known keys there: connect, connect-attempt-delay, idle, request-head");
     }
 
     @Test

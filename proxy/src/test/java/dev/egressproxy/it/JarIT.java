@@ -52,7 +52,7 @@ class JarIT {
         assertThat(r.exitCode()).isEqualTo(2);
         assertThat(r.output())
                 .contains("egress-proxy.allowlist.hosts[1] (" + bad + ":2): '*example.com' is not a valid pattern; use '*.example.com'")
-                .contains("egress-proxy.timeouts.conect (" + bad + ":3): unknown key; known keys there: connect, idle, request-head");
+                .contains("egress-proxy.timeouts.conect (" + bad + ":3): unknown key; known keys there: connect, connect-attempt-delay, idle, request-head");
     }
 
     @Test

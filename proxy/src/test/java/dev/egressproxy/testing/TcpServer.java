@@ -59,7 +59,12 @@ public final class TcpServer implements AutoCloseable {
 
     /** An {@link #echo()} server on {@code address} (such as {@code ::1}), on a port the kernel picks. */
     public static TcpServer echo(InetAddress address) throws IOException {
-        return new TcpServer(address, 0, 64, (s, server) -> {
+        return echo(address, 0);
+    }
+
+    /** An {@link #echo()} server on {@code address} and {@code port} (0: a port the kernel picks). */
+    public static TcpServer echo(InetAddress address, int port) throws IOException {
+        return new TcpServer(address, port, 64, (s, server) -> {
             InputStream in = s.getInputStream();
             OutputStream out = s.getOutputStream();
             byte[] buf = new byte[16384];

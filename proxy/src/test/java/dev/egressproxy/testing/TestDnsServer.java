@@ -22,18 +22,24 @@ import io.netty.handler.codec.dns.DnsResponseCode;
 import io.netty.handler.codec.dns.DnsSection;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * A small authoritative DNS server over UDP on loopback: answers A and AAAA queries for the
  * names it was given and NXDOMAIN for all others. Lets tests resolve real names to chosen
  * addresses (for instance an allowed name that resolves to 169.254.169.254) without touching the
- * machine's resolver.
+ * machine's resolver. It records every name it is asked, and can hold its answers back for a
+ * while ({@link #delay}), as a slow resolver would.
  */
 public final class TestDnsServer implements AutoCloseable {
 
@@ -41,6 +47,11 @@ public final class TestDnsServer implements AutoCloseable {
     private final Map<String, List<InetAddress>> records = new ConcurrentHashMap<>();
     private final Channel channel;
     public final AtomicInteger queries = new AtomicInteger();
+    /** Every name asked, in lower case without the final dot, in the order the queries came. */
+    public final List<String> questions = new CopyOnWriteArrayList<>();
+    private volatile long delayMillis;
+    /** Answers held back by {@link #delay} and not sent yet; released on close if never sent. */
+    private final Set<DatagramDnsResponse> held = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
 
     public TestDnsServer() throws InterruptedException {
         channel = new Bootstrap().group(group).channel(NioDatagramChannel.class)
@@ -58,6 +69,12 @@ public final class TestDnsServer implements AutoCloseable {
     public TestDnsServer add(String name, String address) throws Exception {
         records.computeIfAbsent(name.toLowerCase(Locale.ROOT), n -> new CopyOnWriteArrayList<>())
                 .add(InetAddress.getByName(address));
+        return this;
+    }
+
+    /** Answers every query {@code delay} after it arrives (0: at once). */
+    public TestDnsServer delay(Duration delay) {
+        this.delayMillis = delay.toMillis();
         return this;
     }
 
@@ -79,6 +96,7 @@ public final class TestDnsServer implements AutoCloseable {
             if (name.endsWith(".")) {
                 name = name.substring(0, name.length() - 1);
             }
+            questions.add(name);
             List<InetAddress> addresses = records.get(name);
             if (addresses == null) {
                 response.setCode(DnsResponseCode.NXDOMAIN);
@@ -92,13 +110,27 @@ public final class TestDnsServer implements AutoCloseable {
                     }
                 }
             }
-            ctx.writeAndFlush(response);
+            long delay = delayMillis;
+            if (delay > 0) {
+                held.add(response);
+                ctx.executor().schedule(() -> {
+                    if (held.remove(response)) {
+                        ctx.writeAndFlush(response);
+                    }
+                }, delay, TimeUnit.MILLISECONDS);
+            } else {
+                ctx.writeAndFlush(response);
+            }
         }
     }
 
     @Override
     public void close() {
         channel.close().syncUninterruptibly();
-        group.shutdownGracefully(0, 1, java.util.concurrent.TimeUnit.SECONDS).syncUninterruptibly();
+        group.shutdownGracefully(0, 1, TimeUnit.SECONDS).syncUninterruptibly();
+        synchronized (held) {
+            held.forEach(DatagramDnsResponse::release);
+            held.clear();
+        }
     }
 }

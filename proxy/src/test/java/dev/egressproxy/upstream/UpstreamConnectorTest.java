@@ -6,6 +6,11 @@ import io.netty.channel.ConnectTimeoutException;
 import java.net.ConnectException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.UnknownHostException;
+import java.util.Arrays;
+import java.util.List;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.api.Test;
 
 class UpstreamConnectorTest {
@@ -28,5 +33,27 @@ class UpstreamConnectorTest {
         assertThat(UpstreamConnector.causeText(new ConnectException("Network is unreachable"), address))
                 .isEqualTo("Network is unreachable");
         assertThat(UpstreamConnector.causeText(new ConnectException(), address)).isEqualTo("null");
+    }
+
+    private static List<InetSocketAddress> addresses(String spaceSeparated) {
+        return Arrays.stream(spaceSeparated.split(" ")).filter(a -> !a.isEmpty()).map(a -> {
+            try {
+                return new InetSocketAddress(InetAddress.getByName(a), 443);
+            } catch (UnknownHostException e) {
+                throw new IllegalArgumentException(a, e);
+            }
+        }).toList();
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @CsvSource(delimiter = '|', textBlock = """
+            one address                        | 192.0.2.1                                  | 192.0.2.1
+            one family keeps its order         | 192.0.2.1 192.0.2.2 192.0.2.3              | 192.0.2.1 192.0.2.2 192.0.2.3
+            IPv4 first, as the resolver puts it | 192.0.2.1 192.0.2.2 2001:db8::1 2001:db8::2 | 192.0.2.1 2001:db8::1 192.0.2.2 2001:db8::2
+            IPv6 first when it comes first     | 2001:db8::1 192.0.2.1 192.0.2.2            | 2001:db8::1 192.0.2.1 192.0.2.2
+            more of the second family          | 192.0.2.1 2001:db8::1 2001:db8::2 2001:db8::3 | 192.0.2.1 2001:db8::1 2001:db8::2 2001:db8::3
+            """)
+    void interleavesTheFamiliesStartingWithTheFirstAddress(String name, String resolved, String dialled) {
+        assertThat(UpstreamConnector.interleaveFamilies(addresses(resolved))).isEqualTo(addresses(dialled));
     }
 }

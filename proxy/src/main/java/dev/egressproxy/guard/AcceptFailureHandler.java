@@ -2,13 +2,13 @@ package dev.egressproxy.guard;
 
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
+import dev.egressproxy.util.LogThrottle;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandler.Sharable;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import java.io.IOException;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -24,13 +24,11 @@ import org.slf4j.LoggerFactory;
 public final class AcceptFailureHandler extends ChannelInboundHandlerAdapter {
 
     private static final Logger log = LoggerFactory.getLogger(AcceptFailureHandler.class);
-    private static final long LOG_EVERY_NANOS = TimeUnit.SECONDS.toNanos(10);
     static final long PAUSE_MILLIS = 100;
 
     private final ProxyMetrics metrics;
     private final FdBudget fds;
-    private final AtomicLong unlogged = new AtomicLong();
-    private final AtomicLong lastLog = new AtomicLong(System.nanoTime() - LOG_EVERY_NANOS);
+    private final LogThrottle logThrottle = new LogThrottle(10, TimeUnit.SECONDS);
 
     public AcceptFailureHandler(ProxyMetrics metrics, FdBudget fds) {
         this.metrics = metrics;
@@ -41,13 +39,10 @@ public final class AcceptFailureHandler extends ChannelInboundHandlerAdapter {
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
         if (cause instanceof IOException) {
             metrics.rejected(Rejection.ACCEPT_FAILED);
-            long failed = unlogged.incrementAndGet();
-            long now = System.nanoTime();
-            long last = lastLog.get();
-            if (now - last >= LOG_EVERY_NANOS && lastLog.compareAndSet(last, now)) {
-                unlogged.addAndGet(-failed);
+            LogThrottle.Due due = logThrottle.event();
+            if (due != null) {
                 log.warn("accept failed {} time(s) in the last {} s ({}), {} connections and {} splice pipes open, {}; "
-                        + "accepting again in {} ms", failed, TimeUnit.NANOSECONDS.toSeconds(now - last),
+                        + "accepting again in {} ms", due.events(), due.seconds(),
                         cause.getMessage(), metrics.connectionsActive(), fds.pipesInUse(), fds.describe(),
                         PAUSE_MILLIS);
             }

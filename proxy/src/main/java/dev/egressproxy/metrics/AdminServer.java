@@ -5,6 +5,7 @@ import dev.egressproxy.handler.ErrorResponses;
 import dev.egressproxy.handler.PipelineNames;
 import dev.egressproxy.policy.CidrBlock;
 import dev.egressproxy.util.Channels;
+import dev.egressproxy.util.LogThrottle;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.ByteBuf;
@@ -41,7 +42,6 @@ import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BooleanSupplier;
 import java.util.function.Supplier;
 import org.slf4j.Logger;
@@ -68,7 +68,6 @@ public final class AdminServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(AdminServer.class);
     private static final String OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     private static final String PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8";
-    private static final long LOG_REFUSALS_EVERY_NANOS = TimeUnit.SECONDS.toNanos(10);
     private static final String REFUSED = "egress-proxy admin: your address may not read this path; only /healthz"
             + " and /readyz answer every address (egress-proxy.admin.clients.allow)\n";
     private static final String REFUSED_REASON = "admin_client_not_allowed";
@@ -82,8 +81,7 @@ public final class AdminServer implements AutoCloseable {
     private final Supplier<? extends CompletionStage<?>> beforeScrape;
     private final IoHandlerFactory ioHandlerFactory;
     private final Class<? extends ServerSocketChannel> channelClass;
-    private final AtomicLong unloggedRefusals = new AtomicLong();
-    private final AtomicLong lastRefusalLog = new AtomicLong(System.nanoTime() - LOG_REFUSALS_EVERY_NANOS);
+    private final LogThrottle refusalLog = new LogThrottle(10, TimeUnit.SECONDS);
     private EventLoopGroup group;
     private ExecutorService render;
     private Channel channel;
@@ -159,14 +157,11 @@ public final class AdminServer implements AutoCloseable {
     /** Counts a refusal, and logs it with those since the last line at most every ten seconds. */
     private void refused(InetAddress client, HttpMethod method, String path) {
         metrics.adminRejected();
-        long refusals = unloggedRefusals.incrementAndGet();
-        long now = System.nanoTime();
-        long last = lastRefusalLog.get();
-        if (now - last >= LOG_REFUSALS_EVERY_NANOS && lastRefusalLog.compareAndSet(last, now)) {
-            unloggedRefusals.addAndGet(-refusals);
+        LogThrottle.Due due = refusalLog.event();
+        if (due != null) {
             log.warn("admin listener refused {} request(s) in the last {} s from addresses outside "
-                    + "egress-proxy.admin.clients.allow (403); the latest: {} {} from {}", refusals,
-                    TimeUnit.NANOSECONDS.toSeconds(now - last), method,
+                    + "egress-proxy.admin.clients.allow (403); the latest: {} {} from {}", due.events(),
+                    due.seconds(), method,
                     path.length() > 64 ? path.substring(0, 64) + "..." : path, client.getHostAddress());
         }
     }

@@ -3,6 +3,7 @@
 # run on loopback, printed as one table with ratios against Squid. See docs/performance.md.
 #
 #   bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile] [--variant NAME:VAR=VALUE...]
+#                [--scenarios LIST] [--proxies LIST]
 #   bench/run.sh --soak [--soak-minutes M] [--soak-tunnels N] [--soak-mix I:S:B] [--soak-out DIR]
 #                [--proxies LIST] [--jar PATH] [--no-netns] [--variant NAME:VAR=VALUE...]
 #
@@ -16,6 +17,11 @@
 #            or --variant uring:EGRESS_PROXY_TRANSPORT=io_uring: a setting measured against the
 #            shipped one in the same run. Values may not contain commas or spaces (several JVM
 #            flags: EGRESS_PROXY_JAVA_OPTS=@FILE, a java argument file holding them).
+# --scenarios LIST  only these of startup,connect-rate,rr,bulk,http,idle (default: all; bulk is
+#            both bulk1 and bulk4). Without http, connect-rate and rr, the warm-up is bulk through one
+#            tunnel instead of plain HTTP and connect-rate. E.g. --scenarios bulk for splice on/off.
+# --proxies LIST  (table) only these of direct,egress,egress-NAME,squid,tinyproxy (default: all,
+#            with each --variant); for --soak, see below.
 # --profile  after the last run's scenarios, profile each proxy: under the connect-rate load, where
 #            the proxy core's time goes (perf record -C, by thread and library), system calls per
 #            tunnel (strace -c) and how busy each core is (/proc/stat); under bulk, how busy each
@@ -32,7 +38,8 @@
 #          the proxies (default: all, with each --variant).
 # Needs: java 17, taskset (util-linux), squid and tinyproxy (apt-get install -y squid tinyproxy)
 # unless --quick, gnuplot for --soak (apt-get install -y gnuplot-nox), and the built jar
-# (mvn -B -q package -DskipTests).
+# (mvn -B -q package -DskipTests). The proxies run a private copy of the jar (in the run's temporary
+# directory, removed at the end), so that a rebuild during a run cannot crash them.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,6 +56,7 @@ soak_tunnels=8000
 soak_mix=95:4:1
 soak_out=""
 proxies_opt=""
+scenarios_opt=startup,connect-rate,rr,bulk,http,idle
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1; runs=1 ;;
@@ -71,7 +79,11 @@ while [[ $# -gt 0 ]]; do
       soak_mix="$2"; shift ;;
     --soak-out) soak_out="$2"; shift ;;
     --proxies) proxies_opt="$2"; shift ;;
-    *) echo "usage: bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile] [--variant NAME:VAR=VALUE...]" >&2
+    --scenarios)
+      [[ "${2:-}" =~ ^(startup|connect-rate|rr|bulk|http|idle)(,(startup|connect-rate|rr|bulk|http|idle))*$ ]] \
+        || { echo "bench: --scenarios takes a list of startup,connect-rate,rr,bulk,http,idle; got '${2:-}'" >&2; exit 64; }
+      scenarios_opt="$2"; shift ;;
+    *) echo "usage: bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile] [--variant NAME:VAR=VALUE...] [--scenarios LIST] [--proxies LIST]" >&2
        echo "       bench/run.sh --soak [--soak-minutes M] [--soak-tunnels N] [--soak-mix I:S:B] [--soak-out DIR] [--proxies LIST] [--jar PATH] [--variant ...]" >&2
        exit 64 ;;
   esac
@@ -109,10 +121,27 @@ if [[ $soak -eq 1 ]]; then
   need gnuplot "apt-get install -y gnuplot-nox"
   if [[ " ${soak_proxies[*]} " == *" squid "* ]]; then need squid "apt-get install -y squid"; fi
   if [[ " ${soak_proxies[*]} " == *" tinyproxy "* ]]; then need tinyproxy "apt-get install -y tinyproxy"; fi
-elif [[ $quick -eq 0 ]]; then
-  need squid "apt-get install -y squid"
-  need tinyproxy "apt-get install -y tinyproxy"
+else
+  table_proxies=()
+  if [[ -n "$proxies_opt" ]]; then
+    IFS=, read -r -a table_proxies <<< "$proxies_opt"
+    for p in "${table_proxies[@]}"; do
+      case "$p" in
+        direct | egress | squid | tinyproxy) ;;
+        egress-*)
+          printf '%s\n' "${variants[@]}" | grep -q "^${p#egress-}:" \
+            || { echo "bench: --proxies names $p, but no --variant ${p#egress-}:VAR=VALUE" >&2; exit 64; } ;;
+        *) echo "bench: --proxies takes direct, egress, squid, tinyproxy and egress-NAME for a --variant; got '$p'" >&2; exit 64 ;;
+      esac
+    done
+  fi
+  if [[ $quick -eq 0 ]]; then
+    if [[ -z "$proxies_opt" || ",$proxies_opt," == *",squid,"* ]]; then need squid "apt-get install -y squid"; fi
+    if [[ -z "$proxies_opt" || ",$proxies_opt," == *",tinyproxy,"* ]]; then need tinyproxy "apt-get install -y tinyproxy"; fi
+  fi
 fi
+# Whether scenario $1 is among --scenarios.
+want() { [[ ",$scenarios_opt," == *",$1,"* ]]; }
 
 # Two descriptors per tunnel in the proxy: 8,000 idle tunnels need 16,000 and more.
 ulimit -n "$(ulimit -Hn)"
@@ -148,8 +177,9 @@ fi
 
 # egress-proxy runs as installed: through its launcher (deploy/bin/egress-proxy), with the
 # launcher's JVM flags (docs/performance.md says which and why) and its class-data-sharing archive,
-# built once below as the launcher builds it on a first start or at image build.
-export EGRESS_PROXY_JAR="$jar" EGRESS_PROXY_HEAP=256m EGRESS_PROXY_DIRECT_MEMORY=256m EGRESS_PROXY_GC=serial
+# built once below as the launcher builds it on a first start or at image build. The jar is a
+# private copy (below).
+export EGRESS_PROXY_HEAP=256m EGRESS_PROXY_DIRECT_MEMORY=256m EGRESS_PROXY_GC=serial
 PROXY_CPU=1
 LOAD_CPU=0
 # Bench reports each core's busy time per unit of work from /proc/stat (the *_core_us_per_* rows).
@@ -166,6 +196,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# A JVM reads classes from its jar as it needs them: a jar rewritten under a running proxy (an
+# "mvn package" during the run) crashed one (SIGBUS in libzip). The proxies run this copy instead.
+cp "$jar" "$work/egress-proxy.jar"
+export EGRESS_PROXY_JAR="$work/egress-proxy.jar"
 
 javac -d "$work/classes" "$here/src/Bench.java" "$here/src/Soak.java"
 export EGRESS_PROXY_CDS_ARCHIVE="$work/egress-proxy.jsa"
@@ -241,6 +275,7 @@ if [[ $quick -eq 1 ]]; then
   idle_counts=(200)
 else
   proxies=(direct egress "${extra[@]}" squid tinyproxy)
+  if [[ -n "$proxies_opt" && $soak -eq 0 ]]; then proxies=("${table_proxies[@]}"); fi
   secs=5
   warm=15
   again=3
@@ -408,28 +443,38 @@ for run in $(seq 1 "$runs"); do
     echo "== run $run/$runs: $proxy" >&2
     t="$(target "$proxy")"
     if [[ "$proxy" != direct ]]; then
-      if [[ "$proxy" == egress ]]; then
-        # The same start without the archive, for comparison (recorded as its own metric).
+      if want startup; then
+        if [[ "$proxy" == egress ]]; then
+          # The same start without the archive, for comparison (recorded as its own metric).
+          # shellcheck disable=SC2046
+          suffix=_no_cds scenario "$proxy" "$run" startup "$t" -- $(proxy_cmd egress-no-cds)
+        fi
         # shellcheck disable=SC2046
-        suffix=_no_cds scenario "$proxy" "$run" startup "$t" -- $(proxy_cmd egress-no-cds)
+        scenario "$proxy" "$run" startup "$t" -- $(proxy_cmd "$proxy")
       fi
-      # shellcheck disable=SC2046
-      scenario "$proxy" "$run" startup "$t" -- $(proxy_cmd "$proxy")
       start_proxy "$proxy"
     fi
     # Warm-up, results discarded: the JVMs (load generator and egress-proxy) compile their hot
     # paths; every proxy gets the same. Plain HTTP first, so that connect-rate, measured next,
     # follows its own warm-up, twice as long: after the plain-HTTP load the JIT recompiles the
     # tunnel path for 20 s and more on the proxy's one core (docs/performance.md, "Setup p99").
-    loadgen http "$t" "$warm" 32 > /dev/null
-    loadgen connect-rate "$t" "$((warm * 2))" 64 > /dev/null
-    measured "$proxy" "$run" connect-rate "$t" 64
-    measured "$proxy" "$run" rr "$t" 64
-    measured "$proxy" "$run" bulk "$t" 1
-    measured "$proxy" "$run" bulk "$t" 4
-    measured "$proxy" "$run" http "$t" 32
+    # With --scenarios of bulk alone (no tunnel set-up or plain-HTTP load measured), bulk through
+    # one tunnel warms the relay path instead, for as long as the plain-HTTP warm-up.
+    if want http || want connect-rate || want rr; then
+      loadgen http "$t" "$warm" 32 > /dev/null
+      loadgen connect-rate "$t" "$((warm * 2))" 64 > /dev/null
+    elif want bulk; then
+      loadgen bulk "$t" "$warm" 1 > /dev/null
+    fi
+    if want connect-rate; then measured "$proxy" "$run" connect-rate "$t" 64; fi
+    if want rr; then measured "$proxy" "$run" rr "$t" 64; fi
+    if want bulk; then
+      measured "$proxy" "$run" bulk "$t" 1
+      measured "$proxy" "$run" bulk "$t" 4
+    fi
+    if want http; then measured "$proxy" "$run" http "$t" 32; fi
     if [[ "$proxy" != direct ]]; then
-      scenario "$proxy" "$run" idle "$t" "$(IFS=,; echo "${idle_counts[*]}")" "$proxy_pid"
+      if want idle; then scenario "$proxy" "$run" idle "$t" "$(IFS=,; echo "${idle_counts[*]}")" "$proxy_pid"; fi
       if [[ $profile -eq 1 && $run -eq $runs ]]; then
         profile_proxy "$proxy" "$t"
       fi
@@ -444,6 +489,7 @@ echo "network: $netns"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(java -version 2>&1 | head -1)"
 echo "egress-proxy: deploy/bin/egress-proxy, EGRESS_PROXY_HEAP=$EGRESS_PROXY_HEAP (-Xms=-Xmx), EGRESS_PROXY_GC=$EGRESS_PROXY_GC, EGRESS_PROXY_DIRECT_MEMORY=$EGRESS_PROXY_DIRECT_MEMORY, CDS archive; wall time $((SECONDS - started)) s"
 for v in "${variants[@]}"; do echo "variant egress-${v%%:*}: ${v#*:}"; done
+echo "scenarios: $scenarios_opt; proxies: ${proxies[*]}"
 printf '%s\n' "${variants[@]}" > "$work/variants.txt"
 python3 "$here/table.py" "$results" "$quick" "$work/variants.txt"
 if [[ $profile -eq 1 ]]; then

@@ -20,6 +20,7 @@ no tunnel up to 4,000 slow readers; --direct 256m (the launcher's default) shows
 import argparse
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -131,7 +132,10 @@ def tunnel(kind):
 
 def measure(args, kind, n, splice):
     with tempfile.TemporaryDirectory() as workdir:
-        p = start_proxy(args.jar, splice, args.direct, args.heap, workdir)
+        # A private copy of the jar, removed with workdir: a jar rewritten under a running JVM
+        # (mvn package meanwhile) can crash it.
+        jar = shutil.copy(args.jar, os.path.join(workdir, "egress-proxy.jar"))
+        p = start_proxy(jar, splice, args.direct, args.heap, workdir)
         try:
             socks, refused = [], 0
             for _ in range(n):

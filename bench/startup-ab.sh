@@ -9,7 +9,8 @@
 # NAME labels a candidate; JAR is an egress-proxy.jar (build another commit into its own tree and
 # point here); JAVA_OPTS (optional, may contain spaces and colons) go into EGRESS_PROXY_JAVA_OPTS,
 # after the launcher's own flags, so they override them. Prints every start, then per candidate
-# the median and the range. Example, the shipped build (the launcher raises C1's compile
+# the median and the range. Each candidate runs a private copy of its jar (removed at the end), so
+# that a rebuild during the run cannot crash a proxy. Example, the shipped build (the launcher raises C1's compile
 # thresholds tenfold) against itself with the JVM's usual C1 thresholds:
 #
 #   bench/startup-ab.sh shipped:proxy/target/egress-proxy.jar \
@@ -41,6 +42,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# A JVM reads classes from its jar as it needs them; a jar rewritten under it can crash it.
+for i in "${!names[@]}"; do
+  cp "${jars[$i]}" "$work/${names[$i]}.jar"
+  jars[i]="$work/${names[$i]}.jar"
+done
 
 javac -d "$work/classes" "$here/src/Bench.java"
 export EGRESS_PROXY_HEAP=256m EGRESS_PROXY_DIRECT_MEMORY=256m EGRESS_PROXY_GC=serial

@@ -72,6 +72,24 @@ for i, r in enumerate(table):
         print("  ".join("-" * w for w in widths))
 
 
+# Each variant against egress-proxy as shipped, in the proxy core's time per unit of work (the
+# *_core_us_per_* rows; proxy_core_us_per_mb in bulk1 and bulk4 is what decides whether
+# relay.splice stays, docs/performance.md): how much less (or more) the shipped build uses.
+core_rows = [(s, m) for s, m in seen if m.startswith("proxy_core_us_per_")]
+for v, what in variants[1:]:
+    if not core_rows:
+        break
+    print()
+    print("egress (as shipped) against " + v + " (" + what + "), proxy core time per unit of work, medians:")
+    for scenario, metric in core_rows:
+        shipped, other = med(scenario, metric, "egress"), med(scenario, metric, v)
+        if shipped is None or other is None or other == 0:
+            continue
+        saving = 1 - shipped / other
+        print("  {:<14} {:<22} egress {:>8.0f}  {} {:>8.0f}  egress uses {:.0f}% {}".format(
+            scenario, metric, shipped, v, other, abs(saving) * 100, "less" if saving >= 0 else "more"))
+
+
 def target(name, ok, note=None):
     if ok is None:
         print("  n/a   " + name)

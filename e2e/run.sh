@@ -116,6 +116,11 @@ JAVA_VERSION=$(PATH=$CLEAN_PATH java -version 2>&1 || true)
 RUN=$(mktemp -d /tmp/egress-e2e.XXXXXX)
 OUT=$RUN/out
 mkdir -p "$OUT" "$RUN/home"
+# The proxies run a private copy of the jar: a JVM reads classes from its jar as it needs them, and
+# a jar rewritten under it (mvn package during the run) can crash it. Removed at the end.
+BUILT_JAR=$JAR
+JAR=$RUN/egress-proxy.jar
+cp "$BUILT_JAR" "$JAR"
 NS=
 PROXY_PID=
 P=
@@ -146,6 +151,7 @@ cleanup() {
     stop_proxy
     if [[ -d $RUN/world ]]; then "$HERE/world.sh" down "$RUN/world" >>"$RUN/world-down.log" 2>&1; fi
     if [[ -n $NS ]]; then ip netns del "$NS" 2>/dev/null; fi
+    rm -f "$JAR"
     if [[ $KEEP == 1 || $FAIL != 0 || $rc != 0 ]]; then
         echo "run.sh: kept $RUN (proxy logs in $RUN/s*/, client output in $OUT)" >&2
     else
@@ -162,7 +168,7 @@ trap 'exit 130' INT TERM
 
 in_ns() { if [[ -n $NS ]]; then ip netns exec "$NS" "$@"; else "$@"; fi; }
 
-echo "# egress-proxy e2e: jar $JAR, run dir $RUN"
+echo "# egress-proxy e2e: jar $BUILT_JAR (run from a copy), run dir $RUN"
 if [[ $USE_NETNS == 1 ]]; then
     if ! PATH=$CLEAN_PATH command -v ip >/dev/null 2>&1; then
         echo "# no 'ip' (iproute2): running in the current network namespace"

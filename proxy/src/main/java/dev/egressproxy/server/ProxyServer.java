@@ -231,6 +231,9 @@ public final class ProxyServer implements AutoCloseable {
         }
         listener = Channels.bindOrExplain(b, "proxy", config.listen().host(), config.listen().port());
         ready = !holdReadiness;
+        // Workarounds that read Netty's private members, and what is lost where a Netty version lacks them.
+        SpliceRelay.warnIfUnavailable(transport.name(), config.relay().splice());
+        EpollInterest.warnIfUnavailable(transport.name());
         log.info("egress-proxy listening on {} (admin {}), transport {} with {} io threads, tunnels relayed {}, allowlist: {} entries{}",
                 text(proxyAddress()), admin == null ? "disabled" : text(admin.address()), transport.name(), threads,
                 relayText(config.relay(), transport.name()), config.allowlist().entries().size(),

@@ -1,5 +1,6 @@
 package dev.egressproxy.tunnel;
 
+import dev.egressproxy.util.NettyInternals;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
@@ -9,6 +10,7 @@ import io.netty.channel.unix.FileDescriptor;
 import java.io.IOException;
 import java.lang.reflect.Field;
 import java.util.Queue;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -30,8 +32,9 @@ import org.slf4j.LoggerFactory;
  * reads the rest of the receive buffer itself, through pooled buffers, as fast as the other side
  * takes it, counts what the current chunk moved, and then passes the half-close on. Reading the
  * current chunk's progress needs three of Netty's private fields (the splice queue, a task's
- * remaining length and its promise); where they cannot be read, splicing is off
- * ({@link #unavailableReason()}) and tunnels relay through user space as before.
+ * remaining length and its promise, {@link Access}); where they cannot be read, splicing is off,
+ * the start-up log says so at WARN ({@link #warnIfUnavailable}) and tunnels relay through user
+ * space as before. {@code NettyInternalsTest} fails the build when they are missing.
  */
 public final class SpliceRelay {
 
@@ -40,35 +43,42 @@ public final class SpliceRelay {
     /** Bytes per splice request: the granularity of byte counts and of idle-timeout activity. */
     static final int CHUNK = 64 * 1024;
 
-    private static final Field QUEUE;
-    private static final Field LEFT;
-    private static final Field PROMISE;
-    private static final String UNAVAILABLE;
+    /** Netty's private members this class reads, looked up once. */
+    private static final Access ACCESS = Access.find("spliceQueue", "SpliceInTask", "len", "promise");
 
-    static {
-        Field queue = null;
-        Field left = null;
-        Field promise = null;
-        String unavailable = null;
-        try {
-            queue = AbstractEpollStreamChannel.class.getDeclaredField("spliceQueue");
-            queue.setAccessible(true);
-            Class<?> task = Class.forName(AbstractEpollStreamChannel.class.getName() + "$SpliceInTask");
-            left = task.getDeclaredField("len");
-            left.setAccessible(true);
-            promise = task.getDeclaredField("promise");
-            promise.setAccessible(true);
-            if (!Queue.class.isAssignableFrom(queue.getType()) || left.getType() != int.class
-                    || !ChannelFuture.class.isAssignableFrom(promise.getType())) {
-                unavailable = "Netty's splice internals changed shape";
+    /**
+     * The three private members of Netty's epoll transport that tell a splice chunk's progress:
+     * {@code AbstractEpollStreamChannel.spliceQueue} (the queue of pending chunks), and a queued
+     * {@code SpliceInTask}'s {@code len} (bytes still to move into the pipe) and {@code promise}
+     * (to find the current chunk). {@code missing} names the first one not found, and is null
+     * when all were. The names are parameters so that a test can look up one that is not there.
+     */
+    record Access(Field queue, Field left, Field promise, String missing, AtomicBoolean warned) {
+
+        static Access find(String queueField, String taskClass, String lenField, String promiseField) {
+            try {
+                Field queue = NettyInternals.field(AbstractEpollStreamChannel.class, queueField, Queue.class);
+                Class<?> task = NettyInternals.type(AbstractEpollStreamChannel.class.getName() + "$" + taskClass);
+                Field left = NettyInternals.field(task, lenField, int.class);
+                Field promise = NettyInternals.field(task, promiseField, ChannelFuture.class);
+                return new Access(queue, left, promise, null, new AtomicBoolean());
+            } catch (NettyInternals.Missing e) {
+                return new Access(null, null, null, e.getMessage(), new AtomicBoolean());
             }
-        } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
-            unavailable = "cannot read the progress of Netty's splice: " + e;
         }
-        QUEUE = queue;
-        LEFT = left;
-        PROMISE = promise;
-        UNAVAILABLE = unavailable;
+
+        /**
+         * Logs at WARN, once, that splicing is off and why, when it would have been used: the
+         * epoll transport with {@code relay.splice = true}. Returns whether it logged.
+         */
+        boolean warnIfMissing(String transport, boolean spliceConfigured) {
+            if (missing == null || !spliceConfigured || !"epoll".equals(transport) || !warned.compareAndSet(false, true)) {
+                return false;
+            }
+            log.warn("splice unavailable: {}; tunnels relay in user space (relay.splice = true has no effect; "
+                    + "the proxy's CPU per byte of bulk tunnels about doubles)", missing);
+            return true;
+        }
     }
 
     private final Tunnel tunnel;
@@ -93,14 +103,22 @@ public final class SpliceRelay {
         this.to = to;
     }
 
-    /** Null when splicing can be used; otherwise why not, for the start-up log. */
+    /** Null when splicing can be used; otherwise the Netty member that is missing, for the start-up log. */
     public static String unavailableReason() {
-        return UNAVAILABLE;
+        return ACCESS.missing();
+    }
+
+    /**
+     * At start-up: a WARN, once per process, when the transport is epoll and {@code relay.splice}
+     * is on but Netty's members are missing (splicing is then off).
+     */
+    public static void warnIfUnavailable(String transport, boolean spliceConfigured) {
+        ACCESS.warnIfMissing(transport, spliceConfigured);
     }
 
     /** True when {@code from} to {@code to} can be spliced: both epoll sockets on one event loop. */
     static boolean possible(Channel from, Channel to) {
-        return UNAVAILABLE == null && from instanceof AbstractEpollStreamChannel
+        return ACCESS.missing() == null && from instanceof AbstractEpollStreamChannel
                 && to instanceof AbstractEpollStreamChannel && from.eventLoop() == to.eventLoop();
     }
 
@@ -175,11 +193,11 @@ public final class SpliceRelay {
      */
     private int currentLeft() {
         try {
-            Queue<?> queue = (Queue<?>) QUEUE.get(from);
+            Queue<?> queue = (Queue<?>) ACCESS.queue().get(from);
             if (queue != null) {
                 for (Object task : queue) {
-                    if (PROMISE.get(task) == current) {
-                        return LEFT.getInt(task);
+                    if (ACCESS.promise().get(task) == current) {
+                        return ACCESS.left().getInt(task);
                     }
                 }
             }

@@ -7,6 +7,7 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.epoll.Native;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -30,35 +31,46 @@ import org.slf4j.LoggerFactory;
  * again until it is closed if it stayed in the set.
  *
  * <p>The two methods are Netty's own ({@code setFlag} and {@code clearFlag}, not public), reached
- * by reflection; if a Netty version changes them the start-up log says so and the proxy runs
- * without the workaround.
+ * by reflection ({@link Access}); if a Netty version changes them the proxy runs without the
+ * workaround and, on the epoll transport, the start-up log says so at WARN
+ * ({@link #warnIfUnavailable}). {@code NettyInternalsTest} fails the build when they are missing.
  */
 public final class EpollInterest {
 
     private static final Logger log = LoggerFactory.getLogger(EpollInterest.class);
-    /** Netty's {@code AbstractEpollChannel} (not public); null where it cannot be used. */
-    private static final Class<?> EPOLL_CHANNEL;
-    private static final Method SET;
-    private static final Method CLEAR;
+    /** Netty's private methods this class calls, looked up once. */
+    private static final Access ACCESS = Access.find("io.netty.channel.epoll.AbstractEpollChannel", "setFlag", "clearFlag");
 
-    static {
-        Class<?> type = null;
-        Method set = null;
-        Method clear = null;
-        try {
-            type = Class.forName("io.netty.channel.epoll.AbstractEpollChannel");
-            set = type.getDeclaredMethod("setFlag", int.class);
-            clear = type.getDeclaredMethod("clearFlag", int.class);
-            set.setAccessible(true);
-            clear.setAccessible(true);
-        } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
-            log.warn("cannot keep sockets in Netty's epoll set (a client that half-closes may lose the end of a "
-                    + "download): {}", e.toString());
-            type = null;
+    /**
+     * Netty's {@code AbstractEpollChannel} (not public) and its {@code setFlag(int)} and
+     * {@code clearFlag(int)}, which change a channel's epoll interest set. {@code missing} names
+     * the first one not found, and is null when all were. The names are parameters so that a test
+     * can look up one that is not there.
+     */
+    record Access(Class<?> type, Method set, Method clear, String missing, AtomicBoolean warned) {
+
+        static Access find(String typeName, String setName, String clearName) {
+            try {
+                Class<?> type = NettyInternals.type(typeName);
+                Method set = NettyInternals.method(type, setName, int.class);
+                Method clear = NettyInternals.method(type, clearName, int.class);
+                return new Access(type, set, clear, null, new AtomicBoolean());
+            } catch (NettyInternals.Missing e) {
+                return new Access(null, null, null, e.getMessage(), new AtomicBoolean());
+            }
         }
-        EPOLL_CHANNEL = type;
-        SET = type == null ? null : set;
-        CLEAR = type == null ? null : clear;
+
+        /** Logs at WARN, once, what is lost without the workaround, on the epoll transport. */
+        boolean warnIfMissing(String transport) {
+            if (missing == null || !"epoll".equals(transport) || !warned.compareAndSet(false, true)) {
+                return false;
+            }
+            log.warn("cannot keep sockets in Netty's epoll set: {}; a client that half-closes (sends its FIN) and "
+                    + "then downloads more than the socket buffers hold can lose the end of the download "
+                    + "(Netty shuts the output down when epoll_ctl(MOD) fails with ENOENT; see docs/architecture.md, "
+                    + "\"Netty bugs we work around\")", missing);
+            return true;
+        }
     }
 
     /** Marks the server channel's accepted sockets before they are registered. */
@@ -76,18 +88,31 @@ public final class EpollInterest {
     private EpollInterest() {
     }
 
+    /** Null when the workaround is in force; otherwise the Netty member that is missing. */
+    public static String unavailableReason() {
+        return ACCESS.missing();
+    }
+
+    /**
+     * At start-up: a WARN, once per process, when the transport is epoll and Netty's members are
+     * missing (the workaround is then off).
+     */
+    public static void warnIfUnavailable(String transport) {
+        ACCESS.warnIfMissing(transport);
+    }
+
     /** Adds {@code EPOLLERR} to an epoll channel not yet registered; returns the channel. */
     public static <C extends Channel> C hold(C ch) {
-        if (SET != null && EPOLL_CHANNEL.isInstance(ch) && !ch.isRegistered()) {
-            invoke(SET, ch);
+        if (ACCESS.missing() == null && ACCESS.type().isInstance(ch) && !ch.isRegistered()) {
+            invoke(ACCESS.set(), ch);
         }
         return ch;
     }
 
     /** Takes {@code EPOLLERR} off again; {@link Channels#shutdownOutput} calls it before the FIN. */
     public static void release(Channel ch) {
-        if (CLEAR != null && EPOLL_CHANNEL.isInstance(ch) && ch.isRegistered() && ch.isOpen()) {
-            invoke(CLEAR, ch);
+        if (ACCESS.missing() == null && ACCESS.type().isInstance(ch) && ch.isRegistered() && ch.isOpen()) {
+            invoke(ACCESS.clear(), ch);
         }
     }
 

@@ -3,7 +3,11 @@ package dev.egressproxy.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import dev.egressproxy.testing.Origin;
 import dev.egressproxy.testing.Processes;
+import dev.egressproxy.testing.ProxyJar;
+import dev.egressproxy.testing.ProxyProcess;
+import dev.egressproxy.testing.RawClient;
 import java.io.File;
 import java.net.InetAddress;
 import java.net.ServerSocket;
@@ -11,8 +15,12 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -23,16 +31,17 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The runnable jar as an operator uses it: {@code --check-config}, the shipped defaults,
- * environment overrides, the access log on stdout, a clean stop on SIGTERM, and the
- * class-data-sharing training run.
+ * environment overrides, the access log on stdout, a clean stop on SIGTERM, the
+ * class-data-sharing training run, and a child proxy that outlives a rebuild of its jar.
  */
 class JarIT {
 
     @TempDir
     Path dir;
 
+    /** A copy of the built jar, so that a rebuild while the tests run cannot break a child ({@link ProxyJar}). */
     static String jar() {
-        return System.getProperty("egress.proxy.jar", "target/egress-proxy.jar");
+        return ProxyJar.shared().toString();
     }
 
     static String java() {
@@ -178,6 +187,37 @@ class JarIT {
             assertThat(r.exitCode()).as(r.output()).isEqualTo(1);
             assertThat(r.output()).contains("egress-proxy could not start: cannot listen (proxy) on 127.0.0.1:"
                     + ports[0] + ": Address already in use");
+        }
+    }
+
+    @Test
+    void aChildProxyKeepsServingWhenTheJarItWasStartedFromIsRewritten() throws Exception {
+        // The "original" is a copy of the build's jar, so that this test can ruin it safely.
+        Path original = ProxyJar.copy(ProxyJar.built(), Files.createDirectory(dir.resolve("original")));
+        try (Origin origin = Origin.http().respond("/ok", 200, "fine");
+                ProxyProcess proxy = ProxyProcess.start(original, Files.createDirectory(dir.resolve("child")), List.of(),
+                        List.of("-Xmx64m"), """
+                          allowlist { presets = [], hosts = ["origin.test"] }
+                          destinations.connect-to { "origin.test:80" = "127.0.0.1:%d" }
+                        """.formatted(origin.port()))) {
+            // A rebuild rewrites the jar in place: here it is cut to nothing, then 4 KiB of zeros.
+            try (FileChannel jar = FileChannel.open(original, StandardOpenOption.WRITE)) {
+                jar.truncate(0);
+                jar.write(ByteBuffer.allocate(4096));
+            }
+            // Paths the child has not taken since start, whose classes it reads from its jar now:
+            // a forwarded request, a refusal, the Prometheus scrape.
+            try (RawClient c = new RawClient(proxy.address())) {
+                c.send("GET http://origin.test/ok HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n");
+                assertThat(new String(c.readToEnd(), StandardCharsets.ISO_8859_1)).startsWith("HTTP/1.1 200").endsWith("fine");
+            }
+            try (RawClient c = new RawClient(proxy.address())) {
+                c.send("CONNECT elsewhere.test:443 HTTP/1.1\r\nHost: elsewhere.test:443\r\n\r\n");
+                assertThat(c.readHead().status()).isEqualTo(403);
+            }
+            assertThat(proxy.metric("egress_proxy_allowlist_entries")).isEqualTo(1.0);
+            assertThat(proxy.isAlive()).isTrue();
+            assertThat(proxy.log()).doesNotContain("NoClassDefFoundError", "ClassNotFoundException", "ZipException");
         }
     }
 }

@@ -19,30 +19,41 @@ import java.util.concurrent.TimeUnit;
 /**
  * The proxy jar run as its own process, for what only a process has: an open-file limit (started
  * under {@code prlimit}), a direct-memory size, its own log. Listens on loopback ports the caller
- * gives; {@link #start} returns once {@code /readyz} answers 200.
+ * gives; {@link #start} returns once {@code /readyz} answers 200. It runs a copy of the jar in its
+ * directory ({@link ProxyJar}), removed by {@link #close}, so that a rebuild of the jar meanwhile
+ * cannot break it.
  */
 public final class ProxyProcess implements AutoCloseable {
 
     private final Process process;
+    private final Path jar;
     private final Path log;
     private final int port;
     private final int adminPort;
     private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
 
-    private ProxyProcess(Process process, Path log, int port, int adminPort) {
+    private ProxyProcess(Process process, Path jar, Path log, int port, int adminPort) {
         this.process = process;
+        this.jar = jar;
         this.log = log;
         this.port = port;
         this.adminPort = adminPort;
     }
 
     /**
-     * Starts {@code prefix java jvmOptions -jar egress-proxy.jar --config <dir>/egress-proxy.conf}
-     * with {@code config} (the body of the {@code egress-proxy} block; listen and admin are added),
-     * its output in {@code dir}/proxy.log.
+     * Starts {@code prefix java jvmOptions -jar <dir>/egress-proxy.jar --config <dir>/egress-proxy.conf},
+     * the jar a copy of the one the build made, with {@code config} (the body of the
+     * {@code egress-proxy} block; listen and admin are added), its output in {@code dir}/proxy.log.
      */
     public static ProxyProcess start(Path dir, List<String> prefix, List<String> jvmOptions, String config)
             throws Exception {
+        return start(ProxyJar.built(), dir, prefix, jvmOptions, config);
+    }
+
+    /** As {@link #start(Path, List, List, String)}, with a copy of {@code sourceJar}. */
+    public static ProxyProcess start(Path sourceJar, Path dir, List<String> prefix, List<String> jvmOptions,
+            String config) throws Exception {
+        Path jar = ProxyJar.copy(sourceJar, dir);
         int[] ports = Processes.twoFreePorts();
         Path conf = dir.resolve("egress-proxy.conf");
         Files.writeString(conf, "egress-proxy {\n  listen { host = \"127.0.0.1\", port = " + ports[0] + " }\n"
@@ -52,12 +63,11 @@ public final class ProxyProcess implements AutoCloseable {
         List<String> command = new ArrayList<>(prefix);
         command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         command.addAll(jvmOptions);
-        command.addAll(List.of("-jar", System.getProperty("egress.proxy.jar", "target/egress-proxy.jar"),
-                "--config", conf.toString()));
+        command.addAll(List.of("-jar", jar.toString(), "--config", conf.toString()));
         Path log = dir.resolve("proxy.log");
         ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile());
         pb.environment().keySet().removeIf(k -> k.startsWith("EGRESS_PROXY_"));
-        ProxyProcess p = new ProxyProcess(pb.start(), log, ports[0], ports[1]);
+        ProxyProcess p = new ProxyProcess(pb.start(), jar, log, ports[0], ports[1]);
         try {
             await().atMost(Duration.ofSeconds(30)).until(() -> {
                 if (!p.process.isAlive()) {
@@ -74,6 +84,11 @@ public final class ProxyProcess implements AutoCloseable {
 
     public InetSocketAddress address() {
         return new InetSocketAddress("127.0.0.1", port);
+    }
+
+    /** The admin listener. */
+    public InetSocketAddress adminAddress() {
+        return new InetSocketAddress("127.0.0.1", adminPort);
     }
 
     public boolean isAlive() {
@@ -115,5 +130,6 @@ public final class ProxyProcess implements AutoCloseable {
         if (!process.waitFor(15, TimeUnit.SECONDS)) {
             process.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
         }
+        Files.deleteIfExists(jar);
     }
 }

@@ -27,9 +27,11 @@ import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.HttpVersion;
+import io.netty.handler.codec.http.QueryStringDecoder;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.function.BooleanSupplier;
@@ -38,7 +40,8 @@ import java.util.function.Supplier;
 /**
  * The admin listener, on its own port: {@code /metrics} (Prometheus text, or OpenMetrics when the
  * scraper asks for it), {@code /healthz} (the process is alive), {@code /readyz} (listener bound and
- * config loaded; 503 while starting or draining) and {@code /denied} (the JSON gap report).
+ * config loaded; 503 while starting or draining) and {@code /denied} (the JSON gap report;
+ * {@code ?format=hocon}: the allowlist entries that would admit its refused destinations).
  */
 public final class AdminServer implements AutoCloseable {
 
@@ -117,11 +120,8 @@ public final class AdminServer implements AutoCloseable {
                 respond(ctx, text(HttpResponseStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n"), keepAlive, head);
                 return;
             }
-            String path = req.uri();
-            int q = path.indexOf('?');
-            if (q >= 0) {
-                path = path.substring(0, q);
-            }
+            QueryStringDecoder uri = new QueryStringDecoder(req.uri());
+            String path = uri.path();
             if (path.equals("/metrics")) {
                 String accept = req.headers().get(HttpHeaderNames.ACCEPT, "");
                 CompletableFuture<?> meters = beforeScrape.get().toCompletableFuture();
@@ -140,7 +140,7 @@ public final class AdminServer implements AutoCloseable {
                 case "/readyz" -> ready.getAsBoolean()
                         ? text(HttpResponseStatus.OK, "ready\n")
                         : text(HttpResponseStatus.SERVICE_UNAVAILABLE, "not ready\n");
-                case "/denied" -> body(HttpResponseStatus.OK, "application/json", report.toJson());
+                case "/denied" -> denied(uri);
                 default -> text(HttpResponseStatus.NOT_FOUND, "not found; try /metrics, /healthz, /readyz or /denied\n");
             };
             respond(ctx, res, keepAlive, head);
@@ -155,6 +155,16 @@ public final class AdminServer implements AutoCloseable {
             if (!keepAlive) {
                 f.addListener(ChannelFutureListener.CLOSE);
             }
+        }
+
+        /** {@code /denied} as JSON, or with {@code ?format=hocon} as allowlist entries to paste. */
+        private FullHttpResponse denied(QueryStringDecoder uri) {
+            String format = uri.parameters().getOrDefault("format", List.of("json")).get(0);
+            return switch (format) {
+                case "json" -> body(HttpResponseStatus.OK, "application/json", report.toJson());
+                case "hocon" -> text(HttpResponseStatus.OK, report.toHocon());
+                default -> text(HttpResponseStatus.BAD_REQUEST, "format must be json or hocon\n");
+            };
         }
 
         private FullHttpResponse metrics(String accept) {

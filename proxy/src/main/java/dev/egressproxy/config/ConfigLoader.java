@@ -11,6 +11,7 @@ import com.typesafe.config.ConfigValue;
 import com.typesafe.config.ConfigValueFactory;
 import com.typesafe.config.ConfigValueType;
 import dev.egressproxy.policy.AllowlistEntry;
+import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.policy.AuthorityParser;
 import dev.egressproxy.policy.CidrBlock;
 import dev.egressproxy.policy.MalformedTargetException;
@@ -50,6 +51,10 @@ public final class ConfigLoader {
 
     private static final String SHIPPED_DEFAULT = "egress-proxy.conf";
 
+    /** The keys of {@link #ENV_KEYS} whose value is a list, given as comma-separated items. */
+    private static final Set<String> LIST_KEYS = Set.of("allowlist.presets", "allowlist.hosts",
+            "destinations.allow-private", "clients.allow", "admin.clients.allow");
+
     private final List<String> problems = new ArrayList<>();
     private final Path presetDir;
 
@@ -66,6 +71,7 @@ public final class ConfigLoader {
         m.put("EGRESS_PROXY_ADMIN_CLIENTS_ALLOW", "admin.clients.allow");
         m.put("EGRESS_PROXY_PRESETS", "allowlist.presets");
         m.put("EGRESS_PROXY_ALLOW_HOSTS", "allowlist.hosts");
+        m.put("EGRESS_PROXY_ALLOWLIST_MODE", "allowlist.mode");
         m.put("EGRESS_PROXY_ALLOW_PRIVATE", "destinations.allow-private");
         m.put("EGRESS_PROXY_CLIENTS_ALLOW", "clients.allow");
         m.put("EGRESS_PROXY_CONNECT_TIMEOUT", "timeouts.connect");
@@ -120,8 +126,7 @@ public final class ConfigLoader {
             }
             String key = ROOT + "." + e.getValue();
             ConfigValue v;
-            if (e.getValue().startsWith("allowlist.") || e.getValue().startsWith("destinations.")
-                    || e.getValue().startsWith("clients.") || e.getValue().startsWith("admin.clients.")) {
+            if (LIST_KEYS.contains(e.getValue())) {
                 List<String> items = Arrays.stream(value.split(",")).map(String::trim).filter(s -> !s.isEmpty()).toList();
                 v = ConfigValueFactory.fromIterable(items, "environment variable " + e.getKey());
             } else {
@@ -163,7 +168,7 @@ public final class ConfigLoader {
                     + "): no hosts allowed (presets and hosts are both empty); "
                     + "the proxy would refuse everything. Name a preset such as \"redhat-registry\" or list hosts.");
         }
-        ProxyConfig.Allowlist allowlist = new ProxyConfig.Allowlist(presets, dedupe(entries));
+        ProxyConfig.Allowlist allowlist = new ProxyConfig.Allowlist(presets, dedupe(entries), allowlistMode(c));
 
         List<CidrBlock> allowPrivate = cidrs(c, "destinations.allow-private");
         ProxyConfig.Clients clients = new ProxyConfig.Clients(cidrs(c, "clients.allow"),
@@ -244,6 +249,18 @@ public final class ConfigLoader {
                 metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
                 new ProxyConfig.Reload(watch));
+    }
+
+    private AllowlistMode allowlistMode(Config c) {
+        String text = c.getString("allowlist.mode").trim().toLowerCase(Locale.ROOT);
+        for (AllowlistMode m : AllowlistMode.values()) {
+            if (m.label().equals(text)) {
+                return m;
+            }
+        }
+        problems.add(ROOT + ".allowlist.mode (" + where(c.getValue("allowlist.mode").origin()) + "): '"
+                + c.getString("allowlist.mode") + "' is not one of enforce, report");
+        return AllowlistMode.ENFORCE;
     }
 
     private ProxyConfig.Tunnels tunnels(Config c) {

@@ -15,6 +15,6 @@ public record ConfigSnapshot(ProxyConfig config, PolicyEngine policy) {
 
     public static ConfigSnapshot of(ProxyConfig config) {
         return new ConfigSnapshot(config, new PolicyEngine(new Allowlist(config.allowlist().entries()),
-                new AddressPolicy(config.destinations().allowPrivate())));
+                new AddressPolicy(config.destinations().allowPrivate()), config.allowlist().mode()));
     }
 }

@@ -1,6 +1,7 @@
 package dev.egressproxy.config;
 
 import dev.egressproxy.policy.AllowlistEntry;
+import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.policy.CidrBlock;
 import java.net.InetSocketAddress;
 import java.time.Duration;
@@ -83,11 +84,15 @@ public record ProxyConfig(
         }
     }
 
-    /** {@code egress-proxy.allowlist}: presets named and every entry (presets expanded). */
-    public record Allowlist(List<String> presets, List<AllowlistEntry> entries) {
+    /**
+     * {@code egress-proxy.allowlist}: presets named, every entry (presets expanded), and whether a
+     * destination it does not name is refused or only reported.
+     */
+    public record Allowlist(List<String> presets, List<AllowlistEntry> entries, AllowlistMode mode) {
         public Allowlist {
             presets = List.copyOf(presets);
             entries = List.copyOf(entries);
+            Objects.requireNonNull(mode, "mode");
         }
     }
 

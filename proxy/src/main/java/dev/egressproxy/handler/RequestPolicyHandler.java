@@ -11,6 +11,7 @@ import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.MalformedTargetException;
 import dev.egressproxy.policy.Reason;
 import dev.egressproxy.policy.Target;
+import dev.egressproxy.policy.Verdict;
 import dev.egressproxy.util.Channels;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.ChannelHandlerContext;
@@ -35,12 +36,12 @@ import org.slf4j.LoggerFactory;
 /**
  * Decides every request. Consumes decoded {@link HttpRequest}s; refuses malformed ones (400, 414,
  * 431), origin-form ones (400: the Host header never picks a destination) and destinations the
- * allowlist does not name (403, with the host in the reason phrase); passes allowed ones on as a
- * {@link ProxyRequest}, followed by their body ({@link HttpContent}) for plain HTTP. After a CONNECT
+ * allowlist does not name (403, with the host in the reason phrase); passes allowed ones, and in
+ * {@code allowlist.mode = report} the ones the allowlist does not name, on as a {@link ProxyRequest}, followed by their body ({@link HttpContent}) for plain HTTP. After a CONNECT
  * the HTTP decoder is gone and raw {@link ByteBuf}s pass through to the tunnel handler.
  *
- * <p>Owns {@code requests_total} for denials, {@code denied_total}, the {@code /denied} report's
- * refusals and the access-log line of refused requests.
+ * <p>Owns {@code requests_total} for denials, {@code denied_total}, {@code would_deny_total}, the
+ * {@code /denied} report's refusals and would-be refusals and the access-log line of refused requests.
  */
 public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
 
@@ -151,11 +152,18 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         }
         ConfigSnapshot live = services.live().get();
         Decision decision = live.policy().decide(target, kind);
-        if (!decision.allowed()) {
+        if (decision.refused()) {
             ReferenceCountUtil.release(request);
             refuse(ctx, record, kind, target, decision.reason(), HttpResponseStatus.FORBIDDEN,
                     denyPhrase(target, kind, decision.reason()), denyHint(target, kind, decision.reason()));
             return;
+        }
+        if (decision.verdict() == Verdict.WOULD_DENY) {
+            // Report mode: counted here, once, whatever the upstream then does; requests_total
+            // counts it when the exchange is answered, as for an allowed request.
+            services.metrics().wouldDeny(target.host(), decision.reason());
+            services.deniedReport().record(DeniedReport.Type.DENIED, false, target.authority(), decision.reason().label(),
+                    AllowlistEntry.covering(target, kind), record.client());
         }
         record.decision(decision.verdict().label(), decision.reason().label(), decision.rule());
         forwardingBody = !connect;
@@ -253,7 +261,8 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         services.metrics().request(kind, reason);
         if (target != null) {
             services.metrics().denied(target.host(), reason);
-            services.deniedReport().record(DeniedReport.Type.DENIED, target.authority(), reason.label(), record.client());
+            services.deniedReport().record(DeniedReport.Type.DENIED, true, target.authority(), reason.label(),
+                    reason.reportable() ? AllowlistEntry.covering(target, kind) : null, record.client());
         }
         record.decision("denied", reason.label(), "-").status(status.code());
         respondAndClose(ctx, record, ErrorResponses.response(status, phrase, reason.label(), hint));

@@ -39,7 +39,7 @@ public final class UpstreamFailureAnswers {
             code = Reason.ADDRESS_NOT_ALLOWED.label();
             text = ue.clientText();
         } else if (cause instanceof UpstreamException ue) {
-            services.metrics().request(request.kind(), request.decision().reason());
+            services.metrics().request(request.kind(), request.decision());
             services.deniedReport().record(DeniedReport.Type.UPSTREAM_FAILURE, authority, ue.failureCause().label(),
                     record.client());
             status = ue.failureCause().status();
@@ -48,7 +48,7 @@ public final class UpstreamFailureAnswers {
             record.error(code);
         } else {
             log.warn("{} {} failed unexpectedly", request.kind().label(), authority, cause);
-            services.metrics().request(request.kind(), request.decision().reason());
+            services.metrics().request(request.kind(), request.decision());
             status = HttpResponseStatus.BAD_GATEWAY;
             code = "upstream_error";
             text = authority + " could not be reached";

@@ -223,7 +223,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
     private void countOnce(Exchange ex) {
         if (!ex.counted) {
             ex.counted = true;
-            services.metrics().request(Kind.HTTP, ex.request.decision().reason());
+            services.metrics().request(Kind.HTTP, ex.request.decision());
         }
     }
 

@@ -33,6 +33,7 @@ import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.HttpVersion;
 import io.netty.util.concurrent.DefaultThreadFactory;
+import io.netty.handler.codec.http.QueryStringDecoder;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -50,7 +51,8 @@ import org.slf4j.LoggerFactory;
 /**
  * The admin listener, on its own port: {@code /metrics} (Prometheus text, or OpenMetrics when the
  * scraper asks for it), {@code /healthz} (the process is alive), {@code /readyz} (listener bound and
- * config loaded; 503 while starting or draining) and {@code /denied} (the JSON gap report).
+ * config loaded; 503 while starting or draining) and {@code /denied} (the JSON gap report;
+ * {@code ?format=hocon}: the allowlist entries that would admit its refused destinations).
  *
  * <p>Who may read it: {@code /healthz} and {@code /readyz} answer every address (kubelet probes come
  * from the node's address, which is outside the private ranges on some clouds, and the two answers
@@ -178,11 +180,8 @@ public final class AdminServer implements AutoCloseable {
                 respond(ctx, text(HttpResponseStatus.BAD_REQUEST, "bad request\n"), keepAlive, head);
                 return;
             }
-            String path = req.uri();
-            int q = path.indexOf('?');
-            if (q >= 0) {
-                path = path.substring(0, q);
-            }
+            QueryStringDecoder uri = new QueryStringDecoder(req.uri());
+            String path = uri.path();
             InetAddress client = ((InetSocketAddress) ctx.channel().remoteAddress()).getAddress();
             if (!isProbe(path) && !CidrBlock.anyContains(allow.get(), client)) {
                 refused(client, req.method(), path);
@@ -204,7 +203,7 @@ public final class AdminServer implements AutoCloseable {
                 case "/readyz" -> ready.getAsBoolean()
                         ? text(HttpResponseStatus.OK, "ready\n")
                         : text(HttpResponseStatus.SERVICE_UNAVAILABLE, "not ready\n");
-                case "/denied" -> body(HttpResponseStatus.OK, "application/json", report.toJson());
+                case "/denied" -> denied(uri);
                 default -> text(HttpResponseStatus.NOT_FOUND, "not found; try /metrics, /healthz, /readyz or /denied\n");
             };
             respond(ctx, res, keepAlive, head);
@@ -243,6 +242,16 @@ public final class AdminServer implements AutoCloseable {
             if (!keepAlive) {
                 f.addListener(ChannelFutureListener.CLOSE);
             }
+        }
+
+        /** {@code /denied} as JSON, or with {@code ?format=hocon} as allowlist entries to paste. */
+        private FullHttpResponse denied(QueryStringDecoder uri) {
+            String format = uri.parameters().getOrDefault("format", List.of("json")).get(0);
+            return switch (format) {
+                case "json" -> body(HttpResponseStatus.OK, "application/json", report.toJson());
+                case "hocon" -> text(HttpResponseStatus.OK, report.toHocon());
+                default -> text(HttpResponseStatus.BAD_REQUEST, "format must be json or hocon\n");
+            };
         }
 
         private FullHttpResponse text(HttpResponseStatus status, String text) {

@@ -1,7 +1,9 @@
 package dev.egressproxy.metrics;
 
+import dev.egressproxy.policy.Decision;
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Reason;
+import dev.egressproxy.policy.Verdict;
 import dev.egressproxy.tls.SniReason;
 import dev.egressproxy.upstream.DnsResult;
 import dev.egressproxy.upstream.FailureCause;
@@ -34,6 +36,13 @@ public final class ProxyMetrics {
     public static final String REQUESTS = "egress.proxy.requests";
     /** {@code egress_proxy_denied_total{host,reason}}: refusals, by the refused host (capped). */
     public static final String DENIED = "egress.proxy.denied";
+    /**
+     * {@code egress_proxy_would_deny_total{host,reason}}: requests {@code allowlist.mode = report}
+     * let through that enforcing would refuse, by host (capped) and refusal reason.
+     */
+    public static final String WOULD_DENY = "egress.proxy.would.deny";
+    /** {@code egress_proxy_allowlist_enforced}: 1 when allowlist.mode is enforce, 0 in report mode. */
+    public static final String ALLOWLIST_ENFORCED = "egress.proxy.allowlist.enforced";
     /** {@code egress_proxy_sni_mismatch_total{host,reason}}: tunnels whose ClientHello failed the SNI check, by CONNECT host (capped). */
     public static final String SNI_MISMATCH = "egress.proxy.sni.mismatch";
     /** {@code egress_proxy_host_labels_overflow_total{metric}}: host labels folded into _other_. */
@@ -120,9 +129,14 @@ public final class ProxyMetrics {
     private final Map<Kind, Map<Reason, Counter>> requests = new EnumMap<>(Kind.class);
     private final Map<Rejection, Counter> rejected = new EnumMap<>(Rejection.class);
     private final HostLabels deniedHosts;
+    private final HostLabels wouldDenyHosts;
     private final HostLabels failureHosts;
     private final HostLabels sniHosts;
     private final Map<String, Counter> deniedCounters = new ConcurrentHashMap<>();
+    private final Map<String, Counter> wouldDenyCounters = new ConcurrentHashMap<>();
+    /** The would_deny series of requests_total, by kind and reportable reason. */
+    private final Map<Kind, Map<Reason, Counter>> wouldDenyRequests = new EnumMap<>(Kind.class);
+    private final AtomicInteger allowlistEnforced = new AtomicInteger(1);
     private final Map<String, Counter> failureCounters = new ConcurrentHashMap<>();
     private final Map<String, Counter> sniCounters = new ConcurrentHashMap<>();
     private final Map<String, Timer> connectTimers = new ConcurrentHashMap<>();
@@ -153,6 +167,18 @@ public final class ProxyMetrics {
                         .register(registry));
             }
             requests.put(kind, byReason);
+            Map<Reason, Counter> reported = new EnumMap<>(Reason.class);
+            for (Reason reason : Reason.values()) {
+                if (reason.reportable()) {
+                    reported.put(reason, Counter.builder(REQUESTS)
+                            .description("Requests and CONNECTs decided, by kind, decision and reason")
+                            .tag("kind", kind.label())
+                            .tag("decision", Verdict.WOULD_DENY.label())
+                            .tag("reason", reason.label())
+                            .register(registry));
+                }
+            }
+            wouldDenyRequests.put(kind, reported);
         }
         for (Rejection r : Rejection.values()) {
             rejected.put(r, Counter.builder(REJECTED)
@@ -161,6 +187,7 @@ public final class ProxyMetrics {
                     .register(registry));
         }
         deniedHosts = new HostLabels(maxHostLabels, overflowCounter("denied"));
+        wouldDenyHosts = new HostLabels(maxHostLabels, overflowCounter("would_deny"));
         failureHosts = new HostLabels(maxHostLabels, overflowCounter("upstream_failures"));
         sniHosts = new HostLabels(maxHostLabels, overflowCounter("sni_mismatch"));
         for (DnsResult result : DnsResult.values()) {
@@ -189,6 +216,9 @@ public final class ProxyMetrics {
                         + "cannot hold it").register(registry);
         Gauge.builder(ALLOWLIST_ENTRIES, allowlistEntries, AtomicInteger::get)
                 .description("Entries in the allowlist in force, presets expanded").register(registry);
+        Gauge.builder(ALLOWLIST_ENFORCED, allowlistEnforced, AtomicInteger::get)
+                .description("1 when allowlist.mode is enforce; 0 in report mode, where destinations the allowlist "
+                        + "does not name are let through").register(registry);
         reloadSuccess = Counter.builder(CONFIG_RELOADS).description("Configuration reloads, by result")
                 .tag("result", "success").register(registry);
         reloadFailure = Counter.builder(CONFIG_RELOADS).description("Configuration reloads, by result")
@@ -239,6 +269,11 @@ public final class ProxyMetrics {
         allowlistEntries.set(n);
     }
 
+    /** Whether the allowlist in force is enforced ({@code allowlist.mode}). */
+    public void setAllowlistEnforced(boolean enforced) {
+        allowlistEnforced.set(enforced ? 1 : 0);
+    }
+
     /** Counts a reload attempt: {@code success} when the new config is in force. */
     public void configReload(boolean success) {
         (success ? reloadSuccess : reloadFailure).increment();
@@ -261,6 +296,33 @@ public final class ProxyMetrics {
 
     public void request(Kind kind, Reason reason) {
         requests.get(kind).get(reason).increment();
+    }
+
+    /**
+     * Counts a decided request under its decision: a would-be denial of report mode under
+     * {@code decision="would_deny"}, others as {@link #request(Kind, Reason)}.
+     */
+    public void request(Kind kind, Decision decision) {
+        if (decision.verdict() == Verdict.WOULD_DENY) {
+            wouldDenyRequests.get(kind).get(decision.reason()).increment();
+        } else {
+            request(kind, decision.reason());
+        }
+    }
+
+    /** Counts a request report mode let through that enforcing would refuse for {@code reason}. */
+    public void wouldDeny(String host, Reason reason) {
+        String label = wouldDenyHosts.label(host);
+        wouldDenyCounters.compute(label + '\n' + reason.label(), (k, counter) -> {
+            Counter c = counter != null ? counter : Counter.builder(WOULD_DENY)
+                    .description("Requests allowlist.mode = report let through that enforcing would refuse, by host"
+                            + " (capped, see metrics.max-host-labels) and reason")
+                    .tag("host", label)
+                    .tag("reason", reason.label())
+                    .register(registry);
+            c.increment();
+            return c;
+        });
     }
 
     public void denied(String host, Reason reason) {

@@ -33,6 +33,16 @@ public enum Reason {
         this.label = label;
     }
 
+    /**
+     * Whether {@code allowlist.mode = report} lets a request refused for this reason through, as a
+     * would-be denial: only the refusals that an allowlist entry would fix (the host, its port or an
+     * IP literal not named). Malformed requests, the address policy and every other refusal stay
+     * refused.
+     */
+    public boolean reportable() {
+        return this == HOST_NOT_ALLOWLISTED || this == PORT_NOT_ALLOWED || this == IP_LITERAL_NOT_ALLOWED;
+    }
+
     /** Stable snake_case code for metrics, logs and the reason header. */
     public String label() {
         return label;

@@ -2,8 +2,16 @@ package dev.egressproxy.policy;
 
 /** Outcome of a policy check. */
 public enum Verdict {
+    /** An allowlist entry names the destination. */
     ALLOW("allowed"),
-    DENY("denied");
+    /** Refused. */
+    DENY("denied"),
+    /**
+     * Let through in {@code allowlist.mode = report} although the allowlist does not name it: the
+     * request goes on (the address policy still applies) and is counted and logged as a would-be
+     * denial.
+     */
+    WOULD_DENY("would_deny");
 
     private final String label;
 

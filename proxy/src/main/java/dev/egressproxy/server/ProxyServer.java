@@ -14,6 +14,7 @@ import dev.egressproxy.metrics.AdminServer;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.policy.AddressText;
+import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.tunnel.SpliceRelay;
 import dev.egressproxy.upstream.DnsResolvers;
 import dev.egressproxy.upstream.UpstreamConnector;
@@ -56,6 +57,11 @@ public final class ProxyServer implements AutoCloseable {
 
     private static final Logger log = LoggerFactory.getLogger(ProxyServer.class);
 
+    private static final String REPORT_MODE_WARNING = "allowlist.mode = report: the allowlist is NOT enforced; "
+            + "destinations it does not name are let through (the address policy still applies) and counted as "
+            + "would-be denials (egress_proxy_would_deny_total, /denied?format=hocon). Set allowlist.mode = enforce "
+            + "once the allowlist is complete.";
+
     private final ProxyConfig config;
     /** The configuration in force ({@link #config} or the last reloaded one) with its policy, published together. */
     private final AtomicReference<ConfigSnapshot> live = new AtomicReference<>();
@@ -84,21 +90,30 @@ public final class ProxyServer implements AutoCloseable {
         ConfigSnapshot first = ConfigSnapshot.of(config);
         live.set(first);
         metrics.setAllowlistEntries(config.allowlist().entries().size());
+        metrics.setAllowlistEnforced(config.allowlist().mode() == AllowlistMode.ENFORCE);
         metrics.registerAllowlistedHosts(first.policy().allowlist().exactHosts());
     }
 
     /**
-     * Puts a reloaded configuration in force. The allowlist, {@code clients}, {@code destinations},
-     * {@code admin.clients.allow} and the connect timeout apply to the next connection or request at
-     * once; connections already open (tunnels included) are not touched. Configuration and policy
-     * are published as one {@link ConfigSnapshot}, so a request is decided and dialled under the
-     * same one. Returns the settings that differ but only take effect after a restart.
+     * Puts a reloaded configuration in force. The allowlist (and its mode), {@code clients},
+     * {@code destinations}, {@code admin.clients.allow} and the connect timeout apply to the next
+     * connection or request at once; connections already open (tunnels included) are not touched.
+     * Configuration and policy are published as one {@link ConfigSnapshot}, so a request is decided
+     * and dialled under the same one. Returns the settings that differ but only take effect after a
+     * restart.
      */
     public List<String> apply(ProxyConfig next) {
         ConfigSnapshot snapshot = ConfigSnapshot.of(next);
         metrics.registerAllowlistedHosts(snapshot.policy().allowlist().exactHosts());
         metrics.setAllowlistEntries(next.allowlist().entries().size());
+        AllowlistMode before = live.get().config().allowlist().mode();
         live.set(snapshot);
+        metrics.setAllowlistEnforced(next.allowlist().mode() == AllowlistMode.ENFORCE);
+        if (next.allowlist().mode() == AllowlistMode.REPORT) {
+            log.warn("{}", REPORT_MODE_WARNING);
+        } else if (before == AllowlistMode.REPORT) {
+            log.info("allowlist.mode = enforce: destinations the allowlist does not name are refused again");
+        }
         List<String> restart = new ArrayList<>();
         ProxyConfig running = config;
         if (!running.listen().equals(next.listen())) {
@@ -239,6 +254,9 @@ public final class ProxyServer implements AutoCloseable {
                 relayText(config.relay(), transport.name()), config.allowlist().entries().size(),
                 config.allowlist().presets().isEmpty() ? "" : " (presets " + String.join(", ", config.allowlist().presets()) + ")");
         log.info("budgets: {}; {}", fds.describe(), memory.describe());
+        if (config.allowlist().mode() == AllowlistMode.REPORT) {
+            log.warn("{}", REPORT_MODE_WARNING);
+        }
         return this;
     }
 

@@ -114,7 +114,7 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
 
     private void connected(ChannelHandlerContext ctx, Channel upstream) {
         AccessRecord record = request.record();
-        services.metrics().request(Kind.CONNECT, request.decision().reason());
+        services.metrics().request(Kind.CONNECT, request.decision());
         if (clientGone || !ctx.channel().isActive()) {
             upstream.close();
             record.status(200).error("client_closed").end(TunnelEnd.CLIENT_CLOSED.label(),

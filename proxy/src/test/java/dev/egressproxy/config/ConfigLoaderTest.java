@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.catchThrowableOfType;
 
 import dev.egressproxy.policy.AllowlistEntry;
+import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.policy.CidrBlock;
 import java.io.IOException;
 import java.net.InetAddress;
@@ -408,6 +409,28 @@ class ConfigLoaderTest {
         assertThat(e).isNotNull();
         assertThat(e.problems()).singleElement().asString()
                 .isEqualTo("egress-proxy.listen.port (environment variable EGRESS_PROXY_PORT): 'http' is not a port number");
+    }
+
+    @Test
+    void allowlistModeDefaultsToEnforceAndIsSetByFileOrEnvironment() throws Exception {
+        assertThat(ConfigLoader.load(null, Map.of()).allowlist().mode()).isEqualTo(AllowlistMode.ENFORCE);
+        Path file = write("egress-proxy.conf", "egress-proxy.allowlist.mode = report\n");
+        assertThat(ConfigLoader.load(file, Map.of()).allowlist().mode()).isEqualTo(AllowlistMode.REPORT);
+        assertThat(ConfigLoader.load(file, Map.of("EGRESS_PROXY_ALLOWLIST_MODE", " enforce ")).allowlist().mode())
+                .isEqualTo(AllowlistMode.ENFORCE);
+        assertThat(ConfigLoader.load(null, Map.of("EGRESS_PROXY_ALLOWLIST_MODE", "report")).allowlist().mode())
+                .isEqualTo(AllowlistMode.REPORT);
+    }
+
+    @Test
+    void rejectsUnknownAllowlistModeAndNamesTheVariable() {
+        ConfigException e = catchThrowableOfType(ConfigException.class,
+                () -> ConfigLoader.load(null, Map.of("EGRESS_PROXY_ALLOWLIST_MODE", "learn")));
+
+        assertThat(e).isNotNull();
+        assertThat(e.problems()).singleElement().asString()
+                .isEqualTo("egress-proxy.allowlist.mode (environment variable EGRESS_PROXY_ALLOWLIST_MODE): 'learn' is not "
+                        + "one of enforce, report");
     }
 
     @Test

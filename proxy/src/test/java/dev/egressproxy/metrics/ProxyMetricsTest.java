@@ -72,9 +72,39 @@ class ProxyMetricsTest {
     void everyKindDecisionAndReasonSeriesExistsAtZero() {
         new ProxyMetrics(registry, 500, "test");
         List<Meter.Id> ids = registry.find(ProxyMetrics.REQUESTS).counters().stream().map(Meter::getId).toList();
-        assertThat(ids).hasSize(Kind.values().length * Reason.values().length);
+        long reportable = java.util.Arrays.stream(Reason.values()).filter(Reason::reportable).count();
+        assertThat(ids).hasSize((int) (Kind.values().length * (Reason.values().length + reportable)));
         assertThat(ids.stream().map(id -> id.getTag("decision")).collect(Collectors.toSet()))
-                .containsExactlyInAnyOrder("allowed", "denied");
+                .containsExactlyInAnyOrder("allowed", "denied", "would_deny");
+        assertThat(ids.stream().filter(id -> "would_deny".equals(id.getTag("decision"))).map(id -> id.getTag("reason"))
+                .collect(Collectors.toSet()))
+                .containsExactlyInAnyOrder("host_not_allowlisted", "port_not_allowed", "ip_literal_not_allowed");
+    }
+
+    @Test
+    void wouldDenyCountsUnderItsOwnDecisionAndCapsHostsLikeDenied() {
+        ProxyMetrics metrics = new ProxyMetrics(registry, 1, "test");
+        metrics.wouldDeny("a.example", Reason.HOST_NOT_ALLOWLISTED);
+        metrics.wouldDeny("b.example", Reason.HOST_NOT_ALLOWLISTED);
+        metrics.request(Kind.CONNECT, dev.egressproxy.policy.Decision.wouldDeny(Reason.HOST_NOT_ALLOWLISTED));
+
+        assertThat(registry.get(ProxyMetrics.WOULD_DENY).tag("host", "a.example").tag("reason", "host_not_allowlisted")
+                .counter().count()).isEqualTo(1.0);
+        assertThat(registry.get(ProxyMetrics.WOULD_DENY).tag("host", HostLabels.OTHER).counter().count()).isEqualTo(1.0);
+        assertThat(registry.get(ProxyMetrics.HOST_LABELS_OVERFLOW).tag("metric", "would_deny").counter().count())
+                .isEqualTo(1.0);
+        assertThat(registry.get(ProxyMetrics.REQUESTS).tag("kind", "connect").tag("decision", "would_deny")
+                .tag("reason", "host_not_allowlisted").counter().count()).isEqualTo(1.0);
+        assertThat(registry.get(ProxyMetrics.REQUESTS).tag("kind", "connect").tag("decision", "denied")
+                .tag("reason", "host_not_allowlisted").counter().count()).isZero();
+    }
+
+    @Test
+    void allowlistEnforcedGaugeFollowsTheMode() {
+        ProxyMetrics metrics = new ProxyMetrics(registry, 500, "test");
+        assertThat(registry.get(ProxyMetrics.ALLOWLIST_ENFORCED).gauge().value()).isEqualTo(1.0);
+        metrics.setAllowlistEnforced(false);
+        assertThat(registry.get(ProxyMetrics.ALLOWLIST_ENFORCED).gauge().value()).isZero();
     }
 
     @Test

@@ -285,6 +285,55 @@ class AllowlistTest {
         assertThat(REGISTRY.exactHosts()).containsExactlyInAnyOrder("registry.redhat.io", "registry.access.redhat.com");
     }
 
+    // ---------------------------------------------------------------- PolicyEngine, report mode
+
+    static Stream<Arguments> reportModeDecisions() {
+        return Stream.of(
+                argumentSet("allowlisted host stays allowed", "registry.redhat.io:443", Kind.CONNECT, Verdict.ALLOW,
+                        Reason.HOST_ALLOWLISTED),
+                argumentSet("unlisted host becomes a would-be denial", "evil.example:443", Kind.CONNECT,
+                        Verdict.WOULD_DENY, Reason.HOST_NOT_ALLOWLISTED),
+                argumentSet("port not allowed becomes a would-be denial", "registry.redhat.io:8443", Kind.CONNECT,
+                        Verdict.WOULD_DENY, Reason.PORT_NOT_ALLOWED),
+                argumentSet("HTTP to a CONNECT-only port becomes a would-be denial", "http://registry.redhat.io:443/",
+                        Kind.HTTP, Verdict.WOULD_DENY, Reason.PORT_NOT_ALLOWED),
+                argumentSet("unlisted IP literal becomes a would-be denial (stage two still checks it)",
+                        "203.0.113.7:443", Kind.CONNECT, Verdict.WOULD_DENY, Reason.IP_LITERAL_NOT_ALLOWED),
+                argumentSet("loopback IP literal: stage one reports it, stage two refuses it", "127.0.0.1:443",
+                        Kind.CONNECT, Verdict.WOULD_DENY, Reason.IP_LITERAL_NOT_ALLOWED));
+    }
+
+    @ParameterizedTest(name = "report mode: {argumentSetName}")
+    @MethodSource("reportModeDecisions")
+    void reportModeLetsThroughOnlyWhatAnEntryWouldFix(String destination, Kind kind, Verdict verdict, Reason reason)
+            throws Exception {
+        PolicyEngine report = new PolicyEngine(REGISTRY, new AddressPolicy(List.of()), AllowlistMode.REPORT);
+        PolicyEngine enforce = new PolicyEngine(REGISTRY, new AddressPolicy(List.of()), AllowlistMode.ENFORCE);
+
+        Decision reported = report.decide(target(destination), kind);
+        Decision enforced = enforce.decide(target(destination), kind);
+
+        assertThat(reported.verdict()).isEqualTo(verdict);
+        assertThat(reported.reason()).isEqualTo(reason);
+        assertThat(reported.refused()).isFalse();
+        assertThat(enforced.reason()).isEqualTo(reason);
+        assertThat(enforced.verdict()).isEqualTo(verdict == Verdict.ALLOW ? Verdict.ALLOW : Verdict.DENY);
+    }
+
+    @Test
+    void reportModeKeepsTheAddressPolicy() throws Exception {
+        PolicyEngine report = new PolicyEngine(REGISTRY, new AddressPolicy(List.of()), AllowlistMode.REPORT);
+
+        assertThat(report.forbiddenAddress(java.net.InetAddress.getByName("127.0.0.1"))).contains("loopback");
+        assertThat(report.forbiddenAddress(java.net.InetAddress.getByName("169.254.169.254"))).contains("link-local");
+    }
+
+    @Test
+    void onlyAllowlistRefusalsAreReportable() {
+        assertThat(Arrays.stream(Reason.values()).filter(Reason::reportable))
+                .containsExactlyInAnyOrder(Reason.HOST_NOT_ALLOWLISTED, Reason.PORT_NOT_ALLOWED, Reason.IP_LITERAL_NOT_ALLOWED);
+    }
+
     // ---------------------------------------------------------------- AllowlistEntry.covering
 
     static Stream<Arguments> coveringEntries() {

@@ -457,7 +457,7 @@ for run in $(seq 1 "$runs"); do
     # Warm-up, results discarded: the JVMs (load generator and egress-proxy) compile their hot
     # paths; every proxy gets the same. Plain HTTP first, so that connect-rate, measured next,
     # follows its own warm-up, twice as long: after the plain-HTTP load the JIT recompiles the
-    # tunnel path for 20 s and more on the proxy's one core (docs/performance.md, "Setup p99").
+    # tunnel path for 20 s and more on the proxy's one core (docs/performance.md, "How to reproduce").
     # With --scenarios of bulk alone (no tunnel set-up or plain-HTTP load measured), bulk through
     # one tunnel warms the relay path instead, for as long as the plain-HTTP warm-up.
     if want http || want connect-rate || want rr; then

@@ -83,11 +83,22 @@ public record ProxyConfig(
         }
     }
 
-    /** {@code egress-proxy.allowlist}: presets named and every entry (presets expanded). */
-    public record Allowlist(List<String> presets, List<AllowlistEntry> entries) {
+    /**
+     * {@code egress-proxy.allowlist}: presets named and every entry (presets expanded), with the
+     * preset each entry came from ({@code presetOf}, by {@link AllowlistEntry#text()}; an entry
+     * absent from it was listed in {@code allowlist.hosts}). An entry both a preset and
+     * {@code hosts} name counts as the first preset's.
+     */
+    public record Allowlist(List<String> presets, List<AllowlistEntry> entries, Map<String, String> presetOf) {
         public Allowlist {
             presets = List.copyOf(presets);
             entries = List.copyOf(entries);
+            presetOf = Map.copyOf(presetOf);
+        }
+
+        /** The preset {@code entry} came from, or null when {@code allowlist.hosts} lists it. */
+        public String presetOf(AllowlistEntry entry) {
+            return presetOf.get(entry.text());
         }
     }
 

@@ -103,6 +103,9 @@ class StatusPageIT {
                 assertThat(connect(proxy, "gone.test:7001")).isEqualTo(502);
                 proxy.server.deniedReport().record(DeniedReport.Type.DENIED, HOSTILE_HOST + ":443",
                         "host_not_allowlisted", HOSTILE_CLIENT);
+                // A refused reload's message quotes the offending value from the file.
+                String reloadError = "egress-proxy.allowlist.hosts[0]: '<b>*bad.test</b>' is not a valid pattern";
+                proxy.server.status().reloadRefused("SIGHUP", reloadError);
 
                 // The page refreshes itself: no reload here.
                 wait.until(d -> column(d, "denied", 1).size() == 2 && column(d, "unreachable", 1).size() == 1);
@@ -113,9 +116,12 @@ class StatusPageIT {
                 assertThat(column(driver, "unreachable", 1)).containsExactly("gone.test:7001");
                 assertThat(column(driver, "unreachable", 2)).containsExactly("refused");
                 wait.until(d -> d.findElement(By.id("tunnels")).getText().equals("1 tunnel open"));
+                assertThat(driver.findElement(By.id("reload")).getText())
+                        .startsWith("last reload (SIGHUP) ").endsWith(": REFUSED, the previous configuration stays in force");
+                assertThat(driver.findElement(By.id("reload-error")).getText()).isEqualTo(reloadError);
 
                 // Markup from the report is text: no element was made from it, no script ran.
-                assertThat(driver.findElements(By.cssSelector("main img, main script"))).isEmpty();
+                assertThat(driver.findElements(By.cssSelector("main img, main script, main b"))).isEmpty();
                 JavascriptExecutor js = (JavascriptExecutor) driver;
                 assertThat(js.executeScript("return typeof window.pwned")).isEqualTo("undefined");
 

@@ -24,6 +24,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -159,8 +160,12 @@ public final class ConfigLoader {
                 port(c, "admin.port", true), cidrs(c, "admin.clients.allow"));
         List<String> presets = c.getStringList("allowlist.presets");
         List<AllowlistEntry> entries = new ArrayList<>();
+        Map<String, String> presetOf = new HashMap<>();
         for (String preset : presets) {
-            entries.addAll(loadPreset(preset, c.getList("allowlist.presets")));
+            for (AllowlistEntry e : loadPreset(preset, c.getList("allowlist.presets"))) {
+                entries.add(e);
+                presetOf.putIfAbsent(e.text(), preset);
+            }
         }
         entries.addAll(entries(c.getList("allowlist.hosts"), "allowlist.hosts"));
         if (entries.isEmpty()) {
@@ -168,7 +173,7 @@ public final class ConfigLoader {
                     + "): no hosts allowed (presets and hosts are both empty); "
                     + "the proxy would refuse everything. Name a preset such as \"redhat-registry\" or list hosts.");
         }
-        ProxyConfig.Allowlist allowlist = new ProxyConfig.Allowlist(presets, dedupe(entries), allowlistMode(c));
+        ProxyConfig.Allowlist allowlist = new ProxyConfig.Allowlist(presets, dedupe(entries), allowlistMode(c), presetOf);
 
         List<CidrBlock> allowPrivate = cidrs(c, "destinations.allow-private");
         ProxyConfig.Clients clients = new ProxyConfig.Clients(cidrs(c, "clients.allow"),

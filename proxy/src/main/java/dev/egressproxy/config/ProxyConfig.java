@@ -85,14 +85,24 @@ public record ProxyConfig(
     }
 
     /**
-     * {@code egress-proxy.allowlist}: presets named, every entry (presets expanded), and whether a
-     * destination it does not name is refused or only reported.
+     * {@code egress-proxy.allowlist}: presets named and every entry (presets expanded), whether a
+     * destination it does not name is refused or only reported ({@code mode}), and the preset each
+     * entry came from ({@code presetOf}, by {@link AllowlistEntry#text()}; an entry absent from it
+     * was listed in {@code allowlist.hosts}). An entry both a preset and {@code hosts} name counts
+     * as the first preset's.
      */
-    public record Allowlist(List<String> presets, List<AllowlistEntry> entries, AllowlistMode mode) {
+    public record Allowlist(List<String> presets, List<AllowlistEntry> entries, AllowlistMode mode,
+            Map<String, String> presetOf) {
         public Allowlist {
             presets = List.copyOf(presets);
             entries = List.copyOf(entries);
             Objects.requireNonNull(mode, "mode");
+            presetOf = Map.copyOf(presetOf);
+        }
+
+        /** The preset {@code entry} came from, or null when {@code allowlist.hosts} lists it. */
+        public String presetOf(AllowlistEntry entry) {
+            return presetOf.get(entry.text());
         }
     }
 

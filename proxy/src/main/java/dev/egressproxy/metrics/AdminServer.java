@@ -35,6 +35,8 @@ import io.netty.handler.codec.http.HttpVersion;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import io.netty.handler.codec.http.QueryStringDecoder;
 import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
@@ -51,8 +53,11 @@ import org.slf4j.LoggerFactory;
 /**
  * The admin listener, on its own port: {@code /metrics} (Prometheus text, or OpenMetrics when the
  * scraper asks for it), {@code /healthz} (the process is alive), {@code /readyz} (listener bound and
- * config loaded; 503 while starting or draining) and {@code /denied} (the JSON gap report;
- * {@code ?format=hocon}: the allowlist entries that would admit its refused destinations).
+ * config loaded; 503 while starting or draining), {@code /denied} (the JSON gap report;
+ * {@code ?format=hocon}: the allowlist entries that would admit its refused destinations),
+ * {@code /status} (the JSON {@link StatusReport}) and {@code /} (the status page, which reads those
+ * two; its script and style are {@code /status.js} and {@code /status.css}, all three resources in
+ * the jar, served with a Content-Security-Policy that lets the page load nothing else).
  *
  * <p>Who may read it: {@code /healthz} and {@code /readyz} answer every address (kubelet probes come
  * from the node's address, which is outside the private ranges on some clouds, and the two answers
@@ -73,11 +78,22 @@ public final class AdminServer implements AutoCloseable {
     private static final String REFUSED = "egress-proxy admin: your address may not read this path; only /healthz"
             + " and /readyz answer every address (egress-proxy.admin.clients.allow)\n";
     private static final String REFUSED_REASON = "admin_client_not_allowed";
+    /**
+     * The status page may run its own script and style and fetch from this listener, nothing else:
+     * no inline script (a host name that slipped into the markup could not run), no other origin,
+     * no framing.
+     */
+    static final String PAGE_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+            + "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+    private static final Page STATUS_HTML = Page.load("status.html", "text/html; charset=utf-8");
+    private static final Page STATUS_JS = Page.load("status.js", "text/javascript; charset=utf-8");
+    private static final Page STATUS_CSS = Page.load("status.css", "text/css; charset=utf-8");
 
     private final ProxyConfig.Admin config;
     private final Supplier<List<CidrBlock>> allow;
     private final PrometheusMeterRegistry registry;
     private final DeniedReport report;
+    private final StatusReport status;
     private final ProxyMetrics metrics;
     private final BooleanSupplier ready;
     private final Supplier<? extends CompletionStage<?>> beforeScrape;
@@ -96,13 +112,14 @@ public final class AdminServer implements AutoCloseable {
      * ioHandlerFactory}, the proxy's transport, and the listener is a {@code channelClass}.
      */
     public AdminServer(ProxyConfig.Admin config, Supplier<List<CidrBlock>> allow, PrometheusMeterRegistry registry,
-            DeniedReport report, ProxyMetrics metrics, BooleanSupplier ready,
+            DeniedReport report, StatusReport status, ProxyMetrics metrics, BooleanSupplier ready,
             Supplier<? extends CompletionStage<?>> beforeScrape, IoHandlerFactory ioHandlerFactory,
             Class<? extends ServerSocketChannel> channelClass) {
         this.config = config;
         this.allow = allow;
         this.registry = registry;
         this.report = report;
+        this.status = status;
         this.metrics = metrics;
         this.ready = ready;
         this.beforeScrape = beforeScrape;
@@ -204,7 +221,12 @@ public final class AdminServer implements AutoCloseable {
                         ? text(HttpResponseStatus.OK, "ready\n")
                         : text(HttpResponseStatus.SERVICE_UNAVAILABLE, "not ready\n");
                 case "/denied" -> denied(uri);
-                default -> text(HttpResponseStatus.NOT_FOUND, "not found; try /metrics, /healthz, /readyz or /denied\n");
+                case "/status" -> uncached(body(HttpResponseStatus.OK, "application/json", status.toJson()));
+                case "/" -> page(STATUS_HTML);
+                case "/status.js" -> page(STATUS_JS);
+                case "/status.css" -> page(STATUS_CSS);
+                default -> text(HttpResponseStatus.NOT_FOUND,
+                        "not found; try /, /status, /metrics, /healthz, /readyz or /denied\n");
             };
             respond(ctx, res, keepAlive, head);
         }
@@ -254,6 +276,25 @@ public final class AdminServer implements AutoCloseable {
             };
         }
 
+        /** A file of the status page, with the headers that keep a browser from doing more with it. */
+        private FullHttpResponse page(Page page) {
+            FullHttpResponse res = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, HttpResponseStatus.OK,
+                    Unpooled.wrappedBuffer(page.bytes()));
+            res.headers().set(HttpHeaderNames.CONTENT_TYPE, page.type())
+                    .setInt(HttpHeaderNames.CONTENT_LENGTH, page.bytes().length)
+                    .set(HttpHeaderNames.CONTENT_SECURITY_POLICY, PAGE_POLICY)
+                    .set(HttpHeaderNames.X_FRAME_OPTIONS, "DENY")
+                    .set("Referrer-Policy", "no-referrer");
+            return uncached(res);
+        }
+
+        /** The answer is now's; a browser keeps no copy and takes it for nothing but its type. */
+        private FullHttpResponse uncached(FullHttpResponse res) {
+            res.headers().set(HttpHeaderNames.CACHE_CONTROL, "no-store")
+                    .set("X-Content-Type-Options", "nosniff");
+            return res;
+        }
+
         private FullHttpResponse text(HttpResponseStatus status, String text) {
             return body(status, "text/plain; charset=utf-8", text);
         }
@@ -269,6 +310,20 @@ public final class AdminServer implements AutoCloseable {
         @Override
         public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
             ctx.close();
+        }
+    }
+
+    /** A file of the status page, read from the jar once. */
+    private record Page(byte[] bytes, String type) {
+        static Page load(String name, String type) {
+            try (InputStream in = AdminServer.class.getResourceAsStream("/admin/" + name)) {
+                if (in == null) {
+                    throw new IllegalStateException("the jar lacks /admin/" + name);
+                }
+                return new Page(in.readAllBytes(), type);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
         }
     }
 }

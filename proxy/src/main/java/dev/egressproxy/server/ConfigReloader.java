@@ -31,10 +31,10 @@ import org.slf4j.LoggerFactory;
 /**
  * Reloads the configuration file when it changes (a watch on its directory and on
  * {@code presets/} beside it) or on request (SIGHUP). A new config that does not validate is
- * refused and the running one stays in force; either way the outcome is logged and counted in
- * {@code config_reloads_total{result}}. Watching the directory rather than the file is what makes
- * Kubernetes ConfigMap updates work: the kubelet swaps a {@code ..data} symlink, and the file itself
- * never sees a write.
+ * refused and the running one stays in force; either way the outcome is logged, counted in
+ * {@code config_reloads_total{result}} and recorded for {@code /status} (with the refusal's
+ * message). Watching the directory rather than the file is what makes Kubernetes ConfigMap
+ * updates work: the kubelet swaps a {@code ..data} symlink, and the file itself never sees a write.
  *
  * <p>Only events that can change what is loaded count: the config file's own name, {@code ..data}
  * (and the first element of the file's symlink target, if it is one), {@code presets} itself, and
@@ -86,6 +86,7 @@ public final class ConfigReloader implements AutoCloseable {
         this.metrics = metrics;
         this.presetFiles = presetFiles(server.liveConfig());
         this.lastDigest = digest();
+        server.status().configFile(this.file);
     }
 
     private static Set<String> presetFiles(ProxyConfig config) {
@@ -222,6 +223,7 @@ public final class ConfigReloader implements AutoCloseable {
             next = ConfigLoader.load(file, env);
         } catch (ConfigException e) {
             metrics.configReload(false);
+            server.status().reloadRefused(trigger, e.getMessage());
             // Remember the broken content so that it is not retried until it changes again.
             lastDigest = digest;
             presetFiles = null;
@@ -230,6 +232,7 @@ public final class ConfigReloader implements AutoCloseable {
             return false;
         } catch (RuntimeException e) {
             metrics.configReload(false);
+            server.status().reloadRefused(trigger, "reload failed: " + e);
             lastDigest = digest;
             presetFiles = null;
             log.error("configuration reload ({}) failed, the running configuration stays in force", trigger, e);
@@ -239,6 +242,7 @@ public final class ConfigReloader implements AutoCloseable {
         presetFiles = presetFiles(next);
         List<String> restart = server.apply(next);
         metrics.configReload(true);
+        server.status().reloadApplied(trigger, restart);
         log.info("configuration reloaded ({}) from {}: allowlist {} entries", trigger,
                 file == null ? "shipped defaults" : file, next.allowlist().entries().size());
         if (!restart.isEmpty()) {

@@ -13,6 +13,7 @@ import dev.egressproxy.log.AccessLog;
 import dev.egressproxy.metrics.AdminServer;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics;
+import dev.egressproxy.metrics.StatusReport;
 import dev.egressproxy.policy.AddressText;
 import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.tunnel.SpliceRelay;
@@ -68,6 +69,7 @@ public final class ProxyServer implements AutoCloseable {
     private final PrometheusMeterRegistry registry;
     private final ProxyMetrics metrics;
     private final DeniedReport deniedReport;
+    private final StatusReport status;
     private final ChannelGroup clientChannels = new DefaultChannelGroup("clients", GlobalEventExecutor.INSTANCE);
     private final ChannelGroup upstreamChannels = new DefaultChannelGroup("upstreams", GlobalEventExecutor.INSTANCE);
     private EventLoopGroup workerGroup;
@@ -87,6 +89,8 @@ public final class ProxyServer implements AutoCloseable {
         this.registry = registry;
         this.metrics = new ProxyMetrics(registry, config.metrics().maxHostLabels(), version);
         this.deniedReport = new DeniedReport(config.metrics().deniedReportSize());
+        this.status = new StatusReport(version, this::liveConfig, metrics, deniedReport, this::transportName,
+                () -> fds == null ? 0 : fds.maxConnections(), () -> ready);
         ConfigSnapshot first = ConfigSnapshot.of(config);
         live.set(first);
         metrics.setAllowlistEntries(config.allowlist().entries().size());
@@ -241,7 +245,7 @@ public final class ProxyServer implements AutoCloseable {
         if (config.admin().enabled()) {
             // On its own event loop, not the I/O loops: a scrape must not delay a relay.
             admin = new AdminServer(config.admin(), () -> live.get().config().admin().clientsAllow(), registry, deniedReport,
-                    metrics, () -> ready, beforeScrape, transport.ioHandlerFactory(), transport.serverChannel());
+                    status, metrics, () -> ready, beforeScrape, transport.ioHandlerFactory(), transport.serverChannel());
             admin.start();
         }
         listener = Channels.bindOrExplain(b, "proxy", config.listen().host(), config.listen().port());
@@ -299,6 +303,11 @@ public final class ProxyServer implements AutoCloseable {
 
     public DeniedReport deniedReport() {
         return deniedReport;
+    }
+
+    /** What {@code /status} shows; the reloader records its outcomes here. */
+    public StatusReport status() {
+        return status;
     }
 
     /** Client connections open now (for tests and the drain). */

@@ -144,6 +144,21 @@ class ConfigLoaderTest {
     }
 
     @Test
+    void eachEntryKnowsThePresetItCameFromAndAnEntryBothNameCountsAsThePresets() throws Exception {
+        ProxyConfig config = ConfigLoader.fromString("""
+                egress-proxy.allowlist { presets = [redhat-registry, quay-cdn], hosts = ["registry.redhat.io", "extra.example"] }
+                """);
+
+        Map<String, String> from = new java.util.LinkedHashMap<>();
+        config.allowlist().entries().forEach(e -> from.put(e.text(), String.valueOf(config.allowlist().presetOf(e))));
+        assertThat(from).containsEntry("registry.redhat.io", "redhat-registry")
+                .containsEntry("cdn02.quay.io", "redhat-registry")
+                .containsEntry("*.quay.io", "quay-cdn")
+                .containsEntry("extra.example", "null")
+                .hasSize(8);
+    }
+
+    @Test
     void presetDirectoryNextToTheConfigFileIsUsed() throws Exception {
         Path file = write("egress-proxy.conf", "egress-proxy.allowlist.presets = [internal-mirror]\n");
         write("presets/internal-mirror.conf", """

@@ -127,6 +127,25 @@ class AdminAccessIT {
     }
 
     @Test
+    void theStatusPageAndStatusJsonAnswerOnlyAdminClientsAllowWhileHealthzStaysOpen() throws Exception {
+        try (TestProxy proxy = TestProxy.start("""
+                allowlist.hosts = ["registry.redhat.io"]
+                admin.clients.allow = ["127.0.0.2/32"]
+                """)) {
+            for (String path : List.of("/", "/status", "/status.js", "/status.css")) {
+                Answer refused = get(proxy, REFUSED, path);
+                assertThat(refused.status()).as(path).isEqualTo(403);
+                assertThat(refused.reason()).as(path).isEqualTo("admin_client_not_allowed");
+                assertThat(refused.body()).as(path).doesNotContain("\"version\"", "<html", "function");
+
+                assertThat(get(proxy, ALLOWED, path).status()).as(path).isEqualTo(200);
+            }
+            assertThat(get(proxy, REFUSED, "/healthz")).isEqualTo(new Answer(200, null, "ok\n"));
+            assertThat(get(proxy, ALLOWED, "/status").body()).contains("\"version\" : \"test\"");
+        }
+    }
+
+    @Test
     void theDefaultLetsLoopbackReadEveryPath() throws Exception {
         try (TestProxy proxy = TestProxy.start("allowlist.hosts = [\"registry.redhat.io\"]")) {
             assertThat(get(proxy, REFUSED, "/metrics").status()).isEqualTo(200);

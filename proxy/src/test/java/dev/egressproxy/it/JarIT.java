@@ -165,6 +165,11 @@ class JarIT {
 
             await().atMost(Duration.ofSeconds(10)).until(() -> Files.readString(stdout.toPath())
                     .contains("\"method\":\"CONNECT\",\"target\":\"cdn04.quay.io:443\",\"decision\":\"denied\""));
+            // The status page and the JSON library travel in the jar.
+            assertThat(http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + admin + "/status")).build(),
+                    HttpResponse.BodyHandlers.ofString()).body()).contains("\"entries\" : 1", "\"requests\" : 1");
+            assertThat(http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + admin + "/")).build(),
+                    HttpResponse.BodyHandlers.ofString()).body()).contains("<script src=\"/status.js\" defer>");
             // Application logs as JSON lines, for log shippers.
             assertThat(Files.readAllLines(stderr.toPath())).anySatisfy(line -> assertThat(line)
                     .startsWith("{").contains("\"level\":\"INFO\"")

@@ -1,0 +1,244 @@
+// egress-proxy status page: reads /status and /denied every few seconds and fills the page in.
+// Every value shown comes from a client or the network (host names, client addresses, error
+// messages) and goes into the page as text (textContent, createElement), never as markup.
+'use strict';
+
+(function () {
+  const REFRESH_MS = 5000;
+  // Reasons an allowlist entry would cure: the entry to add is derived when /denied does not name it.
+  const CURABLE = new Set(['host_not_allowlisted', 'port_not_allowed', 'ip_literal_not_allowed']);
+
+  const $ = (id) => document.getElementById(id);
+
+  function setText(id, text) {
+    $(id).textContent = text == null ? '' : String(text);
+  }
+
+  function cell(row, text, className) {
+    const td = document.createElement('td');
+    td.textContent = text == null ? '' : String(text);
+    if (className) {
+      td.className = className;
+    }
+    row.appendChild(td);
+    return td;
+  }
+
+  /** Replaces a table's rows; shows the "none" line instead when there are none. */
+  function fill(tableId, emptyId, items, addCells) {
+    const body = $(tableId).tBodies[0];
+    const rows = items.map((item) => {
+      const tr = document.createElement('tr');
+      addCells(tr, item);
+      return tr;
+    });
+    body.replaceChildren(...rows);
+    $(tableId).hidden = items.length === 0;
+    if (emptyId) {
+      $(emptyId).hidden = items.length > 0;
+    }
+  }
+
+  function duration(seconds) {
+    let s = Math.max(0, Math.floor(seconds));
+    const d = Math.floor(s / 86400);
+    s -= d * 86400;
+    const h = Math.floor(s / 3600);
+    s -= h * 3600;
+    const m = Math.floor(s / 60);
+    s -= m * 60;
+    if (d > 0) {
+      return d + ' d ' + h + ' h';
+    }
+    if (h > 0) {
+      return h + ' h ' + m + ' min';
+    }
+    return m > 0 ? m + ' min ' + s + ' s' : s + ' s';
+  }
+
+  /** A timestamp to the second, in UTC: "2026-12-06 01:18:15 UTC". */
+  function when(iso) {
+    const m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)/.exec(String(iso));
+    return m ? m[1] + ' ' + m[2] + ' UTC' : String(iso);
+  }
+
+  /** "12 s ago", measured on the proxy's clock (now), with the timestamp as the cell's tooltip. */
+  function ago(td, iso, now) {
+    const t = Date.parse(iso);
+    if (Number.isNaN(t)) {
+      td.textContent = String(iso);
+      return;
+    }
+    td.textContent = duration((now - t) / 1000) + ' ago';
+    td.title = String(iso);
+  }
+
+  /** The allowlist entry that admits a refused destination, or null when none would. */
+  function entryFor(d) {
+    if (typeof d.entry === 'string' && d.entry) {
+      return d.entry;
+    }
+    if (!CURABLE.has(d.reason) || typeof d.host !== 'string' || d.port == null) {
+      return null;
+    }
+    if (/^[0-9.]+$/.test(d.host)) {
+      return d.host + '/32:' + d.port;
+    }
+    if (d.host.includes(':')) {
+      return '[' + d.host + ']/128:' + d.port;
+    }
+    return d.host + ':' + d.port;
+  }
+
+  function renderStatus(s, now) {
+    setText('version', s.version);
+    const health = $('health');
+    health.textContent = s.ready ? 'ready' : 'not ready';
+    health.className = 'badge ' + (s.ready ? 'ok' : 'bad');
+    setText('uptime', duration(s.uptime_seconds));
+    setText('started', 'since ' + when(s.started));
+    const conn = s.connections || {};
+    setText('connections', conn.active + (conn.limit ? ' of ' + conn.limit : ''));
+    const tunnels = (s.tunnels || {}).active || 0;
+    setText('tunnels', tunnels + (tunnels === 1 ? ' tunnel open' : ' tunnels open'));
+    setText('transport', s.transport);
+
+    const allowlist = s.allowlist || { presets: [], entries: [] };
+    const report = allowlist.mode === 'report';
+    $('report-mode').hidden = !report;
+    setText('mode', allowlist.mode ? 'allowlist.mode = ' + allowlist.mode : '');
+
+    const cfg = s.config || {};
+    setText('config-file', cfg.file || 'shipped defaults (no file)');
+    const last = cfg.last_reload;
+    const reloadError = $('reload-error');
+    if (!last) {
+      setText('reload', 'not reloaded since the start');
+      reloadError.hidden = true;
+    } else {
+      const when = document.createElement('span');
+      ago(when, last.at, now);
+      const result = last.result === 'success' ? 'applied' : 'REFUSED, the previous configuration stays in force';
+      setText('reload', 'last reload (' + last.trigger + ') ' + when.textContent + ': ' + result
+        + (last.restart_needed && last.restart_needed.length
+          ? '; needs a restart: ' + last.restart_needed.join(', ') : ''));
+      $('reload').title = last.at;
+      $('reload').className = last.result === 'success' ? 'muted' : 'error-text';
+      reloadError.hidden = !last.error;
+      reloadError.textContent = last.error || '';
+    }
+
+    const unreachable = s.unreachable || [];
+    setText('unreachable-count', unreachable.length);
+    fill('unreachable', 'unreachable-empty', unreachable, (tr, u) => {
+      cell(tr, u.destination, 'mono');
+      cell(tr, u.cause);
+      cell(tr, u.count, 'num');
+      ago(cell(tr, ''), u.first_seen, now);
+      ago(cell(tr, ''), u.last_seen, now);
+      cell(tr, u.last_client, 'mono');
+    });
+
+    // Fast-fail state, when the proxy reports one: a list of destinations with their fields.
+    const fastFail = Array.isArray(s.fast_fail) ? s.fast_fail
+      : (s.fast_fail && Array.isArray(s.fast_fail.hosts) ? s.fast_fail.hosts : null);
+    $('fast-fail-section').hidden = fastFail == null;
+    if (fastFail) {
+      fill('fast-fail', null, fastFail, (tr, f) => {
+        cell(tr, f.destination || f.host, 'mono');
+        cell(tr, Object.keys(f).filter((k) => k !== 'destination' && k !== 'host')
+          .map((k) => k + ': ' + (typeof f[k] === 'object' ? JSON.stringify(f[k]) : f[k])).join(', '));
+      });
+    }
+
+    const entries = allowlist.entries || [];
+    setText('allowlist-count', entries.length);
+    setText('presets', allowlist.presets && allowlist.presets.length
+      ? 'Presets: ' + allowlist.presets.join(', ') : 'No presets.');
+    fill('allowlist', null, entries, (tr, e) => {
+      cell(tr, e.entry, 'mono');
+      cell(tr, e.source === 'preset' ? 'preset ' + e.preset : 'allowlist.hosts');
+    });
+  }
+
+  function renderDenied(report, now) {
+    const refused = (report.entries || []).filter((d) => d.type === 'denied');
+    setText('denied-count', refused.length);
+    fill('denied', 'denied-empty', refused, (tr, d) => {
+      const wouldOnly = d.enforced === false;
+      if (wouldOnly) {
+        tr.className = 'would';
+      }
+      cell(tr, d.destination, 'mono');
+      cell(tr, wouldOnly ? 'would be denied (report mode)' : 'denied');
+      cell(tr, d.reason);
+      cell(tr, d.count, 'num');
+      ago(cell(tr, ''), d.first_seen, now);
+      ago(cell(tr, ''), d.last_seen, now);
+      cell(tr, d.last_client, 'mono');
+    });
+    const entries = [...new Set(refused.map(entryFor).filter((e) => e != null))].sort();
+    // A HOCON quoted string is a JSON string.
+    const text = entries.map((e) => JSON.stringify(e)).join('\n');
+    const box = $('suggested');
+    if (box.value !== text) {
+      box.value = text;
+      box.rows = Math.min(Math.max(entries.length, 1), 12);
+    }
+    $('copy').disabled = entries.length === 0;
+  }
+
+  async function getJson(path) {
+    const res = await fetch(path, { cache: 'no-store', headers: { Accept: 'application/json' } });
+    if (!res.ok) {
+      throw new Error(path + ': HTTP ' + res.status + (res.status === 403
+        ? ' (this address is not in egress-proxy.admin.clients.allow)' : ''));
+    }
+    return res.json();
+  }
+
+  async function refresh() {
+    try {
+      const [status, denied] = await Promise.all([getJson('/status'), getJson('/denied')]);
+      const now = Date.parse(status.now) || Date.now();
+      renderStatus(status, now);
+      renderDenied(denied, now);
+      $('error').hidden = true;
+      setText('updated', 'updated ' + new Date().toLocaleTimeString());
+      document.body.dataset.loaded = 'true';
+    } catch (e) {
+      const banner = $('error');
+      banner.textContent = 'Could not refresh: ' + e.message + '. Showing the last data read.';
+      banner.hidden = false;
+      $('health').textContent = 'unreachable';
+      $('health').className = 'badge bad';
+    } finally {
+      setTimeout(refresh, REFRESH_MS);
+    }
+  }
+
+  async function copy() {
+    const box = $('suggested');
+    const result = $('copy-result');
+    try {
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(box.value);
+      } else {
+        // Plain http from another machine is not a secure context: select and copy the old way.
+        box.focus();
+        box.select();
+        if (!document.execCommand('copy')) {
+          throw new Error('the browser refused');
+        }
+      }
+      result.textContent = 'Copied.';
+    } catch (e) {
+      box.focus();
+      box.select();
+      result.textContent = 'Could not copy (' + e.message + '); the entries are selected: copy them by hand.';
+    }
+  }
+
+  $('copy').addEventListener('click', copy);
+  refresh();
+}());

@@ -1,0 +1,148 @@
+package dev.egressproxy.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.egressproxy.metrics.DeniedReport;
+import dev.egressproxy.testing.Processes;
+import dev.egressproxy.testing.RawClient;
+import dev.egressproxy.testing.TcpServer;
+import dev.egressproxy.testing.TestProxy;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.openqa.selenium.By;
+import org.openqa.selenium.JavascriptExecutor;
+import org.openqa.selenium.OutputType;
+import org.openqa.selenium.TakesScreenshot;
+import org.openqa.selenium.WebDriver;
+import org.openqa.selenium.WebElement;
+import org.openqa.selenium.chrome.ChromeDriver;
+import org.openqa.selenium.chrome.ChromeDriverService;
+import org.openqa.selenium.chrome.ChromeOptions;
+import org.openqa.selenium.support.ui.WebDriverWait;
+
+/**
+ * The status page on the admin port in a real browser: Debian's headless Chromium, driven by
+ * Selenium through Debian's chromedriver (both installed by scripts/install-test-deps.sh). The page
+ * loads, a refusal and an upstream failure caused through the proxy appear in its tables within a
+ * refresh, the copy box offers the allowlist entry to add, and a destination and client that carry
+ * markup (which the proxy's parser never lets through, so they are put in the real gap report
+ * directly) show as literal text, with no element made and no script run. A screenshot is saved as
+ * {@code target/status-page.png} for a person to look at.
+ *
+ * <p>Skipped, saying why, where Chromium or chromedriver is not installed.
+ */
+class StatusPageIT {
+
+    private static final Path CHROMIUM = Path.of("/usr/bin/chromium");
+    private static final Path CHROMEDRIVER = Path.of("/usr/bin/chromedriver");
+    private static final String HOSTILE_HOST = "<img src=x onerror=\"window.pwned=1\">";
+    private static final String HOSTILE_CLIENT = "<script>window.pwned=2</script>";
+
+    private static int connect(TestProxy proxy, String authority) throws Exception {
+        try (RawClient raw = new RawClient(proxy.address())) {
+            raw.socket.setSoTimeout(10_000);
+            raw.send("CONNECT " + authority + " HTTP/1.1\r\n\r\n");
+            return raw.readHead().status();
+        }
+    }
+
+    private static Path screenshotFile() {
+        String jar = System.getProperty("egress.proxy.jar");
+        Path target = jar == null ? Path.of("target") : Path.of(jar).getParent();
+        return target.resolve("status-page.png");
+    }
+
+    private static List<String> column(WebDriver driver, String table, int column) {
+        return driver.findElements(By.cssSelector("#" + table + " tbody tr td:nth-child(" + column + ")")).stream()
+                .map(WebElement::getText).toList();
+    }
+
+    @Test
+    void pageShowsRefusalsAndUnreachableHostsAsTextAndOffersTheEntriesToAdd() throws Exception {
+        assumeTrue(Files.isExecutable(CHROMIUM) && Files.isExecutable(CHROMEDRIVER),
+                "StatusPageIT needs Debian's chromium and chromium-driver (" + CHROMIUM + ", " + CHROMEDRIVER
+                        + "), which scripts/install-test-deps.sh installs; they are absent here, so the browser test is skipped");
+        int closed = Processes.freePort();
+        ChromeDriverService service = new ChromeDriverService.Builder()
+                .usingDriverExecutable(CHROMEDRIVER.toFile())
+                .usingAnyFreePort()
+                .build();
+        ChromeOptions options = new ChromeOptions();
+        options.setBinary(CHROMIUM.toFile());
+        options.addArguments("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400",
+                "--no-first-run", "--disable-extensions");
+        try (TcpServer echo = TcpServer.echo();
+                TestProxy proxy = TestProxy.start("""
+                        allowlist { presets = ["quay-cdn"], hosts = ["echo.test:7000", "gone.test:7001"] }
+                        destinations.connect-to {
+                          "echo.test:7000" = "127.0.0.1:%d"
+                          "gone.test:7001" = "127.0.0.1:%d"
+                        }
+                        """.formatted(echo.port(), closed));
+                RawClient tunnel = new RawClient(proxy.address())) {
+            WebDriver driver = new ChromeDriver(service, options);
+            try {
+                WebDriverWait wait = new WebDriverWait(driver, Duration.ofSeconds(30));
+                driver.get(proxy.adminUrl("/"));
+                wait.until(d -> "true".equals(d.findElement(By.tagName("body")).getDomAttribute("data-loaded")));
+                assertThat(driver.getTitle()).isEqualTo("egress-proxy status");
+                assertThat(driver.findElement(By.id("denied-empty")).isDisplayed()).isTrue();
+                assertThat(driver.findElement(By.id("copy")).isEnabled()).as("nothing to copy yet").isFalse();
+                assertThat(column(driver, "allowlist", 1)).containsExactly("registry.redhat.io",
+                        "registry.access.redhat.com", "*.quay.io", "echo.test:7000", "gone.test:7001");
+
+                tunnel.socket.setSoTimeout(10_000);
+                tunnel.send("CONNECT echo.test:7000 HTTP/1.1\r\n\r\n");
+                assertThat(tunnel.readHead().status()).isEqualTo(200);
+                assertThat(connect(proxy, "cdn99.example.net:443")).isEqualTo(403);
+                assertThat(connect(proxy, "gone.test:7001")).isEqualTo(502);
+                proxy.server.deniedReport().record(DeniedReport.Type.DENIED, HOSTILE_HOST + ":443",
+                        "host_not_allowlisted", HOSTILE_CLIENT);
+                // A refused reload's message quotes the offending value from the file.
+                String reloadError = "egress-proxy.allowlist.hosts[0]: '<b>*bad.test</b>' is not a valid pattern";
+                proxy.server.status().reloadRefused("SIGHUP", reloadError);
+
+                // The page refreshes itself: no reload here.
+                wait.until(d -> column(d, "denied", 1).size() == 2 && column(d, "unreachable", 1).size() == 1);
+                assertThat(column(driver, "denied", 1)).containsExactlyInAnyOrder("cdn99.example.net:443", HOSTILE_HOST + ":443");
+                assertThat(column(driver, "denied", 2)).containsOnly("denied");
+                assertThat(column(driver, "denied", 3)).containsOnly("host_not_allowlisted");
+                assertThat(column(driver, "denied", 7)).contains(HOSTILE_CLIENT);
+                assertThat(column(driver, "unreachable", 1)).containsExactly("gone.test:7001");
+                assertThat(column(driver, "unreachable", 2)).containsExactly("refused");
+                wait.until(d -> d.findElement(By.id("tunnels")).getText().equals("1 tunnel open"));
+                assertThat(driver.findElement(By.id("reload")).getText())
+                        .startsWith("last reload (SIGHUP) ").endsWith(": REFUSED, the previous configuration stays in force");
+                assertThat(driver.findElement(By.id("reload-error")).getText()).isEqualTo(reloadError);
+
+                // Markup from the report is text: no element was made from it, no script ran.
+                assertThat(driver.findElements(By.cssSelector("main img, main script, main b"))).isEmpty();
+                JavascriptExecutor js = (JavascriptExecutor) driver;
+                assertThat(js.executeScript("return typeof window.pwned")).isEqualTo("undefined");
+
+                WebElement box = driver.findElement(By.id("suggested"));
+                assertThat(box.getDomProperty("value")).isEqualTo(
+                        "\"<img src=x onerror=\\\"window.pwned=1\\\">:443\"\n\"cdn99.example.net:443\"");
+                WebElement copy = driver.findElement(By.id("copy"));
+                assertThat(copy.isEnabled()).isTrue();
+                copy.click();
+                wait.until(d -> !d.findElement(By.id("copy-result")).getText().isEmpty());
+                assertThat(driver.findElement(By.id("copy-result")).getText()).isEqualTo("Copied.");
+
+                Path png = screenshotFile();
+                Files.createDirectories(png.getParent());
+                Files.copy(((TakesScreenshot) driver).getScreenshotAs(OutputType.FILE).toPath(), png,
+                        StandardCopyOption.REPLACE_EXISTING);
+                assertThat(png).isNotEmptyFile();
+            } finally {
+                driver.quit();
+                service.stop();
+            }
+        }
+    }
+}

@@ -20,6 +20,7 @@
 #            4 cdn02.quay.io blackholed (504 after the proxy's connect timeout; also iptables DROP)
 #            5 plain HTTP through HTTP_PROXY (302 and the CDN GET pass through the proxy)
 #            6 strace: every TCP connect() of the client went to the proxy
+#            7 fast-fail with the shipped defaults: cdn02.quay.io blackholed, then back
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -124,6 +125,7 @@ cp "$BUILT_JAR" "$JAR"
 NS=
 PROXY_PID=
 P=
+HELPER_PIDS=()   # scenario 7's blackhole and relay
 
 # ---------------------------------------------------------------------------------------------
 # teardown
@@ -145,10 +147,17 @@ stop_proxy() {
     wait "$pid" 2>/dev/null || true
 }
 
+stop_helpers() {
+    local pid
+    for pid in "${HELPER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    HELPER_PIDS=()
+}
+
 cleanup() {
     local rc=$?
     set +e
     stop_proxy
+    stop_helpers
     if [[ -d $RUN/world ]]; then "$HERE/world.sh" down "$RUN/world" >>"$RUN/world-down.log" 2>&1; fi
     if [[ -n $NS ]]; then ip netns del "$NS" 2>/dev/null; fi
     rm -f "$JAR"
@@ -243,7 +252,7 @@ egress-proxy {
   listen { host = "127.0.0.1", port = $PROXY_PORT }
   admin  { host = "127.0.0.1", port = $ADMIN_PORT }
   allowlist { $allow }
-  timeouts { connect = ${CONNECT_TIMEOUT_S}s }
+  $([[ ${SHIPPED_TIMEOUTS:-0} == 1 ]] && echo "# timeouts and upstream.fast-fail: the shipped defaults" || echo "timeouts { connect = ${CONNECT_TIMEOUT_S}s }")
   # The hardened setting: a tunnel whose ClientHello names another host than its CONNECT is
   # closed before a byte reaches the origin. Every pull below must pass it untouched.
   tunnels { sni-check = "enforce" }
@@ -635,8 +644,11 @@ blackhole_checks() {
 }
 
 scenario 4 "cdn02.quay.io blackholed (SYNs dropped): 504 after the proxy's ${CONNECT_TIMEOUT_S} s connect timeout"
+# The timeout path alone: with fast-fail on, podman (after skopeo) would be answered at once
+# (scenario 7 shows that).
 if start_proxy s4-cdn02-blackhole "$ALLOW_FULL" \
-    "egress-proxy.destinations.connect-to { \"cdn02.quay.io:443\" = \"127.0.0.1:$WORLD_BLACKHOLE_PORT\" }"; then
+    "egress-proxy.destinations.connect-to { \"cdn02.quay.io:443\" = \"127.0.0.1:$WORLD_BLACKHOLE_PORT\" }
+egress-proxy.upstream.fast-fail.enabled = false"; then
     failing_pulls s4 $((FAST_FAIL_MAX_S * 1000)) "cdn02.quay.io:443 did not answer within ${CONNECT_TIMEOUT_S}s (connect timeout)"
     blackhole_checks
 fi
@@ -652,7 +664,8 @@ else
     if in_ns iptables -w 5 -A INPUT -i lo -p tcp --dport "$DROP_PORT" -j DROP 2>"$OUT/iptables.out"; then
         note "iptables -A INPUT -i lo -p tcp --dport $DROP_PORT -j DROP (inside $NS)"
         if start_proxy s4b-cdn02-dropped "$ALLOW_FULL" \
-            "egress-proxy.destinations.connect-to { \"cdn02.quay.io:443\" = \"127.0.0.1:$DROP_PORT\" }"; then
+            "egress-proxy.destinations.connect-to { \"cdn02.quay.io:443\" = \"127.0.0.1:$DROP_PORT\" }
+egress-proxy.upstream.fast-fail.enabled = false"; then
             failing_pulls s4b $((FAST_FAIL_MAX_S * 1000)) \
                 "cdn02.quay.io:443 did not answer within ${CONNECT_TIMEOUT_S}s (connect timeout)" skopeo-only
             blackhole_checks
@@ -809,6 +822,139 @@ if start_proxy s6-strace "$ALLOW_FULL"; then
     }
     check "6 negative control: a direct pull from $WORLD_ORIGIN (no proxy) is flagged by the same check" caught
 fi
+scenario_end
+
+# =============================================================================================
+# 7: fast-fail with the shipped defaults (timeouts.connect = 10s, upstream.fast-fail: 1 timeout,
+# 15 s cool-down). cdn02.quay.io is pinned to a blackhole of its own; the pull is attempted three
+# times in a row (a client or CI job that retries; neither skopeo nor podman retries a proxy's
+# 504 by itself, see scenario 4), then podman pulls; then the CDN host comes back on the same
+# address and port, and a pull must succeed within one cool-down.
+SHIPPED_CONNECT_S=10
+SHIPPED_COOL_DOWN_S=15
+SKOPEO_3_MAX_S=12
+scenario 7 "fast-fail, shipped defaults: cdn02.quay.io blackholed (3 skopeo attempts <= ${SKOPEO_3_MAX_S} s, podman <= ${SHIPPED_CONNECT_S} s), then back within one cool-down"
+BH7_PORT=$(free_ports 1)
+start_helper() { # LOG CMD...: a background helper in the namespace, stopped by stop_helpers
+    local log=$1
+    shift
+    if [[ -n $NS ]]; then
+        ip netns exec "$NS" setsid "$@" >"$log" 2>&1 &
+    else
+        setsid "$@" >"$log" 2>&1 &
+    fi
+    HELPER_PIDS+=($!)
+}
+wait_ready() { # LOG: until the helper printed "ready"
+    local i
+    for ((i = 0; i < 100; i++)); do grep -q '^ready' "$1" 2>/dev/null && return 0; sleep 0.1; done
+    return 1
+}
+start_helper "$RUN/s7-blackhole.log" "$PY" "$HERE/blackhole.py" 127.0.0.1 "$BH7_PORT" "$RUN" </dev/null
+if ! wait_ready "$RUN/s7-blackhole.log"; then
+    fail "7 blackhole on 127.0.0.1:$BH7_PORT did not start: $(tail -n 1 "$RUN/s7-blackhole.log")"
+elif SHIPPED_TIMEOUTS=1 start_proxy s7-fast-fail "$ALLOW_FULL" \
+    "egress-proxy.destinations.connect-to { \"cdn02.quay.io:443\" = \"127.0.0.1:$BH7_PORT\" }"; then
+    note "blackhole for cdn02.quay.io:443 on 127.0.0.1:$BH7_PORT; no timeouts or upstream keys in $P/proxy.conf: the shipped defaults"
+    t0=$(now_ms)
+    attempt_ms=()
+    for i in 1 2 3; do
+        run_client "s7-skopeo-$i" HTTPS_PROXY="$PROXY_URL" "${SKOPEO[@]}" copy --retry-times 3 \
+            "docker://registry.redhat.io/$OI_REF" "dir:$P/skopeo-out-$i"
+        attempt_ms+=("$MS")
+    done
+    SKOPEO3_MS=$(($(now_ms) - t0))
+    three_attempts() {
+        echo "evidence: 3 skopeo attempts took $SKOPEO3_MS ms in all (${attempt_ms[*]} ms each; limit ${SKOPEO_3_MAX_S} s; without fast-fail 3 x ${SHIPPED_CONNECT_S} s)"
+        grep -qF "cdn02.quay.io:443 did not answer within ${SHIPPED_CONNECT_S}s (connect timeout)" "$OUT/s7-skopeo-1.out" ||
+            { echo "attempt 1 lacks the connect timeout: $(tail -n 1 "$OUT/s7-skopeo-1.out")"; return 1; }
+        for i in 2 3; do
+            grep -qE "cdn02\.quay\.io:443 timed out [0-9.]+s ago; not retried for another [0-9]+s \(fast-fail\)" "$OUT/s7-skopeo-$i.out" ||
+                { echo "attempt $i was not fast-failed: $(tail -n 1 "$OUT/s7-skopeo-$i.out")"; return 1; }
+        done
+        echo "evidence: attempt 2 said: $(grep -oE 'cdn02\.quay\.io:443 timed out [^"]*\(fast-fail\)' "$OUT/s7-skopeo-2.out" | tail -n 1)"
+        [[ ${attempt_ms[0]} -ge $((SHIPPED_CONNECT_S * 1000 - 100)) && $SKOPEO3_MS -le $((SKOPEO_3_MAX_S * 1000)) ]]
+    }
+    check "7 three skopeo attempts failed within ${SKOPEO_3_MAX_S} s: the first waited the connect timeout, the others were fast-failed" three_attempts
+    if [[ $PODMAN_OK == 1 ]]; then
+        podman_cmd s7
+        run_client s7-podman HTTPS_PROXY="$PROXY_URL" "${PODMAN[@]}" pull "registry.redhat.io/$OI_REF"
+        check "7 podman pull fails (non-zero exit)" exits_nonzero
+        check "7 podman failed within the connect timeout (${SHIPPED_CONNECT_S} s)" within_ms $((SHIPPED_CONNECT_S * 1000))
+        check "7 podman error is the notice's, with the fast-fail reason" \
+            says "(fast-fail)" "parsing image configuration: Get \"https://cdn02.quay.io/sha256/"
+    else
+        podman_skip "7 podman pull"
+    fi
+    check "7 /metrics: egress_proxy_upstream_fast_fail{host=\"cdn02.quay.io\"} = 1" \
+        metric_cmp egress_proxy_upstream_fast_fail eq 1 'host="cdn02.quay.io"'
+    eventually "7 /metrics: egress_proxy_upstream_failures_total{cause=\"unreachable_recently\",host=\"cdn02.quay.io\"} >= 2" \
+        metric_cmp egress_proxy_upstream_failures_total ge 2 'cause="unreachable_recently"' 'host="cdn02.quay.io"'
+    check "7 /metrics: exactly one connect timeout to cdn02.quay.io (the other attempts did not dial)" \
+        metric_cmp egress_proxy_upstream_failures_total eq 1 'cause="timeout"' 'host="cdn02.quay.io"'
+    check "7 /denied lists cdn02.quay.io:443 (upstream_failure, unreachable_recently)" \
+        denied_lists cdn02.quay.io:443 upstream_failure unreachable_recently
+    check "7 access log: CONNECT cdn02.quay.io:443 allowed, 504 upstream_unreachable_recently" \
+        log_has "$ACCESS_LOG" 0 'method=CONNECT target=cdn02\.quay\.io:443 decision=allowed .*status=504 .*error=upstream_unreachable_recently'
+
+    # The CDN host comes back on the same address and port: the blackhole goes, and a relay to
+    # the world's nginx (which serves cdn02.quay.io) takes its port.
+    stop_helpers
+    cat >"$RUN/s7-relay.py" <<'RELAY'
+import socket, sys, threading
+listen_port, to_port = int(sys.argv[1]), int(sys.argv[2])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", listen_port))
+srv.listen(64)
+print("ready", flush=True)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    finally:
+        try:
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+while True:
+    c, _ = srv.accept()
+    u = socket.create_connection(("127.0.0.1", to_port))
+    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
+    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+RELAY
+    start_helper "$RUN/s7-relay.log" "$PY" "$RUN/s7-relay.py" "$BH7_PORT" "$WORLD_TLS_PORT" </dev/null
+    if ! wait_ready "$RUN/s7-relay.log"; then
+        fail "7 relay on 127.0.0.1:$BH7_PORT did not start: $(tail -n 3 "$RUN/s7-relay.log")"
+    else
+        back_ms=$(now_ms)
+        tries=0
+        while :; do
+            tries=$((tries + 1))
+            run_client "s7-back-skopeo-$tries" HTTPS_PROXY="$PROXY_URL" "${SKOPEO[@]}" copy \
+                "docker://registry.redhat.io/$OI_REF" "dir:$P/skopeo-back-$tries"
+            [[ $RC == 0 ]] && break
+            [[ $(($(now_ms) - back_ms)) -gt $(((SHIPPED_COOL_DOWN_S + SHIPPED_CONNECT_S + 5) * 1000)) ]] && break
+            sleep 1
+        done
+        BACK_MS=$(($(now_ms) - back_ms))
+        came_back() {
+            echo "evidence: the pull succeeded $BACK_MS ms after cdn02.quay.io came back (attempt $tries, one a second; limit one cool-down, ${SHIPPED_COOL_DOWN_S} s, + 3 s for the pull)"
+            [[ $RC == 0 && $BACK_MS -le $(((SHIPPED_COOL_DOWN_S + 3) * 1000)) ]]
+        }
+        check "7 a pull succeeds within one cool-down of cdn02.quay.io coming back" came_back
+        check "7 that pull's image is the expected one (digests verified)" \
+            verify_dir "$P/skopeo-back-$tries" "$WORLD_OPERATOR_INDEX_MANIFEST_DIGEST" "$WORLD_OPERATOR_INDEX_CONFIG_DIGEST" "$WORLD_OPERATOR_INDEX_LAYERS"
+        check "7 /metrics: egress_proxy_upstream_fast_fail{host=\"cdn02.quay.io\"} = 0 again" \
+            metric_cmp egress_proxy_upstream_fast_fail eq 0 'host="cdn02.quay.io"'
+    fi
+fi
+stop_helpers
 scenario_end
 
 stop_proxy

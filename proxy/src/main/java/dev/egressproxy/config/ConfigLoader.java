@@ -247,13 +247,16 @@ public final class ConfigLoader {
         }
         int ioThreads = intAtLeast(c, "io-threads", 0);
         boolean watch = bool(c, "reload.watch");
+        ProxyConfig.Upstream upstream = new ProxyConfig.Upstream(new ProxyConfig.FastFail(
+                bool(c, "upstream.fast-fail.enabled"), intAtLeast(c, "upstream.fast-fail.timeouts", 1),
+                positive(c, "upstream.fast-fail.window"), positive(c, "upstream.fast-fail.cool-down")));
         if (!problems.isEmpty()) {
             throw new ConfigException(problems);
         }
         return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, relay, tunnels,
                 metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
-                new ProxyConfig.Reload(watch));
+                new ProxyConfig.Reload(watch), upstream);
     }
 
     private AllowlistMode allowlistMode(Config c) {

@@ -31,7 +31,8 @@ public record ProxyConfig(
         Metrics metrics,
         Logging logging,
         Shutdown shutdown,
-        Reload reload) {
+        Reload reload,
+        Upstream upstream) {
 
     public ProxyConfig {
         Objects.requireNonNull(listen, "listen");
@@ -48,6 +49,7 @@ public record ProxyConfig(
         Objects.requireNonNull(logging, "logging");
         Objects.requireNonNull(shutdown, "shutdown");
         Objects.requireNonNull(reload, "reload");
+        Objects.requireNonNull(upstream, "upstream");
     }
 
     /** {@code egress-proxy.shutdown}: how long a drain may take. */
@@ -56,6 +58,21 @@ public record ProxyConfig(
 
     /** {@code egress-proxy.reload}: whether the config file is watched. */
     public record Reload(boolean watch) {
+    }
+
+    /** {@code egress-proxy.upstream}: how the proxy treats upstream addresses that failed. */
+    public record Upstream(FastFail fastFail) {
+        public Upstream {
+            Objects.requireNonNull(fastFail, "fastFail");
+        }
+    }
+
+    /**
+     * {@code egress-proxy.upstream.fast-fail}: an address whose connects timed out {@code timeouts}
+     * times within {@code window} is not dialled for {@code coolDown}, except for one trial
+     * connection after it (see {@code upstream.FastFail}).
+     */
+    public record FastFail(boolean enabled, int timeouts, Duration window, Duration coolDown) {
     }
 
     /** {@code egress-proxy.listen}: where clients connect. */

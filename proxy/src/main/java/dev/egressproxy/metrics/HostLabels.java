@@ -31,6 +31,11 @@ final class HostLabels {
         }
     }
 
+    /** Whether {@code host} has its own label. */
+    boolean has(String host) {
+        return known.contains(host);
+    }
+
     String label(String host) {
         if (known.contains(host)) {
             return host;

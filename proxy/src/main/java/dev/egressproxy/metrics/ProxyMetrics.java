@@ -16,10 +16,12 @@ import java.time.Duration;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.LongSupplier;
+import java.util.function.Supplier;
 
 /**
  * Every meter the proxy publishes, defined once. Handlers call the methods here and never build
@@ -49,6 +51,11 @@ public final class ProxyMetrics {
     public static final String HOST_LABELS_OVERFLOW = "egress.proxy.host.labels.overflow";
     /** {@code egress_proxy_upstream_failures_total{host,cause}}: allowed hosts the proxy could not reach. */
     public static final String UPSTREAM_FAILURES = "egress.proxy.upstream.failures";
+    /**
+     * {@code egress_proxy_upstream_fast_fail{host}}: 1 while every address of the host is skipped
+     * after connect timeouts (in its fast-fail cool-down or waiting for its trial), else 0.
+     */
+    public static final String UPSTREAM_FAST_FAIL = "egress.proxy.upstream.fast.fail";
     /**
      * {@code egress_proxy_upstream_connect_seconds{host}}: time to connect upstream over TCP, from
      * the first attempt to the connection that won; DNS is in {@link #DNS}.
@@ -140,6 +147,8 @@ public final class ProxyMetrics {
     private final Map<String, Counter> failureCounters = new ConcurrentHashMap<>();
     private final Map<String, Counter> sniCounters = new ConcurrentHashMap<>();
     private final Map<String, Timer> connectTimers = new ConcurrentHashMap<>();
+    private final Map<String, Gauge> fastFailGauges = new ConcurrentHashMap<>();
+    private volatile Supplier<Set<String>> fastFailHosts = Set::of;
     private final Map<DnsResult, Timer> dnsTimers = new EnumMap<>(DnsResult.class);
     private final Counter bytesToUpstream;
     private final Counter bytesToClient;
@@ -262,7 +271,37 @@ public final class ProxyMetrics {
                 failureCounter(host, cause);
             }
             connectTimer(host);
+            fastFailGauge(host);
         }
+    }
+
+    /** Where the fast-fail gauges read which hosts are down (the upstream connector's state). */
+    public void watchFastFail(Supplier<Set<String>> downHosts) {
+        this.fastFailHosts = downHosts;
+    }
+
+    /** Makes sure {@code host} has its fast-fail gauge: it has just gone down. */
+    public void upstreamFastFail(String host) {
+        fastFailGauge(failureHosts.label(host));
+    }
+
+    private void fastFailGauge(String hostLabel) {
+        fastFailGauges.computeIfAbsent(hostLabel, h -> Gauge.builder(UPSTREAM_FAST_FAIL, () -> fastFailValue(h))
+                .description("1 while every address of the host is skipped after connect timeouts (upstream.fast-fail),"
+                        + " by host (capped)")
+                .tag("host", h)
+                .register(registry));
+    }
+
+    private int fastFailValue(String hostLabel) {
+        Set<String> down = fastFailHosts.get();
+        if (down.isEmpty()) {
+            return 0;
+        }
+        if (HostLabels.OTHER.equals(hostLabel)) {
+            return down.stream().anyMatch(h -> !failureHosts.has(h)) ? 1 : 0;
+        }
+        return down.contains(hostLabel) ? 1 : 0;
     }
 
     public void setAllowlistEntries(int n) {

@@ -100,11 +100,11 @@ public final class ProxyServer implements AutoCloseable {
 
     /**
      * Puts a reloaded configuration in force. The allowlist (and its mode), {@code clients},
-     * {@code destinations}, {@code admin.clients.allow} and the connect timeout apply to the next
-     * connection or request at once; connections already open (tunnels included) are not touched.
-     * Configuration and policy are published as one {@link ConfigSnapshot}, so a request is decided
-     * and dialled under the same one. Returns the settings that differ but only take effect after a
-     * restart.
+     * {@code destinations}, {@code admin.clients.allow}, the connect timeout and
+     * {@code upstream.fast-fail} apply to the next connection or request at once; connections
+     * already open (tunnels included) are not touched. Configuration and policy are published as
+     * one {@link ConfigSnapshot}, so a request is decided and dialled under the same one. Returns
+     * the settings that differ but only take effect after a restart.
      */
     public List<String> apply(ProxyConfig next) {
         ConfigSnapshot snapshot = ConfigSnapshot.of(next);

@@ -11,7 +11,12 @@ public enum FailureCause {
     REFUSED("refused", HttpResponseStatus.BAD_GATEWAY),
     TIMEOUT("timeout", HttpResponseStatus.GATEWAY_TIMEOUT),
     RESET("reset", HttpResponseStatus.BAD_GATEWAY),
-    UNREACHABLE("unreachable", HttpResponseStatus.BAD_GATEWAY);
+    UNREACHABLE("unreachable", HttpResponseStatus.BAD_GATEWAY),
+    /**
+     * Not dialled: every address of the destination timed out recently and is in its fast-fail
+     * cool-down ({@code upstream.fast-fail}); answered at once.
+     */
+    UNREACHABLE_RECENTLY("unreachable_recently", HttpResponseStatus.GATEWAY_TIMEOUT);
 
     private final String label;
     private final HttpResponseStatus status;

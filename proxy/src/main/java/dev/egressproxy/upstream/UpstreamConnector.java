@@ -48,12 +48,15 @@ import org.slf4j.LoggerFactory;
  * return something else. A name's allowed addresses are dialled per RFC 8305 (Happy Eyeballs, see
  * {@link Attempts}) until one connects, within one {@code timeouts.connect}, so one dead address
  * or a dead address family of a registry or CDN costs {@code timeouts.connect-attempt-delay}, not
- * the pull. {@code connect-to} mappings are trusted
- * operator input and skip both DNS and the address check. The outbound channel runs on the inbound
+ * the pull. An address whose connects timed out recently is skipped ({@link FastFail},
+ * {@code upstream.fast-fail}), and a destination all of whose addresses are skipped is refused at
+ * once. {@code connect-to} mappings are trusted
+ * operator input and skip both DNS and the address check (not the fast-fail: it is the address that is dead). The outbound channel runs on the inbound
  * channel's event loop and class, so the two sides of a tunnel never need cross-thread handoff.
  *
  * <p>Owns the {@code dns_seconds} (the lookup alone), {@code upstream_connect_seconds} (the TCP
- * connect alone, from its first attempt) and {@code upstream_failures_total} metrics.
+ * connect alone, from its first attempt), {@code upstream_failures_total} and
+ * {@code upstream_fast_fail} metrics.
  */
 public final class UpstreamConnector {
 
@@ -65,6 +68,7 @@ public final class UpstreamConnector {
     private final ChannelGroup channels;
     private final ProxyConfig.Limits startLimits;
     private final FdBudget fds;
+    private final FastFail fastFail = new FastFail();
 
     /**
      * @param startLimits the buffer limits every upstream channel gets (fixed at start; a reload
@@ -79,6 +83,12 @@ public final class UpstreamConnector {
         this.channelFactory = new ReflectiveChannelFactory<>(channelClass);
         this.channels = channels;
         this.startLimits = startLimits;
+        metrics.watchFastFail(fastFail::downHosts);
+    }
+
+    /** The addresses and hosts skipped after connect timeouts. */
+    public FastFail fastFail() {
+        return fastFail;
     }
 
     /**
@@ -97,11 +107,11 @@ public final class UpstreamConnector {
         PolicyEngine policy = live.policy();
         InetSocketAddress pinned = cfg.destinations().connectTo().get(target.authority());
         if (pinned != null) {
-            new Attempts(cfg, target, List.of(pinned), loop, handler, promise).next();
+            dial(cfg, target, List.of(pinned), loop, handler, promise);
         } else if (target.isIpLiteral()) {
             InetSocketAddress address = new InetSocketAddress(target.ipLiteral(), target.port());
             if (checkAddress(policy, target, address, promise)) {
-                new Attempts(cfg, target, List.of(address), loop, handler, promise).next();
+                dial(cfg, target, List.of(address), loop, handler, promise);
             }
         } else {
             AddressResolver<InetSocketAddress> resolver = resolvers.resolver(loop);
@@ -131,10 +141,45 @@ public final class UpstreamConnector {
                                     target.host() + " resolved only to forbidden addresses, first " + firstForbidden));
                             return;
                         }
-                        new Attempts(cfg, target, allowed, loop, handler, promise).next();
+                        dial(cfg, target, allowed, loop, handler, promise);
                     });
         }
         return promise;
+    }
+
+    /**
+     * Dials {@code addresses} but those {@link FastFail} skips; when it skips them all, fails at once
+     * with {@link FailureCause#UNREACHABLE_RECENTLY}.
+     */
+    private void dial(ProxyConfig cfg, Target target, List<InetSocketAddress> addresses, EventLoop loop,
+            Supplier<? extends ChannelHandler> handler, Promise<Channel> promise) {
+        FastFail.Selection selection = fastFail.select(addresses, cfg.upstream().fastFail());
+        if (selection == FastFail.UNCHANGED) {
+            new Attempts(cfg, target, addresses, List.of(), addresses, loop, handler, promise).next();
+        } else if (!selection.dial().isEmpty()) {
+            log.debug("{}: {} of {} addresses skipped after connect timeouts (fast-fail)", target.authority(),
+                    selection.skipped(), addresses.size());
+            new Attempts(cfg, target, selection.dial(), selection.trials(), addresses, loop, handler, promise).next();
+        } else {
+            if (fastFail.hostDown(target.authority(), target.host(), addresses)) {
+                metrics.upstreamFastFail(target.host());
+            }
+            fail(target, promise, FailureCause.UNREACHABLE_RECENTLY, fastFailText(target.authority(), selection),
+                    "fast-fail: " + target.authority() + " not dialled, every address timed out recently: "
+                            + addresses.stream().map(AddressText::of).toList());
+        }
+    }
+
+    /** The answer to a destination whose every address is skipped: when it timed out, and until when. */
+    static String fastFailText(String authority, FastFail.Selection selection) {
+        String retry = selection.untilRetry() == 0 ? "being retried by another request"
+                : "not retried for another " + Math.max(1, (selection.untilRetry() + 999_999_999L) / 1_000_000_000L) + "s";
+        long ago = selection.sinceTimeout();
+        String agoText = ago < 10_000_000_000L
+                ? String.format(Locale.ROOT, "%.1fs", ago / 1e9)
+                : (ago / 1_000_000_000L) + "s";
+        return authority + " timed out " + agoText + " ago; " + retry + " (fast-fail"
+                + (selection.skipped() > 1 ? ", all " + selection.skipped() + " addresses" : "") + ")";
     }
 
     private static boolean checkAddress(PolicyEngine policy, Target target, InetSocketAddress address,
@@ -191,6 +236,11 @@ public final class UpstreamConnector {
         private final ProxyConfig config;
         private final Target target;
         private final List<InetSocketAddress> addresses;
+        /** Addresses whose fast-fail trial this connect claimed: each one's end is reported. */
+        private final List<InetSocketAddress> trials;
+        /** Every address of the destination, skipped ones included. */
+        private final List<InetSocketAddress> resolved;
+        private final ProxyConfig.FastFail fastFailSettings;
         private final EventLoop loop;
         private final Supplier<? extends ChannelHandler> handler;
         private final Promise<Channel> promise;
@@ -205,12 +255,18 @@ public final class UpstreamConnector {
         private boolean over;
         /** A descriptor of the open-file budget is held for the second of two pending attempts. */
         private boolean spareHeld;
+        /** An attempt connected and won the race. */
+        private boolean won;
 
-        Attempts(ProxyConfig config, Target target, List<InetSocketAddress> addresses, EventLoop loop,
-                Supplier<? extends ChannelHandler> handler, Promise<Channel> promise) {
+        Attempts(ProxyConfig config, Target target, List<InetSocketAddress> addresses, List<InetSocketAddress> trials,
+                List<InetSocketAddress> resolved, EventLoop loop, Supplier<? extends ChannelHandler> handler,
+                Promise<Channel> promise) {
             this.config = config;
             this.target = target;
             this.addresses = interleaveFamilies(addresses);
+            this.trials = trials;
+            this.resolved = resolved;
+            this.fastFailSettings = config.upstream().fastFail();
             this.loop = loop;
             this.handler = handler;
             this.promise = promise;
@@ -289,6 +345,12 @@ public final class UpstreamConnector {
             List<Channel> losers = List.copyOf(pending);
             pending.clear();
             releaseSpare();
+            // Trials never dialled go back for the next request; the pending ones are reported as they close.
+            for (int i = next; i < addresses.size(); i++) {
+                if (trials.contains(addresses.get(i))) {
+                    fastFail.trialAbandoned(addresses.get(i), false, fastFailSettings);
+                }
+            }
             losers.forEach(Channel::close);
         }
 
@@ -305,12 +367,15 @@ public final class UpstreamConnector {
                 releaseSpare();
             }
             if (f.isSuccess()) {
+                fastFail.answered(address);
                 if (over || promise.isDone()) {
                     // Connected as another attempt won (or the client went away): not needed.
                     f.channel().close();
                     return;
                 }
+                won = true;
                 finish();
+                fastFail.hostConnected(target.authority());
                 metrics.upstreamConnected(target.host(), System.nanoTime() - start);
                 channels.add(f.channel());
                 if (!promise.trySuccess(f.channel())) {
@@ -320,10 +385,19 @@ public final class UpstreamConnector {
             }
             if (over) {
                 // A loser closed by finish().
+                if (trials.contains(address)) {
+                    fastFail.trialAbandoned(address, won, fastFailSettings);
+                }
                 return;
             }
             Throwable cause = f.cause();
             FailureCause fc = classify(cause);
+            if (fc != FailureCause.TIMEOUT) {
+                fastFail.answered(address);
+            } else if (fastFail.timedOut(address, fastFailSettings)) {
+                log.info("{} at {} did not answer within the connect timeout; not dialled for {} (upstream.fast-fail)",
+                        target.authority(), AddressText.of(address), human(fastFailSettings.coolDown().toMillis()));
+            }
             tried.append(tried.length() == 0 ? "" : "; ").append(AddressText.of(address)).append(' ')
                     .append(fc.label()).append(" (").append(causeText(cause, address)).append(')');
             if (promise.isDone()) {
@@ -344,6 +418,9 @@ public final class UpstreamConnector {
             String clientText = connectText(config, target, fc)
                     + (addresses.size() > 1 ? " (" + addresses.size() + " addresses tried)" : "");
             fail(target, promise, fc, clientText, "connect to " + target.authority() + " failed: " + tried);
+            if (fastFail.allDown(resolved) && fastFail.hostDown(target.authority(), target.host(), resolved)) {
+                metrics.upstreamFastFail(target.host());
+            }
         }
     }
 
@@ -362,6 +439,7 @@ public final class UpstreamConnector {
             case RESET -> who + " is unreachable: connection reset";
             case UNREACHABLE -> who + " is unreachable: no route to host";
             case DNS -> who + " could not be resolved";
+            case UNREACHABLE_RECENTLY -> who + " timed out recently";
         };
     }
 

@@ -245,6 +245,26 @@ class ConfigLoaderTest {
     }
 
     @Test
+    void rejectsFastFailAfterZeroTimeouts() throws Exception {
+        assertSingleProblem("fast-fail-zero-timeouts.conf", 3, "egress-proxy.upstream.fast-fail.timeouts",
+                "0 is below the minimum 1");
+    }
+
+    @Test
+    void rejectsAZeroFastFailCoolDown() throws Exception {
+        assertSingleProblem("fast-fail-zero-cool-down.conf", 3, "egress-proxy.upstream.fast-fail.cool-down",
+                "must be positive, got PT0S");
+    }
+
+    @Test
+    void fastFailIsOnByDefault() throws Exception {
+        ProxyConfig config = ConfigLoader.load(null, Map.of());
+
+        assertThat(config.upstream().fastFail()).isEqualTo(
+                new ProxyConfig.FastFail(true, 1, Duration.ofSeconds(60), Duration.ofSeconds(15)));
+    }
+
+    @Test
     void rejectsPortAbove65535() throws Exception {
         assertSingleProblem("port-out-of-range.conf", 3, "egress-proxy.listen.port",
                 "70000 is not a port in 1-65535");

@@ -47,6 +47,9 @@ class AddressFallbackIT {
                 destinations.allow-private = ["127.0.0.0/8"]
                 dns { servers = ["%2$s"], query-timeout = 2s }
                 timeouts.connect = 2s
+                # These tests time the dialing itself; all-silent.test's timeouts would otherwise put
+                # 127.0.0.2 in fast-fail (FastFailIT) and silent-first.test would skip it.
+                upstream.fast-fail.enabled = false
                 """.formatted(port, dns.address()));
     }
 

@@ -68,6 +68,8 @@ class ProxyIT {
     static TcpServer source;
     static TcpServer reply;
     static TcpServer blackhole;
+    /** Another dead address for slow.test: blackhole.test's timeout would put a shared one in fast-fail. */
+    static TcpServer slowBlackhole;
     static int closedPort;
     static TestProxy proxy;
 
@@ -90,6 +92,7 @@ class ProxyIT {
         source = TcpServer.source(SOURCE_BYTES);
         reply = TcpServer.sourceAfterEndOfRequest(SOURCE_BYTES);
         blackhole = TcpServer.blackhole();
+        slowBlackhole = TcpServer.blackhole();
         try (ServerSocket s = new ServerSocket(0)) {
             closedPort = s.getLocalPort();
         }
@@ -110,13 +113,13 @@ class ProxyIT {
                   "reply.test:7005" = "127.0.0.1:%d"
                 }
                 """.formatted(registryTls.port(), registryHttp.port(), cdnTls.port(), cdnHttp.port(), echo.port(),
-                source.port(), closedPort, blackhole.port(), blackhole.port(), reply.port()));
+                source.port(), closedPort, blackhole.port(), slowBlackhole.port(), reply.port()));
     }
 
     @AfterParameterizedClassInvocation
     static void stop() throws Exception {
         proxy.close();
-        for (AutoCloseable c : List.<AutoCloseable>of(registryTls, registryHttp, cdnTls, cdnHttp, echo, source, reply, blackhole)) {
+        for (AutoCloseable c : List.<AutoCloseable>of(registryTls, registryHttp, cdnTls, cdnHttp, echo, source, reply, blackhole, slowBlackhole)) {
             c.close();
         }
         assertThat(echo.errors).isEmpty();

@@ -139,17 +139,21 @@
       cell(tr, u.last_client, 'mono');
     });
 
-    // Fast-fail state, when the proxy reports one: a list of destinations with their fields.
-    const fastFail = Array.isArray(s.fast_fail) ? s.fast_fail
-      : (s.fast_fail && Array.isArray(s.fast_fail.hosts) ? s.fast_fail.hosts : null);
-    $('fast-fail-section').hidden = fastFail == null;
-    if (fastFail) {
-      fill('fast-fail', null, fastFail, (tr, f) => {
-        cell(tr, f.destination || f.host, 'mono');
-        cell(tr, Object.keys(f).filter((k) => k !== 'destination' && k !== 'host')
-          .map((k) => k + ': ' + (typeof f[k] === 'object' ? JSON.stringify(f[k]) : f[k])).join(', '));
-      });
-    }
+    // Destinations answered 504 at once because every address timed out recently.
+    const ff = s.fast_fail || { enabled: false, hosts: [] };
+    const fastFailing = ff.hosts || [];
+    setText('fast-fail-count', fastFailing.length);
+    setText('fast-fail-about', ff.enabled
+      ? 'Destinations whose every address timed out recently: answered 504 at once, with one '
+        + 'trial connection every ' + duration(ff.cool_down_seconds) + '.'
+      : 'Off (upstream.fast-fail.enabled = false): every request waits for its connect timeout.');
+    fill('fast-fail', 'fast-fail-empty', fastFailing, (tr, f) => {
+      cell(tr, f.destination, 'mono');
+      cell(tr, (f.addresses || []).join(', '), 'mono');
+      cell(tr, duration(f.timed_out_seconds_ago) + ' ago');
+      cell(tr, f.trial_running ? 'a trial connection is running'
+        : (f.retry_in_seconds > 0 ? 'in ' + duration(f.retry_in_seconds) : 'by the next request'));
+    });
 
     const entries = allowlist.entries || [];
     setText('allowlist-count', entries.length);

@@ -3,7 +3,9 @@ package dev.egressproxy.metrics;
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.policy.AddressText;
 import dev.egressproxy.policy.AllowlistEntry;
+import dev.egressproxy.upstream.FastFail;
 import java.io.StringWriter;
+import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.List;
@@ -64,6 +66,7 @@ public final class StatusReport {
     private final AtomicLong reloadsApplied = new AtomicLong();
     private final AtomicLong reloadsRefused = new AtomicLong();
     private volatile Path configFile;
+    private volatile Supplier<List<FastFail.Down>> fastFailing = List::of;
 
     /**
      * {@code config} gives the configuration in force at each render; {@code transport}, {@code
@@ -84,6 +87,11 @@ public final class StatusReport {
     /** The operator's configuration file (absolute), or null for the shipped defaults. */
     public void configFile(Path file) {
         this.configFile = file;
+    }
+
+    /** Where the destinations in fast-fail come from (the upstream connector's, once started). */
+    public void fastFail(FastFail fastFail) {
+        this.fastFailing = fastFail::downDestinations;
     }
 
     /** Records a reload whose configuration is now in force. */
@@ -128,6 +136,7 @@ public final class StatusReport {
             g.writeEndObject();
             writeDenied(g, gaps, cfg.metrics().deniedReportSize());
             writeUnreachable(g, gaps);
+            writeFastFail(g, cfg.upstream().fastFail(), fastFailing.get());
             g.writeEndObject();
         }
         return out.append('\n').toString();
@@ -232,6 +241,30 @@ public final class StatusReport {
             g.writeEndObject();
         }
         g.writeEndArray();
+    }
+
+    /** The fast-fail settings in force and the destinations whose every address is skipped now. */
+    private static void writeFastFail(JsonGenerator g, ProxyConfig.FastFail settings, List<FastFail.Down> down) {
+        g.writeObjectPropertyStart("fast_fail");
+        g.writeBooleanProperty("enabled", settings.enabled());
+        g.writeNumberProperty("cool_down_seconds", settings.coolDown().toSeconds());
+        g.writeArrayPropertyStart("hosts");
+        for (FastFail.Down d : down) {
+            g.writeStartObject();
+            g.writeStringProperty("destination", d.authority());
+            g.writeStringProperty("host", d.host());
+            g.writeArrayPropertyStart("addresses");
+            for (InetSocketAddress a : d.addresses()) {
+                g.writeString(AddressText.of(a));
+            }
+            g.writeEndArray();
+            g.writeNumberProperty("timed_out_seconds_ago", TimeUnit.NANOSECONDS.toSeconds(d.sinceTimeoutNanos()));
+            g.writeNumberProperty("retry_in_seconds", (d.untilRetryNanos() + 999_999_999L) / 1_000_000_000L);
+            g.writeBooleanProperty("trial_running", d.trialRunning());
+            g.writeEndObject();
+        }
+        g.writeEndArray();
+        g.writeEndObject();
     }
 
     /** Two-space indentation. */

@@ -204,6 +204,7 @@ public final class ProxyServer implements AutoCloseable {
         fds = FdBudget.ofThisProcess(config.limits().maxConnections());
         UpstreamConnector connector = new UpstreamConnector(config.limits(), metrics, resolvers,
                 transport.socketChannel(), upstreamChannels, fds);
+        status.fastFail(connector.fastFail());
         metrics.setConnectionsLimit(fds.maxConnections());
         if (fds.capsConfigured()) {
             log.warn("{}", fds.capWarning());

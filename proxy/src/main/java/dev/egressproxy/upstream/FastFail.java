@@ -3,6 +3,7 @@ package dev.egressproxy.upstream;
 import dev.egressproxy.config.ProxyConfig;
 import java.net.InetSocketAddress;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -281,6 +282,47 @@ public final class FastFail {
                 hosts.remove(e.getKey(), e.getValue());
             }
         }
+        return down;
+    }
+
+    /**
+     * One destination whose every address is skipped now, for {@code /status}.
+     *
+     * @param sinceTimeoutNanos since the latest connect timeout of one of its addresses
+     * @param untilRetryNanos until the next trial of one of them may start (0: one may start now, or runs)
+     * @param trialRunning whether a request is trying one of them now
+     */
+    public record Down(String authority, String host, List<InetSocketAddress> addresses, long sinceTimeoutNanos,
+            long untilRetryNanos, boolean trialRunning) {
+    }
+
+    /** The destinations all of whose addresses are down now, most recently timed out first. */
+    public List<Down> downDestinations() {
+        if (hosts.isEmpty()) {
+            return List.of();
+        }
+        long now = nanoTime.getAsLong();
+        List<Down> down = new ArrayList<>();
+        for (Map.Entry<String, HostRecord> e : hosts.entrySet()) {
+            List<InetSocketAddress> addresses = e.getValue().addresses();
+            if (!allDown(addresses, now)) {
+                continue;
+            }
+            long sinceTimeout = Long.MAX_VALUE;
+            long untilRetry = Long.MAX_VALUE;
+            boolean trial = false;
+            for (InetSocketAddress a : addresses) {
+                State s = states.get(a);
+                if (s == null) {
+                    continue;
+                }
+                sinceTimeout = Math.min(sinceTimeout, now - s.lastTimeout());
+                untilRetry = Math.min(untilRetry, Math.max(0, s.coolDownEnd() - now));
+                trial |= s.trialSince() != 0;
+            }
+            down.add(new Down(e.getKey(), e.getValue().host(), addresses, sinceTimeout, untilRetry, trial));
+        }
+        down.sort(Comparator.comparingLong(Down::sinceTimeoutNanos));
         return down;
     }
 

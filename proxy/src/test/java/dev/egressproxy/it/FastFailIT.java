@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import dev.egressproxy.testing.AccessLogCapture;
+import dev.egressproxy.testing.Json;
 import dev.egressproxy.testing.RawClient;
 import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestDnsServer;
@@ -11,6 +12,8 @@ import dev.egressproxy.testing.TestProxy;
 import java.net.InetAddress;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -111,6 +114,14 @@ class FastFailIT {
                     "egress_proxy_upstream_failures_total{cause=\"unreachable_recently\",host=\"dead.test\"}"))
                     .isEqualTo(1.0);
             assertThat(metric(proxy, "egress_proxy_upstream_fast_fail{host=\"dead.test\"}")).isEqualTo(1.0);
+            // The status page's source names it too, with the address and when it is retried.
+            Map<String, Object> status = Json.object(proxy.admin("/status").body());
+            List<?> down = ((List<?>) Json.at(status, "fast_fail", "hosts")).stream()
+                    .filter(h -> authority.equals(((Map<?, ?>) h).get("destination"))).toList();
+            assertThat(down).hasSize(1);
+            assertThat(Json.at(down, 0, "addresses")).isEqualTo(List.of("127.0.0.1:" + pinnedPort));
+            assertThat((Long) Json.at(down, 0, "retry_in_seconds")).isBetween(14L, 15L);
+            assertThat(Json.at(down, 0, "trial_running")).isEqualTo(false);
             await().atMost(Duration.ofSeconds(5)).until(() -> accessLog.lines().stream().anyMatch(l ->
                     l.contains("target=" + authority) && l.contains("status=504")
                             && l.contains("error=upstream_unreachable_recently")));

@@ -113,7 +113,8 @@ class StatusIT {
                     .containsEntry("port", 7001L).containsEntry("cause", "refused").containsEntry("count", 1L)
                     .containsKeys("first_seen", "last_seen");
             assertThat((String) at(unreachable, 0, "last_client")).startsWith("127.0.0.1:");
-            assertThat(s).doesNotContainKey("fast_fail");
+            assertThat(at(s, "fast_fail")).as("fast-fail on by default, nothing skipped")
+                    .isEqualTo(Map.of("enabled", true, "cool_down_seconds", 15L, "hosts", List.of()));
 
             tunnel.send("still open");
             assertThat(new String(tunnel.readExactly(10), StandardCharsets.US_ASCII)).isEqualTo("still open");

@@ -126,8 +126,12 @@ class StatusPageIT {
                 assertThat(js.executeScript("return typeof window.pwned")).isEqualTo("undefined");
 
                 WebElement box = driver.findElement(By.id("suggested"));
+                // A refusal /denied names an allowlist entry for is offered as that entry (port 443
+                // is an entry's default); the injected one without an entry as its host:port.
                 assertThat(box.getDomProperty("value")).isEqualTo(
-                        "\"<img src=x onerror=\\\"window.pwned=1\\\">:443\"\n\"cdn99.example.net:443\"");
+                        "\"<img src=x onerror=\\\"window.pwned=1\\\">:443\"\n\"cdn99.example.net\"");
+                assertThat(driver.findElement(By.id("fast-fail-empty")).isDisplayed()).isTrue();
+                assertThat(driver.findElement(By.id("report-mode")).isDisplayed()).isFalse();
                 WebElement copy = driver.findElement(By.id("copy"));
                 assertThat(copy.isEnabled()).isTrue();
                 copy.click();

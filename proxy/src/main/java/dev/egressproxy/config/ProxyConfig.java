@@ -30,7 +30,8 @@ public record ProxyConfig(
         Metrics metrics,
         Logging logging,
         Shutdown shutdown,
-        Reload reload) {
+        Reload reload,
+        Check check) {
 
     public ProxyConfig {
         Objects.requireNonNull(listen, "listen");
@@ -47,6 +48,7 @@ public record ProxyConfig(
         Objects.requireNonNull(logging, "logging");
         Objects.requireNonNull(shutdown, "shutdown");
         Objects.requireNonNull(reload, "reload");
+        Objects.requireNonNull(check, "check");
     }
 
     /** {@code egress-proxy.shutdown}: how long a drain may take. */
@@ -55,6 +57,17 @@ public record ProxyConfig(
 
     /** {@code egress-proxy.reload}: whether the config file is watched. */
     public record Reload(boolean watch) {
+    }
+
+    /**
+     * {@code egress-proxy.check}: settings of {@code egress-proxy check hosts}.
+     *
+     * @param samples normalised host names dialled for the wildcard entries that cover them
+     */
+    public record Check(List<String> samples) {
+        public Check {
+            samples = List.copyOf(samples);
+        }
     }
 
     /** {@code egress-proxy.listen}: where clients connect. */

@@ -21,6 +21,7 @@
 #            5 plain HTTP through HTTP_PROXY (302 and the CDN GET pass through the proxy)
 #            6 strace: every TCP connect() of the client went to the proxy
 #            7 fast-fail with the shipped defaults: cdn02.quay.io blackholed, then back
+#            8 egress-proxy check image / check hosts: all allowed, cdn02 missing, cdn02 blackholed
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -401,6 +402,7 @@ podman_cmd() { # STORE -> PODMAN array: podman with its own vfs store under $RUN
 }
 
 exits_zero() { echo "evidence: exit $RC in $MS ms"; [[ $RC == 0 ]]; }
+exits_one() { echo "evidence: exit $RC in $MS ms"; [[ $RC == 1 ]]; }
 exits_nonzero() { echo "evidence: exit $RC in $MS ms"; [[ $RC != 0 && $RC != 124 && $RC != 137 ]]; }
 within_ms() { echo "evidence: wall time $MS ms (limit $1 ms)"; [[ $MS -le $1 ]]; }
 at_least_ms() { echo "evidence: wall time $MS ms (at least $1 ms)"; [[ $MS -ge $1 ]]; }
@@ -955,6 +957,56 @@ RELAY
     fi
 fi
 stop_helpers
+
+scenario 8 "egress-proxy check image and check hosts: the gap named before anyone pulls"
+CHECK=(java -jar "$JAR" check)
+if start_proxy s8-full "$ALLOW_FULL"; then
+    N0=$(log_lines "$WORLD_NGINX_ACCESS_LOG")
+    run_client s8-image-full "${CHECK[@]}" image "registry.redhat.io/$OI_REF" --proxy "$PROXY_URL" --ca-file "$WORLD_CA"
+    N1=$(log_lines "$WORLD_NGINX_ACCESS_LOG")
+    check "8 check image, every CDN host allowed: exit 0" exits_zero
+    check "8 check image lists the registry and every CDN host the pull touches, each admitted" says \
+        "PASS: a pull of registry.redhat.io/$OI_REF" "registry.redhat.io:443  registry" \
+        "cdn.quay.io:443" "cdn01.quay.io:443" "cdn02.quay.io:443" "cdn03.quay.io:443"
+    one_byte_each() { # the CDN served each of the 4 blobs as a 206 of 1 byte (Range: bytes=0-0), nothing more
+        local seg n all
+        seg=$(nginx_seg "$N0" "$N1" | grep -E 'host="cdn[0-9]*\.quay\.io" "GET /sha256/') || { echo "no CDN GET in the nginx log"; return 1; }
+        all=$(wc -l <<<"$seg")
+        n=$(grep -cE '" 206 1 ' <<<"$seg" || true)
+        echo "evidence: $n of $all CDN blob GETs answered 206 with 1 byte"
+        [[ $n == 4 && $all == 4 ]]
+    }
+    check "8 check image downloaded no blob: one byte from the CDN per blob" one_byte_each
+    run_client s8-hosts-full "${CHECK[@]}" hosts --config "$P/proxy.conf" --ca-file "$WORLD_CA"
+    check "8 check hosts with the full preset: every host PASS through connect-to, exit 0" exits_zero
+    check "8 check hosts names each host with its certificate" says "cdn02.quay.io:443" "6 passed, 0 failed"
+fi
+if start_proxy s8-no-cdn02 "$ALLOW_NO_CDN02"; then
+    run_client s8-image-no-cdn02 "${CHECK[@]}" image "registry.redhat.io/$OI_REF" --proxy "$PROXY_URL" --ca-file "$WORLD_CA"
+    check "8 check image without cdn02.quay.io in the allowlist: exit 1" exits_one
+    check "8 check image names the host to add" says "pull needs cdn02.quay.io:443, not in the allowlist"
+    needs_json() { # the --json document says the pull fails and needs exactly cdn02.quay.io:443
+        client "${CHECK[@]}" image "registry.redhat.io/$UBI_REF" --proxy "$PROXY_URL" --ca-file "$WORLD_CA" --json \
+            >"$OUT/s8-image-no-cdn02.json" 2>&1 || true
+        "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("evidence: pull_works", d["pull_works"], "needs", d["needs"])
+sys.exit(0 if d["pull_works"] is False and d["needs"] == ["pull needs cdn02.quay.io:443, not in the allowlist"] else 1)' "$OUT/s8-image-no-cdn02.json"
+    }
+    check "8 check image --json: pull_works false, needs exactly cdn02.quay.io:443" needs_json
+fi
+if start_proxy s8-cdn02-blackhole "$ALLOW_FULL" \
+    "egress-proxy.destinations.connect-to { \"cdn02.quay.io:443\" = \"127.0.0.1:$WORLD_BLACKHOLE_PORT\" }"; then
+    run_client s8-image-blackhole "${CHECK[@]}" image "registry.redhat.io/$OI_REF" --proxy "$PROXY_URL" --ca-file "$WORLD_CA"
+    check "8 check image with cdn02.quay.io blackholed: exit 1" exits_one
+    check "8 check image names the host and the proxy's connect timeout" says \
+        "pull needs cdn02.quay.io:443, which the proxy could not reach: 504 cdn02.quay.io:443 did not answer within ${CONNECT_TIMEOUT_S}s (connect timeout)"
+    check "8 check image asked the blackholed host once (one connect timeout, not one per blob)" within_ms $(((CONNECT_TIMEOUT_S + 5) * 1000))
+    run_client s8-hosts-blackhole "${CHECK[@]}" hosts --config "$P/proxy.conf" --ca-file "$WORLD_CA"
+    check "8 check hosts with cdn02.quay.io blackholed: exit 1" exits_one
+    check "8 check hosts: cdn02.quay.io FAIL, timed out" says "connect timed out after ${CONNECT_TIMEOUT_S}s" "5 passed, 1 failed"
+fi
 scenario_end
 
 stop_proxy

@@ -1,5 +1,6 @@
 package dev.egressproxy;
 
+import dev.egressproxy.check.CheckCommand;
 import dev.egressproxy.config.ConfigException;
 import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.config.ProxyConfig;
@@ -16,6 +17,7 @@ import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
@@ -30,6 +32,7 @@ import org.slf4j.LoggerFactory;
  * java -jar egress-proxy.jar [--config FILE]    run (FILE over the shipped defaults; or EGRESS_PROXY_CONFIG)
  * java -jar egress-proxy.jar --check-config FILE  validate FILE, print the allowlist, exit 0 or 2
  * java -jar egress-proxy.jar --version
+ * java -jar egress-proxy.jar [--config FILE] check hosts|image ...   see {@link CheckCommand}
  * java -XX:ArchiveClassesAtExit=FILE -jar egress-proxy.jar --cds-training   see {@link ClassDataTraining}
  * </pre>
  */
@@ -74,6 +77,9 @@ public final class Main {
                         return EXIT_USAGE;
                     }
                     config = Path.of(args[++i]);
+                }
+                case "check" -> {
+                    return CheckCommand.run(config, Arrays.asList(args).subList(i + 1, args.length), env, out, err);
                 }
                 case "--version" -> {
                     out.println("egress-proxy " + version());
@@ -181,9 +187,11 @@ public final class Main {
     }
 
     private static void usage(PrintStream s) {
-        s.println("usage: egress-proxy [--config FILE] | --check-config FILE | --version");
+        s.println("usage: egress-proxy [--config FILE] | --check-config FILE | --version | check hosts|image ...");
         s.println("  --config FILE        load FILE over the shipped defaults (also: EGRESS_PROXY_CONFIG)");
         s.println("  --check-config FILE  validate FILE and print the resulting allowlist, then exit");
+        s.println("  check hosts          dial every allowlisted host from this machine as the proxy would (check --help)");
+        s.println("  check image REF      walk a pull of REF through a running proxy and name the hosts it needs");
         s.println("  --cds-training       exercise the proxy on loopback and exit (for -XX:ArchiveClassesAtExit)");
         s.println("environment overrides: " + String.join(", ", ConfigLoader.ENV_KEYS.keySet()));
     }

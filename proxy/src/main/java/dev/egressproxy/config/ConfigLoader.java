@@ -245,6 +245,7 @@ public final class ConfigLoader {
             problems.add(ROOT + ".transport (" + where(c.getValue("transport").origin()) + "): '" + transport
                     + "' is not one of auto, epoll, io_uring, nio");
         }
+        ProxyConfig.Check check = new ProxyConfig.Check(samples(c.getList("check.samples"), allowlist.entries()));
         int ioThreads = intAtLeast(c, "io-threads", 0);
         boolean watch = bool(c, "reload.watch");
         ProxyConfig.Upstream upstream = new ProxyConfig.Upstream(new ProxyConfig.FastFail(
@@ -256,7 +257,7 @@ public final class ConfigLoader {
         return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, relay, tunnels,
                 metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
-                new ProxyConfig.Reload(watch), upstream);
+                new ProxyConfig.Reload(watch), upstream, check);
     }
 
     private AllowlistMode allowlistMode(Config c) {
@@ -379,6 +380,42 @@ public final class ConfigLoader {
             }
         }
         return out;
+    }
+
+    /**
+     * {@code check.samples}: host names, each under a wildcard entry of the allowlist (an exact
+     * entry is checked as it is; a name no entry covers would check nothing the proxy allows).
+     */
+    private List<String> samples(ConfigList list, List<AllowlistEntry> entries) {
+        List<String> out = new ArrayList<>();
+        for (int i = 0; i < list.size(); i++) {
+            ConfigValue v = list.get(i);
+            String where = ROOT + ".check.samples[" + i + "] (" + where(v.origin()) + ")";
+            if (v.valueType() != ConfigValueType.STRING) {
+                problems.add(where + ": expected a host name such as \"cdn01.quay.io\"");
+                continue;
+            }
+            String raw = (String) v.unwrapped();
+            String name;
+            try {
+                if (raw.contains("*") || raw.contains(":")) {
+                    throw new MalformedTargetException("write a host name without wildcard or port");
+                }
+                name = AuthorityParser.normaliseHostName(raw.trim());
+            } catch (MalformedTargetException e) {
+                problems.add(where + ": '" + raw + "' is not a host name: " + e.getMessage());
+                continue;
+            }
+            boolean covered = entries.stream().anyMatch(e -> e instanceof AllowlistEntry.Host h && h.wildcard()
+                    && h.nameMatches(name));
+            if (!covered) {
+                problems.add(where + ": '" + raw + "' is under no wildcard entry of the allowlist; a sample names a host"
+                        + " for a wildcard entry such as \"*." + name.substring(name.indexOf('.') + 1) + "\"");
+                continue;
+            }
+            out.add(name);
+        }
+        return List.copyOf(new LinkedHashSet<>(out));
     }
 
     private static List<AllowlistEntry> dedupe(List<AllowlistEntry> entries) {

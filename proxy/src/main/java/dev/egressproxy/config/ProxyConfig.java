@@ -32,7 +32,8 @@ public record ProxyConfig(
         Logging logging,
         Shutdown shutdown,
         Reload reload,
-        Upstream upstream) {
+        Upstream upstream,
+        Check check) {
 
     public ProxyConfig {
         Objects.requireNonNull(listen, "listen");
@@ -50,6 +51,7 @@ public record ProxyConfig(
         Objects.requireNonNull(shutdown, "shutdown");
         Objects.requireNonNull(reload, "reload");
         Objects.requireNonNull(upstream, "upstream");
+        Objects.requireNonNull(check, "check");
     }
 
     /** {@code egress-proxy.shutdown}: how long a drain may take. */
@@ -58,6 +60,12 @@ public record ProxyConfig(
 
     /** {@code egress-proxy.reload}: whether the config file is watched. */
     public record Reload(boolean watch) {
+    }
+
+    /** This configuration with {@code upstream} in place of its own. */
+    public ProxyConfig withUpstream(Upstream next) {
+        return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts,
+                limits, relay, tunnels, metrics, logging, shutdown, reload, next, check);
     }
 
     /** {@code egress-proxy.upstream}: how the proxy treats upstream addresses that failed. */
@@ -73,6 +81,17 @@ public record ProxyConfig(
      * connection after it (see {@code upstream.FastFail}).
      */
     public record FastFail(boolean enabled, int timeouts, Duration window, Duration coolDown) {
+    }
+
+    /**
+     * {@code egress-proxy.check}: settings of {@code egress-proxy check hosts}.
+     *
+     * @param samples normalised host names dialled for the wildcard entries that cover them
+     */
+    public record Check(List<String> samples) {
+        public Check {
+            samples = List.copyOf(samples);
+        }
     }
 
     /** {@code egress-proxy.listen}: where clients connect. */

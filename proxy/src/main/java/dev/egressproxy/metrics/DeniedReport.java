@@ -117,16 +117,7 @@ public final class DeniedReport {
             for (Entry e : list) {
                 g.writeStartObject();
                 g.writeStringProperty("type", e.type().label());
-                String destination = e.destination();
-                g.writeStringProperty("destination", destination);
-                // The host as the metrics' host label has it: an IPv6 address without brackets.
-                g.writeStringProperty("host", AddressText.hostOf(destination));
-                int colon = destination.lastIndexOf(':');
-                if (colon > 0) {
-                    g.writeNumberProperty("port", Integer.parseInt(destination.substring(colon + 1)));
-                } else {
-                    g.writeNullProperty("port");
-                }
+                writeDestination(g, e.destination());
                 g.writeStringProperty("reason", e.reason());
                 if (e.type() == Type.DENIED) {
                     g.writeBooleanProperty("enforced", e.enforced());
@@ -264,6 +255,21 @@ public final class DeniedReport {
         @Override
         public boolean hasPrettyPrinter() {
             return true;
+        }
+    }
+
+    /**
+     * A destination's {@code destination}, {@code host} (as the metrics' host label has it: an IPv6
+     * address without brackets) and {@code port} fields, as {@code /denied} and {@code /status} write them.
+     */
+    static void writeDestination(JsonGenerator g, String destination) {
+        g.writeStringProperty("destination", destination);
+        g.writeStringProperty("host", AddressText.hostOf(destination));
+        int colon = destination.lastIndexOf(':');
+        if (colon > 0) {
+            g.writeNumberProperty("port", Integer.parseInt(destination.substring(colon + 1)));
+        } else {
+            g.writeNullProperty("port");
         }
     }
 }

@@ -223,16 +223,8 @@ public final class StatusReport {
             if (e.type() != DeniedReport.Type.UPSTREAM_FAILURE) {
                 continue;
             }
-            String destination = e.destination();
             g.writeStartObject();
-            g.writeStringProperty("destination", destination);
-            g.writeStringProperty("host", AddressText.hostOf(destination));
-            int colon = destination.lastIndexOf(':');
-            if (colon > 0) {
-                g.writeNumberProperty("port", Integer.parseInt(destination.substring(colon + 1)));
-            } else {
-                g.writeNullProperty("port");
-            }
+            DeniedReport.writeDestination(g, e.destination());
             g.writeStringProperty("cause", e.reason());
             g.writeNumberProperty("count", e.count());
             g.writeStringProperty("first_seen", e.firstSeen().toString());

@@ -40,8 +40,8 @@ import org.slf4j.LoggerFactory;
  * it fails: 403 if the resolved address is forbidden, 502/504 naming the host and the cause
  * otherwise; then close.
  *
- * <p>Owns {@code requests_total} for CONNECTs that reach stage two, the upstream-failure and
- * address-policy entries of the {@code /denied} report, and the access-log line of failed CONNECTs.
+ * <p>Owns {@code requests_total} for CONNECTs that reach stage two; a failed connect's answer, its
+ * {@code /denied} entry and its access-log line are {@code UpstreamFailureAnswers}'.
  */
 public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
 

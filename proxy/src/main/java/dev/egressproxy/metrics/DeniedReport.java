@@ -125,10 +125,7 @@ public final class DeniedReport {
                 if (e.entry() != null) {
                     g.writeStringProperty("entry", e.entry());
                 }
-                g.writeNumberProperty("count", e.count());
-                g.writeStringProperty("first_seen", e.firstSeen().toString());
-                g.writeStringProperty("last_seen", e.lastSeen().toString());
-                g.writeStringProperty("last_client", e.lastClient());
+                writeSightings(g, e);
                 g.writeEndObject();
             }
             g.writeEndArray();
@@ -256,6 +253,14 @@ public final class DeniedReport {
         public boolean hasPrettyPrinter() {
             return true;
         }
+    }
+
+    /** An entry's {@code count}, {@code first_seen}, {@code last_seen} and {@code last_client} fields. */
+    static void writeSightings(JsonGenerator g, Entry e) {
+        g.writeNumberProperty("count", e.count());
+        g.writeStringProperty("first_seen", e.firstSeen().toString());
+        g.writeStringProperty("last_seen", e.lastSeen().toString());
+        g.writeStringProperty("last_client", e.lastClient());
     }
 
     /**

@@ -351,26 +351,25 @@ public final class ProxyMetrics {
 
     /** Counts a request report mode let through that enforcing would refuse for {@code reason}. */
     public void wouldDeny(String host, Reason reason) {
-        String label = wouldDenyHosts.label(host);
-        wouldDenyCounters.compute(label + '\n' + reason.label(), (k, counter) -> {
-            Counter c = counter != null ? counter : Counter.builder(WOULD_DENY)
-                    .description("Requests allowlist.mode = report let through that enforcing would refuse, by host"
-                            + " (capped, see metrics.max-host-labels) and reason")
-                    .tag("host", label)
-                    .tag("reason", reason.label())
-                    .register(registry);
-            c.increment();
-            return c;
-        });
+        hostReasonCounter(wouldDenyCounters, WOULD_DENY, "Requests allowlist.mode = report let through that"
+                + " enforcing would refuse, by host (capped, see metrics.max-host-labels) and reason",
+                wouldDenyHosts.label(host), reason.label()).increment();
     }
 
     public void denied(String host, Reason reason) {
-        String label = deniedHosts.label(host);
-        deniedCounters.computeIfAbsent(label + '\n' + reason.label(), k -> Counter.builder(DENIED)
-                .description("Requests refused, by refused host (capped, see metrics.max-host-labels) and reason")
-                .tag("host", label)
-                .tag("reason", reason.label())
-                .register(registry)).increment();
+        hostReasonCounter(deniedCounters, DENIED,
+                "Requests refused, by refused host (capped, see metrics.max-host-labels) and reason",
+                deniedHosts.label(host), reason.label()).increment();
+    }
+
+    /** The counter {@code name{host, reason}} kept in {@code counters}, registered on first use. */
+    private Counter hostReasonCounter(Map<String, Counter> counters, String name, String description, String host,
+            String reason) {
+        return counters.computeIfAbsent(host + '\n' + reason, k -> Counter.builder(name)
+                .description(description)
+                .tag("host", host)
+                .tag("reason", reason)
+                .register(registry));
     }
 
     /**
@@ -378,17 +377,9 @@ public final class ProxyMetrics {
      * name the client sent, which is free text).
      */
     public void sniMismatch(String host, SniReason reason) {
-        String label = sniHosts.label(host);
-        sniCounters.compute(label + '\n' + reason.label(), (k, counter) -> {
-            Counter c = counter != null ? counter : Counter.builder(SNI_MISMATCH)
-                    .description("CONNECT tunnels whose TLS ClientHello failed the SNI check (tunnels.sni-check),"
-                            + " by CONNECT host (capped, see metrics.max-host-labels) and reason")
-                    .tag("host", label)
-                    .tag("reason", reason.label())
-                    .register(registry);
-            c.increment();
-            return c;
-        });
+        hostReasonCounter(sniCounters, SNI_MISMATCH, "CONNECT tunnels whose TLS ClientHello failed the SNI check"
+                + " (tunnels.sni-check), by CONNECT host (capped, see metrics.max-host-labels) and reason",
+                sniHosts.label(host), reason.label()).increment();
     }
 
     public void upstreamFailure(String host, FailureCause cause) {

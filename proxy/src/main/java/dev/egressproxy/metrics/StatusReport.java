@@ -226,10 +226,7 @@ public final class StatusReport {
             g.writeStartObject();
             DeniedReport.writeDestination(g, e.destination());
             g.writeStringProperty("cause", e.reason());
-            g.writeNumberProperty("count", e.count());
-            g.writeStringProperty("first_seen", e.firstSeen().toString());
-            g.writeStringProperty("last_seen", e.lastSeen().toString());
-            g.writeStringProperty("last_client", e.lastClient());
+            DeniedReport.writeSightings(g, e);
             g.writeEndObject();
         }
         g.writeEndArray();

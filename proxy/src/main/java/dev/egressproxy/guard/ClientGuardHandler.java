@@ -12,7 +12,6 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.util.AttributeKey;
 import java.net.InetAddress;
-import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.util.function.Supplier;
 
@@ -55,7 +54,7 @@ public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
 
     @Override
     public void channelActive(ChannelHandlerContext ctx) {
-        InetAddress client = ((InetSocketAddress) ctx.channel().remoteAddress()).getAddress();
+        InetAddress client = ClientIdentity.of(ctx.channel()).ip();
         ProxyConfig.Clients settings = clients.get();
         if (!CidrBlock.anyContains(settings.allow(), client)) {
             reject(ctx, Rejection.CLIENT_NOT_ALLOWED, NOT_ALLOWED);

@@ -1,6 +1,7 @@
 package dev.egressproxy.handler;
 
 import dev.egressproxy.config.ConfigSnapshot;
+import dev.egressproxy.guard.ClientIdentity;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
@@ -84,7 +85,7 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         if (connectionId == null) {
             connectionId = services.nextConnectionId();
         }
-        AccessRecord record = new AccessRecord(connectionId + "-" + (++exchanges), ctx.channel().remoteAddress());
+        AccessRecord record = new AccessRecord(connectionId + "-" + (++exchanges), ClientIdentity.of(ctx.channel()).address());
         if (closing) {
             ReferenceCountUtil.release(request);
             return;

@@ -2,10 +2,16 @@ package dev.egressproxy.log;
 
 import dev.egressproxy.config.ProxyConfig.AccessLogFormat;
 import dev.egressproxy.policy.AddressText;
+import java.io.StringWriter;
 import java.time.Instant;
 import java.util.Locale;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import tools.jackson.core.JsonGenerator;
+import tools.jackson.core.ObjectWriteContext;
+import tools.jackson.core.SerializableString;
+import tools.jackson.core.io.CharacterEscapes;
+import tools.jackson.core.json.JsonFactory;
 
 /**
  * Writes one line per request or tunnel to the {@value #LOGGER} logger, so operators can route it
@@ -19,6 +25,12 @@ public final class AccessLog {
     public static final String LOGGER = "egress-proxy.access";
 
     private static final Logger log = LoggerFactory.getLogger(LOGGER);
+
+    /**
+     * The JSON format's writer: jackson-core's streaming generator, escaping control characters
+     * and DEL so that a value can never break the one-object-per-line framing.
+     */
+    private static final JsonFactory JSON = JsonFactory.builder().characterEscapes(new ControlEscapes()).build();
 
     private final AccessLogFormat format;
 
@@ -70,33 +82,36 @@ public final class AccessLog {
     }
 
     static String json(AccessRecord r, long durationMs) {
-        StringBuilder sb = new StringBuilder(256).append('{');
-        field(sb, "ts", Instant.ofEpochMilli(r.startMillis).toString()).append(',');
-        field(sb, "id", r.id).append(',');
-        field(sb, "client", r.client).append(',');
-        field(sb, "method", r.method).append(',');
-        field(sb, "target", r.target).append(',');
-        if (!"-".equals(r.url)) {
-            field(sb, "url", r.url).append(',');
+        StringWriter out = new StringWriter(320);
+        try (JsonGenerator g = JSON.createGenerator(ObjectWriteContext.empty(), out)) {
+            g.writeStartObject();
+            g.writeStringProperty("ts", Instant.ofEpochMilli(r.startMillis).toString());
+            g.writeStringProperty("id", r.id);
+            g.writeStringProperty("client", r.client);
+            g.writeStringProperty("method", r.method);
+            g.writeStringProperty("target", r.target);
+            if (!"-".equals(r.url)) {
+                g.writeStringProperty("url", r.url);
+            }
+            g.writeStringProperty("decision", r.decision);
+            g.writeStringProperty("reason", r.reason);
+            g.writeStringProperty("rule", r.rule);
+            g.writeNumberProperty("status", r.status);
+            g.writeStringProperty("upstream", r.upstream);
+            g.writeStringProperty("error", r.error);
+            if (!"-".equals(r.sniCheck)) {
+                g.writeStringProperty("sni", r.sni);
+                g.writeStringProperty("sni_check", r.sniCheck);
+            }
+            g.writeNumberProperty("bytes_up", r.bytesUp);
+            g.writeNumberProperty("bytes_down", r.bytesDown);
+            g.writeNumberProperty("duration_ms", durationMs);
+            if (!"-".equals(r.end)) {
+                g.writeStringProperty("end", r.end);
+            }
+            g.writeEndObject();
         }
-        field(sb, "decision", r.decision).append(',');
-        field(sb, "reason", r.reason).append(',');
-        field(sb, "rule", r.rule).append(',');
-        sb.append("\"status\":").append(r.status).append(',');
-        field(sb, "upstream", r.upstream).append(',');
-        field(sb, "error", r.error).append(',');
-        if (!"-".equals(r.sniCheck)) {
-            field(sb, "sni", r.sni).append(',');
-            field(sb, "sni_check", r.sniCheck).append(',');
-        }
-        sb.append("\"bytes_up\":").append(r.bytesUp).append(',');
-        sb.append("\"bytes_down\":").append(r.bytesDown).append(',');
-        sb.append("\"duration_ms\":").append(durationMs);
-        if (!"-".equals(r.end)) {
-            sb.append(',');
-            field(sb, "end", r.end);
-        }
-        return sb.append('}').toString();
+        return out.toString();
     }
 
     /**
@@ -123,31 +138,23 @@ public final class AccessLog {
                 r.bytesDown, r.method, url, hierarchy);
     }
 
-    private static StringBuilder field(StringBuilder sb, String name, String value) {
-        sb.append('"').append(name).append("\":");
-        return appendJsonString(sb, value);
-    }
+    /** JSON's standard escapes (quote, backslash, below 0x20) plus DEL. */
+    private static final class ControlEscapes extends CharacterEscapes {
 
-    /** Appends {@code value} as a JSON string literal. */
-    public static StringBuilder appendJsonString(StringBuilder sb, String value) {
-        sb.append('"');
-        for (int i = 0; i < value.length(); i++) {
-            char c = value.charAt(i);
-            switch (c) {
-                case '"' -> sb.append("\\\"");
-                case '\\' -> sb.append("\\\\");
-                case '\n' -> sb.append("\\n");
-                case '\r' -> sb.append("\\r");
-                case '\t' -> sb.append("\\t");
-                default -> {
-                    if (c < 0x20 || c == 0x7f) {
-                        sb.append(String.format("\\u%04x", (int) c));
-                    } else {
-                        sb.append(c);
-                    }
-                }
-            }
+        private static final int[] ASCII = standardAsciiEscapesForJSON();
+
+        static {
+            ASCII[0x7f] = ESCAPE_STANDARD;
         }
-        return sb.append('"');
+
+        @Override
+        public int[] getEscapeCodesForAscii() {
+            return ASCII;
+        }
+
+        @Override
+        public SerializableString getEscapeSequence(int ch) {
+            return null;
+        }
     }
 }

@@ -2,8 +2,10 @@ package dev.egressproxy.log;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.egressproxy.testing.Json;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.util.Map;
 import org.junit.jupiter.api.Test;
 
 class AccessLogTest {
@@ -37,6 +39,20 @@ class AccessLogTest {
                 .contains("\"url\":\"http://registry.redhat.io/v2/a\\\"b\"")
                 .contains("\"status\":302,\"upstream\":\"203.0.113.9:80\"")
                 .contains("\"bytes_down\":120");
+    }
+
+    @Test
+    void jsonEscapesEveryControlCharacterAndDelSoALineIsOneParsableObject() {
+        String hostile = "http://h/\n{\"x\":1}\r\t\u0001\u007f\\end\u00e9";
+        AccessRecord r = forwarded().url(hostile);
+        String json = AccessLog.json(r, 4);
+        assertThat(json).doesNotContain("\n").doesNotContain("\r").doesNotContain("\u007f").doesNotContain("\u0001")
+                .contains("\\u007F").contains("\\u0001");
+        @SuppressWarnings("unchecked")
+        Map<String, Object> parsed = (Map<String, Object>) Json.parse(json);
+        assertThat(parsed.get("url")).isEqualTo(hostile);
+        assertThat(parsed.get("status")).isEqualTo(302L);
+        assertThat(parsed.get("duration_ms")).isEqualTo(4L);
     }
 
     @Test

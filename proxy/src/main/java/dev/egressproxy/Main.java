@@ -117,6 +117,14 @@ public final class Main {
             for (AllowlistEntry e : cfg.allowlist().entries()) {
                 out.println("  " + e.text());
             }
+            for (ProxyConfig.Policy p : cfg.policies()) {
+                out.println("policy " + p.name() + " (clients " + p.clients() + ", users " + p.users() + ", identities "
+                        + p.identities() + "; " + p.allowlist().mode().label() + ", " + p.allowlist().entries().size()
+                        + " entries):");
+                for (AllowlistEntry e : p.allowlist().entries()) {
+                    out.println("  " + e.text());
+                }
+            }
             return 0;
         }
         if (cfg.logging().jsonAppLogs()) {

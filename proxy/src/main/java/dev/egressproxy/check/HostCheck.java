@@ -47,6 +47,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
@@ -139,11 +140,20 @@ public final class HostCheck {
         }
     }
 
-    /** The dials and skips for the allowlist in force, in its order; one dial per host and port. */
+    /**
+     * The dials and skips for the allowlist in force and then each policy's, in their order; one
+     * dial per host and port, one line per entry text.
+     */
     static List<Object> plan(ProxyConfig config) {
         List<Object> plan = new ArrayList<>();
         Map<String, Boolean> seen = new LinkedHashMap<>();
-        for (AllowlistEntry e : config.allowlist().entries()) {
+        List<AllowlistEntry> all = new ArrayList<>(config.allowlist().entries());
+        config.policies().forEach(p -> all.addAll(p.allowlist().entries()));
+        Set<String> texts = new java.util.HashSet<>();
+        for (AllowlistEntry e : all) {
+            if (!texts.add(e.text())) {
+                continue;
+            }
             if (e instanceof AllowlistEntry.Cidr) {
                 plan.add(HostResult.skip(e.text(), "CIDR entry: allows IP literals, names no host to dial"));
                 continue;

@@ -25,6 +25,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -158,22 +159,9 @@ public final class ConfigLoader {
         // An empty admin.clients.allow is allowed: it leaves only the probe paths open.
         ProxyConfig.Admin admin = new ProxyConfig.Admin(bool(c, "admin.enabled"), nonEmpty(c, "admin.host"),
                 port(c, "admin.port", true), cidrs(c, "admin.clients.allow"));
-        List<String> presets = c.getStringList("allowlist.presets");
-        List<AllowlistEntry> entries = new ArrayList<>();
-        Map<String, String> presetOf = new HashMap<>();
-        for (String preset : presets) {
-            for (AllowlistEntry e : loadPreset(preset, c.getList("allowlist.presets"))) {
-                entries.add(e);
-                presetOf.putIfAbsent(e.text(), preset);
-            }
-        }
-        entries.addAll(entries(c.getList("allowlist.hosts"), "allowlist.hosts"));
-        if (entries.isEmpty()) {
-            problems.add(ROOT + ".allowlist (" + where(c.getValue("allowlist.hosts").origin())
-                    + "): no hosts allowed (presets and hosts are both empty); "
-                    + "the proxy would refuse everything. Name a preset such as \"redhat-registry\" or list hosts.");
-        }
-        ProxyConfig.Allowlist allowlist = new ProxyConfig.Allowlist(presets, dedupe(entries), allowlistMode(c), presetOf);
+        ProxyConfig.Allowlist allowlist = allowlist(c.getConfig("allowlist"), "allowlist",
+                mode(c.getString("allowlist.mode"), ROOT + ".allowlist.mode (" + where(c.getValue("allowlist.mode").origin()) + ")"));
+        List<ProxyConfig.Policy> policies = policies(c, allowlist.mode());
 
         List<CidrBlock> allowPrivate = cidrs(c, "destinations.allow-private");
         ProxyConfig.Clients clients = new ProxyConfig.Clients(cidrs(c, "clients.allow"),
@@ -257,18 +245,18 @@ public final class ConfigLoader {
         return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, relay, tunnels,
                 metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
-                new ProxyConfig.Reload(watch), upstream, check);
+                new ProxyConfig.Reload(watch), upstream, check, policies);
     }
 
-    private AllowlistMode allowlistMode(Config c) {
-        String text = c.getString("allowlist.mode").trim().toLowerCase(Locale.ROOT);
+    /** {@code text} as an allowlist mode; {@code where} names the key in a problem. */
+    private AllowlistMode mode(String text, String where) {
+        String t = text.trim().toLowerCase(Locale.ROOT);
         for (AllowlistMode m : AllowlistMode.values()) {
-            if (m.label().equals(text)) {
+            if (m.label().equals(t)) {
                 return m;
             }
         }
-        problems.add(ROOT + ".allowlist.mode (" + where(c.getValue("allowlist.mode").origin()) + "): '"
-                + c.getString("allowlist.mode") + "' is not one of enforce, report");
+        problems.add(where + ": '" + text + "' is not one of enforce, report");
         return AllowlistMode.ENFORCE;
     }
 
@@ -324,8 +312,122 @@ public final class ConfigLoader {
         }
     }
 
-    private List<AllowlistEntry> loadPreset(String name, ConfigList presetList) {
-        String where = ROOT + ".allowlist.presets (" + where(presetList.origin()) + ")";
+    /**
+     * An allowlist block at {@code path} ({@code allowlist}, or a policy's): its presets expanded,
+     * its hosts, deduplicated; {@code mode} is the block's mode. An allowlist naming nothing is a
+     * problem: it would refuse everything.
+     */
+    private ProxyConfig.Allowlist allowlist(Config block, String path, AllowlistMode mode) {
+        List<String> presets = block.getStringList("presets");
+        List<AllowlistEntry> entries = new ArrayList<>();
+        Map<String, String> presetOf = new HashMap<>();
+        for (String preset : presets) {
+            for (AllowlistEntry e : loadPreset(preset, block.getList("presets"), path)) {
+                entries.add(e);
+                presetOf.putIfAbsent(e.text(), preset);
+            }
+        }
+        entries.addAll(entries(block.getList("hosts"), path + ".hosts"));
+        if (entries.isEmpty()) {
+            problems.add(ROOT + "." + path + " (" + where(block.getValue("hosts").origin())
+                    + "): no hosts allowed (presets and hosts are both empty); "
+                    + "the proxy would refuse everything. Name a preset such as \"redhat-registry\" or list hosts.");
+        }
+        return new ProxyConfig.Allowlist(presets, dedupe(entries), mode, presetOf);
+    }
+
+    private static final Set<String> POLICY_KEYS = Set.of("name", "clients", "users", "identities", "allowlist");
+    private static final Set<String> POLICY_ALLOWLIST_KEYS = Set.of("presets", "hosts", "mode");
+
+    /**
+     * {@code policies}: a list of objects, each with a unique {@code name}, at least one selector
+     * ({@code clients} CIDRs, {@code users}, {@code identities}) and an {@code allowlist} block of
+     * its own ({@code presets}, {@code hosts}, {@code mode}, the last defaulting to the top-level
+     * {@code allowlist.mode}).
+     */
+    private List<ProxyConfig.Policy> policies(Config c, AllowlistMode defaultMode) {
+        List<ProxyConfig.Policy> out = new ArrayList<>();
+        ConfigList list = c.getList("policies");
+        Set<String> names = new HashSet<>();
+        names.add(ProxyConfig.DEFAULT_POLICY);
+        for (int i = 0; i < list.size(); i++) {
+            ConfigValue v = list.get(i);
+            String at = ROOT + ".policies[" + i + "]";
+            String loc = " (" + where(v.origin()) + ")";
+            String where = at + loc;
+            if (v.valueType() != ConfigValueType.OBJECT) {
+                problems.add(where + ": expected an object such as { name = \"ci\", clients = [\"10.20.0.0/16\"], "
+                        + "allowlist { hosts = [\"github.com\"] } }");
+                continue;
+            }
+            Config p = ((ConfigObject) v).toConfig();
+            int before = problems.size();
+            for (String key : p.root().keySet()) {
+                if (!POLICY_KEYS.contains(key)) {
+                    problems.add(where + ": unknown key '" + key + "'; known keys there: "
+                            + String.join(", ", new TreeSet<>(POLICY_KEYS)));
+                }
+            }
+            String name = p.hasPath("name") && p.getValue("name").valueType() == ConfigValueType.STRING
+                    ? p.getString("name").trim() : "";
+            if (!name.matches("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")) {
+                problems.add(where + ": 'name' must be 1-63 letters, digits, '.', '_' or '-' (it becomes a metric label)");
+            } else if (!names.add(name)) {
+                problems.add(where + ": the name '" + name + "' is taken"
+                        + (name.equals(ProxyConfig.DEFAULT_POLICY) ? " by the top-level allowlist" : " by an earlier policy"));
+            }
+            int selectorProblems = problems.size();
+            List<CidrBlock> clients = List.of();
+            List<String> users = List.of();
+            List<String> identities = List.of();
+            try {
+                clients = p.hasPath("clients") ? cidrList(p.getStringList("clients"), at + ".clients" + loc) : List.of();
+                users = p.hasPath("users") ? p.getStringList("users") : List.of();
+                identities = p.hasPath("identities") ? p.getStringList("identities") : List.of();
+            } catch (com.typesafe.config.ConfigException e) {
+                problems.add(where + ": clients, users and identities are lists of strings (" + e.getMessage() + ")");
+            }
+            if (clients.isEmpty() && users.isEmpty() && identities.isEmpty() && problems.size() == selectorProblems) {
+                problems.add(where + ": selects no client; give it clients, users or identities "
+                        + "(clients no policy selects get the top-level allowlist)");
+            }
+            if (!p.hasPath("allowlist") || p.getValue("allowlist").valueType() != ConfigValueType.OBJECT) {
+                problems.add(where + ": has no allowlist block { presets = [...], hosts = [...] }");
+                continue;
+            }
+            for (String key : p.getObject("allowlist").keySet()) {
+                if (!POLICY_ALLOWLIST_KEYS.contains(key)) {
+                    problems.add(at + ".allowlist" + loc + ": unknown key '" + key + "'; known keys there: "
+                            + String.join(", ", new TreeSet<>(POLICY_ALLOWLIST_KEYS)));
+                }
+            }
+            // The policy's allowlist block, with the top-level defaults for what it leaves out.
+            Config block = p.getConfig("allowlist").withFallback(ConfigFactory.parseMap(
+                    Map.of("presets", List.of(), "hosts", List.of())));
+            AllowlistMode mode = block.hasPath("mode") ? mode(block.getString("mode"), at + ".allowlist.mode" + loc)
+                    : defaultMode;
+            ProxyConfig.Allowlist allowlist = allowlist(block, "policies[" + i + "].allowlist", mode);
+            if (problems.size() == before) {
+                out.add(new ProxyConfig.Policy(name, clients, users, identities, allowlist));
+            }
+        }
+        return out;
+    }
+
+    private List<CidrBlock> cidrList(List<String> texts, String where) {
+        List<CidrBlock> out = new ArrayList<>();
+        for (String t : texts) {
+            try {
+                out.add(CidrBlock.parse(t));
+            } catch (IllegalArgumentException e) {
+                problems.add(where + ": " + e.getMessage());
+            }
+        }
+        return out;
+    }
+
+    private List<AllowlistEntry> loadPreset(String name, ConfigList presetList, String path) {
+        String where = ROOT + "." + path + ".presets (" + where(presetList.origin()) + ")";
         if (!name.matches("[a-z0-9][a-z0-9-]*")) {
             problems.add(where + ": '" + name + "' is not a preset name (lower-case letters, digits and '-')");
             return List.of();

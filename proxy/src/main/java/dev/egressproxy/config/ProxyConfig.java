@@ -33,7 +33,8 @@ public record ProxyConfig(
         Shutdown shutdown,
         Reload reload,
         Upstream upstream,
-        Check check) {
+        Check check,
+        List<Policy> policies) {
 
     public ProxyConfig {
         Objects.requireNonNull(listen, "listen");
@@ -52,6 +53,35 @@ public record ProxyConfig(
         Objects.requireNonNull(reload, "reload");
         Objects.requireNonNull(upstream, "upstream");
         Objects.requireNonNull(check, "check");
+        policies = List.copyOf(policies);
+    }
+
+    /** The name of the policy made of the top-level {@code allowlist}, for clients no policy selects. */
+    public static final String DEFAULT_POLICY = "default";
+
+    /**
+     * One element of {@code egress-proxy.policies}: the clients it selects and the allowlist they
+     * get instead of the top-level one. A client is selected when every selector the policy states
+     * matches: its address is in {@code clients}, its authenticated user is one of {@code users},
+     * one of its certificate identities is one of {@code identities}. An empty selector list states
+     * nothing; a policy states at least one.
+     */
+    public record Policy(String name, List<CidrBlock> clients, List<String> users, List<String> identities,
+            Allowlist allowlist) {
+        public Policy {
+            Objects.requireNonNull(name, "name");
+            clients = List.copyOf(clients);
+            users = List.copyOf(users);
+            identities = List.copyOf(identities);
+            Objects.requireNonNull(allowlist, "allowlist");
+        }
+    }
+
+    /** Every preset named by the top-level allowlist or a policy's, each once, in order. */
+    public List<String> presetsInUse() {
+        Set<String> names = new java.util.LinkedHashSet<>(allowlist.presets());
+        policies.forEach(p -> names.addAll(p.allowlist().presets()));
+        return List.copyOf(names);
     }
 
     /** {@code egress-proxy.shutdown}: how long a drain may take. */
@@ -65,7 +95,7 @@ public record ProxyConfig(
     /** This configuration with {@code upstream} in place of its own. */
     public ProxyConfig withUpstream(Upstream next) {
         return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts,
-                limits, relay, tunnels, metrics, logging, shutdown, reload, next, check);
+                limits, relay, tunnels, metrics, logging, shutdown, reload, next, check, policies);
     }
 
     /** {@code egress-proxy.upstream}: how the proxy treats upstream addresses that failed. */

@@ -1,6 +1,7 @@
 package dev.egressproxy.handler;
 
 import dev.egressproxy.config.ConfigSnapshot;
+import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.guard.ClientIdentity;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.metrics.DeniedReport;
@@ -102,14 +103,14 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         HttpVersion version = request.protocolVersion();
         if (version.majorVersion() != 1 || !"HTTP".equals(version.protocolName())) {
             ReferenceCountUtil.release(request);
-            refuse(ctx, record, kind, null, Reason.UNSUPPORTED_HTTP_VERSION, HttpResponseStatus.HTTP_VERSION_NOT_SUPPORTED,
+            refuse(ctx, record, kind, Reason.UNSUPPORTED_HTTP_VERSION, HttpResponseStatus.HTTP_VERSION_NOT_SUPPORTED,
                     "HTTP version not supported; egress-proxy speaks HTTP/1.1 and HTTP/1.0", null);
             return;
         }
         String upgrade = connect ? null : refusedUpgrade(request);
         if (upgrade != null) {
             ReferenceCountUtil.release(request);
-            refuse(ctx, record, kind, null, Reason.UPGRADE_NOT_SUPPORTED, HttpResponseStatus.BAD_REQUEST,
+            refuse(ctx, record, kind, Reason.UPGRADE_NOT_SUPPORTED, HttpResponseStatus.BAD_REQUEST,
                     "protocol upgrade to " + upgrade + " is not forwarded over plain HTTP; use CONNECT",
                     "A WebSocket or other upgraded connection goes through a tunnel: send CONNECT host:port "
                             + "first (browsers and most clients do so for ws:// and wss:// through a proxy).");
@@ -118,7 +119,7 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         String framing = framingProblem(request, connect);
         if (framing != null) {
             ReferenceCountUtil.release(request);
-            refuse(ctx, record, kind, null, Reason.MALFORMED_REQUEST, HttpResponseStatus.BAD_REQUEST, framing, null);
+            refuse(ctx, record, kind, Reason.MALFORMED_REQUEST, HttpResponseStatus.BAD_REQUEST, framing, null);
             return;
         }
         String uri = request.uri();
@@ -129,7 +130,7 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
                 target = AuthorityParser.parseConnectAuthority(uri);
             } else if (uri.startsWith("/") || uri.equals("*")) {
                 ReferenceCountUtil.release(request);
-                refuse(ctx, record, kind, null, Reason.ORIGIN_FORM_REQUEST, HttpResponseStatus.BAD_REQUEST,
+                refuse(ctx, record, kind, Reason.ORIGIN_FORM_REQUEST, HttpResponseStatus.BAD_REQUEST,
                         "egress-proxy is a forward proxy and needs an absolute URL",
                         "Send absolute-form requests (GET http://host/path) or CONNECT host:port; "
                                 + "the Host header never picks a destination.");
@@ -141,7 +142,7 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
             }
         } catch (MalformedTargetException e) {
             ReferenceCountUtil.release(request);
-            refuse(ctx, record, kind, null, Reason.MALFORMED_REQUEST, HttpResponseStatus.BAD_REQUEST,
+            refuse(ctx, record, kind, Reason.MALFORMED_REQUEST, HttpResponseStatus.BAD_REQUEST,
                     "bad destination: " + e.getMessage(), null);
             return;
         }
@@ -152,19 +153,21 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
                     + (q < 0 ? pathAndQuery : pathAndQuery.substring(0, q)));
         }
         ConfigSnapshot live = services.live().get();
-        Decision decision = live.policy().decide(target, kind);
+        // The user of proxy authentication, once it exists, selects policies too.
+        ConfigSnapshot.ClientPolicy policy = live.policyFor(ClientIdentity.of(ctx.channel()), null);
+        Decision decision = policy.engine().decide(target, kind);
+        record.policy(policy.name());
         if (decision.refused()) {
             ReferenceCountUtil.release(request);
-            refuse(ctx, record, kind, target, decision.reason(), HttpResponseStatus.FORBIDDEN,
-                    denyPhrase(target, kind, decision.reason()), denyHint(target, kind, decision.reason()));
+            deny(ctx, record, kind, target, decision.reason(), policy.name());
             return;
         }
         if (decision.verdict() == Verdict.WOULD_DENY) {
             // Report mode: counted here, once, whatever the upstream then does; requests_total
             // counts it when the exchange is answered, as for an allowed request.
-            services.metrics().wouldDeny(target.host(), decision.reason());
+            services.metrics().wouldDeny(target.host(), decision.reason(), policy.name());
             services.deniedReport().record(DeniedReport.Type.DENIED, false, target.authority(), decision.reason().label(),
-                    AllowlistEntry.covering(target, kind), record.client());
+                    AllowlistEntry.covering(target, kind), policy.name(), record.client());
         }
         record.decision(decision.verdict().label(), decision.reason().label(), decision.rule());
         forwardingBody = !connect;
@@ -225,11 +228,14 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         };
     }
 
-    private static String denyHint(Target target, Kind kind, Reason reason) {
+    static String denyHint(Target target, Kind kind, Reason reason, String policy) {
         // An entry the config accepts as written, and the text the allow decision will show as its rule.
         String entry = AllowlistEntry.covering(target, kind);
-        return "Refused by egress-proxy (" + kind.label() + ", reason " + reason.label() + "). If this destination is "
-                + "legitimate, ask the proxy operator to add \"" + entry + "\" to egress-proxy.allowlist.hosts.";
+        boolean byDefault = ProxyConfig.DEFAULT_POLICY.equals(policy);
+        return "Refused by egress-proxy (" + kind.label() + ", reason " + reason.label()
+                + (byDefault ? "" : ", policy " + policy) + "). If this destination is legitimate, ask the proxy "
+                + "operator to add \"" + entry + "\" to "
+                + (byDefault ? "egress-proxy.allowlist.hosts." : "the allowlist of policy \"" + policy + "\" (egress-proxy.policies).");
     }
 
     private void rejectUnparsable(ChannelHandlerContext ctx, AccessRecord record, Throwable cause) {
@@ -257,14 +263,19 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         respondAndClose(ctx, record, ErrorResponses.response(status, phrase, code, null));
     }
 
-    private void refuse(ChannelHandlerContext ctx, AccessRecord record, Kind kind, Target target, Reason reason,
+    /** 403 for a destination {@code policy}'s allowlist refuses; counted by host, reason and policy. */
+    private void deny(ChannelHandlerContext ctx, AccessRecord record, Kind kind, Target target, Reason reason,
+            String policy) {
+        services.metrics().denied(target.host(), reason, policy);
+        services.deniedReport().record(DeniedReport.Type.DENIED, true, target.authority(), reason.label(),
+                reason.reportable() ? AllowlistEntry.covering(target, kind) : null, policy, record.client());
+        refuse(ctx, record, kind, reason, HttpResponseStatus.FORBIDDEN, denyPhrase(target, kind, reason),
+                denyHint(target, kind, reason, policy));
+    }
+
+    private void refuse(ChannelHandlerContext ctx, AccessRecord record, Kind kind, Reason reason,
             HttpResponseStatus status, String phrase, String hint) {
         services.metrics().request(kind, reason);
-        if (target != null) {
-            services.metrics().denied(target.host(), reason);
-            services.deniedReport().record(DeniedReport.Type.DENIED, true, target.authority(), reason.label(),
-                    reason.reportable() ? AllowlistEntry.covering(target, kind) : null, record.client());
-        }
         record.decision("denied", reason.label(), "-").status(status.code());
         respondAndClose(ctx, record, ErrorResponses.response(status, phrase, reason.label(), hint));
     }

@@ -30,7 +30,8 @@ public final class UpstreamFailureAnswers {
         String text;
         if (cause instanceof UpstreamException ue && ue.addressForbidden()) {
             services.metrics().request(request.kind(), Reason.ADDRESS_NOT_ALLOWED);
-            services.metrics().denied(request.target().host(), Reason.ADDRESS_NOT_ALLOWED);
+            // The address policy is every policy's; the label names the policy that admitted the name.
+            services.metrics().denied(request.target().host(), Reason.ADDRESS_NOT_ALLOWED, record.policy());
             services.deniedReport().record(DeniedReport.Type.DENIED, authority, Reason.ADDRESS_NOT_ALLOWED.label(),
                     record.client());
             record.decision("denied", Reason.ADDRESS_NOT_ALLOWED.label(), "-");

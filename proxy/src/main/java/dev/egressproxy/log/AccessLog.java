@@ -67,8 +67,11 @@ public final class AccessLog {
         }
         sb.append(" decision=").append(r.decision)
                 .append(" reason=").append(r.reason)
-                .append(" rule=").append(r.rule)
-                .append(" status=").append(r.status)
+                .append(" rule=").append(r.rule);
+        if (!"-".equals(r.policy)) {
+            sb.append(" policy=").append(r.policy);
+        }
+        sb.append(" status=").append(r.status)
                 .append(" upstream=").append(r.upstream)
                 .append(" error=").append(r.error);
         if (!"-".equals(r.sniCheck)) {
@@ -96,6 +99,9 @@ public final class AccessLog {
             g.writeStringProperty("decision", r.decision);
             g.writeStringProperty("reason", r.reason);
             g.writeStringProperty("rule", r.rule);
+            if (!"-".equals(r.policy)) {
+                g.writeStringProperty("policy", r.policy);
+            }
             g.writeNumberProperty("status", r.status);
             g.writeStringProperty("upstream", r.upstream);
             g.writeStringProperty("error", r.error);

@@ -20,6 +20,8 @@ public final class AccessRecord {
     String decision = "-";
     String reason = "-";
     String rule = "-";
+    /** The policy that decided, when it is one of {@code policies} (not {@code default}); else "-". */
+    String policy = "-";
     int status;
     String upstream = "-";
     String error = "-";
@@ -61,6 +63,12 @@ public final class AccessRecord {
         this.decision = decision;
         this.reason = reason;
         this.rule = rule;
+        return this;
+    }
+
+    /** The policy whose allowlist decides this request; {@code default} is not written. */
+    public AccessRecord policy(String name) {
+        this.policy = "default".equals(name) ? "-" : name;
         return this;
     }
 
@@ -128,6 +136,11 @@ public final class AccessRecord {
 
     public void addBytesDown(long n) {
         bytesDown += n;
+    }
+
+    /** The policy that decided ({@code default} for the top-level allowlist). */
+    public String policy() {
+        return "-".equals(policy) ? "default" : policy;
     }
 
     public int status() {

@@ -12,6 +12,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
+import dev.egressproxy.config.ProxyConfig;
 import tools.jackson.core.JsonGenerator;
 import tools.jackson.core.ObjectWriteContext;
 import tools.jackson.core.PrettyPrinter;
@@ -57,9 +58,11 @@ public final class DeniedReport {
      * @param enforced false for a would-be denial that {@code allowlist.mode = report} let through
      * @param entry the allowlist entry that would admit the destination (the refusal hint's), or null
      *     when no entry would (address policy, upstream failures)
+     * @param policy the policy whose allowlist refused it ({@code default}: the top-level allowlist), or
+     *     null for what no allowlist decided (address policy, upstream failures)
      */
-    public record Entry(Type type, boolean enforced, String destination, String reason, String entry, long count,
-            Instant firstSeen, Instant lastSeen, String lastClient) {
+    public record Entry(Type type, boolean enforced, String destination, String reason, String entry, String policy,
+            long count, Instant firstSeen, Instant lastSeen, String lastClient) {
     }
 
     private final int capacity;
@@ -79,21 +82,23 @@ public final class DeniedReport {
 
     /** Counts one enforced refusal or upstream failure that no allowlist entry would fix. */
     public void record(Type type, String destination, String reason, String client) {
-        record(type, true, destination, reason, null, client);
+        record(type, true, destination, reason, null, null, client);
     }
 
     /**
      * Counts one occurrence. {@code destination} is a validated {@code host:port}; {@code entry}, when
-     * not null, the allowlist entry that admits it ({@code AllowlistEntry.covering}).
+     * not null, the allowlist entry that admits it ({@code AllowlistEntry.covering}); {@code policy}
+     * the policy whose allowlist decided, or null.
      */
     public synchronized void record(Type type, boolean enforced, String destination, String reason, String entry,
-            String client) {
-        String key = type.label() + ' ' + enforced + ' ' + destination + ' ' + reason + ' ' + entry;
+            String policy, String client) {
+        String key = type.label() + ' ' + enforced + ' ' + destination + ' ' + reason + ' ' + entry + ' ' + policy;
         Instant now = Instant.now();
         Entry old = entries.get(key);
         entries.put(key, old == null
-                ? new Entry(type, enforced, destination, reason, entry, 1, now, now, client)
-                : new Entry(type, enforced, destination, reason, entry, old.count() + 1, old.firstSeen(), now, client));
+                ? new Entry(type, enforced, destination, reason, entry, policy, 1, now, now, client)
+                : new Entry(type, enforced, destination, reason, entry, policy, old.count() + 1, old.firstSeen(), now,
+                        client));
     }
 
     /** The entries, most recently seen first. */
@@ -125,6 +130,9 @@ public final class DeniedReport {
                 if (e.entry() != null) {
                     g.writeStringProperty("entry", e.entry());
                 }
+                if (e.policy() != null) {
+                    g.writeStringProperty("policy", e.policy());
+                }
                 writeSightings(g, e);
                 g.writeEndObject();
             }
@@ -148,7 +156,9 @@ public final class DeniedReport {
                 addressRefused.add(e.destination());
             }
         }
-        TreeMap<String, Gap> gaps = new TreeMap<>();
+        // Per policy (default first), per entry.
+        TreeMap<String, TreeMap<String, Gap>> byPolicy = new TreeMap<>(Comparator
+                .comparing((String p) -> !p.equals(ProxyConfig.DEFAULT_POLICY)).thenComparing(Comparator.naturalOrder()));
         List<Entry> unfixable = new ArrayList<>();
         // Newest first: the first sighting of an entry is its last one.
         for (Entry e : all) {
@@ -159,33 +169,29 @@ public final class DeniedReport {
                 unfixable.add(e);
                 continue;
             }
-            Gap gap = gaps.computeIfAbsent(e.entry(), k -> new Gap(e.lastSeen(), e.lastClient()));
+            String policy = e.policy() == null ? ProxyConfig.DEFAULT_POLICY : e.policy();
+            Gap gap = byPolicy.computeIfAbsent(policy, k -> new TreeMap<>())
+                    .computeIfAbsent(e.entry(), k -> new Gap(e.lastSeen(), e.lastClient()));
             gap.count += e.count();
             gap.why.add((e.enforced() ? "denied " : "would_deny ") + e.reason());
             // Report mode counts a would-be denial before the address check, which may refuse it anyway.
             gap.addressRefused |= addressRefused.contains(e.destination());
         }
-        StringBuilder sb = new StringBuilder(256 + gaps.size() * 120);
+        StringBuilder sb = new StringBuilder(256 + all.size() * 120);
         sb.append("# egress-proxy: allowlist entries that would admit the destinations refused (denied) or let\n")
                 .append("# through by allowlist.mode = report (would_deny), from the last ").append(capacity)
                 .append(" entries of /denied.\n")
                 .append("# Review each one, then paste it between the brackets of egress-proxy.allowlist.hosts = [ ].\n");
-        if (gaps.isEmpty()) {
+        if (byPolicy.isEmpty()) {
             sb.append("# (none so far)\n");
         }
         JsonStringEncoder quote = JsonStringEncoder.getInstance();
-        for (Map.Entry<String, Gap> g : gaps.entrySet()) {
-            Gap gap = g.getValue();
-            sb.append("\n# ").append(gap.count).append(gap.count == 1 ? " request" : " requests")
-                    .append(", last seen ").append(gap.lastSeen)
-                    .append(" from ").append(comment(gap.lastClient))
-                    .append(" (").append(comment(String.join(", ", gap.why))).append(')')
-                    .append(gap.addressRefused ? "; refused by the address policy too: this entry alone will not admit it" : "")
-                    .append('\n');
-            // A HOCON quoted string is a JSON string.
-            sb.append('"');
-            quote.quoteAsString(g.getKey(), sb);
-            sb.append("\"\n");
+        for (Map.Entry<String, TreeMap<String, Gap>> p : byPolicy.entrySet()) {
+            if (!p.getKey().equals(ProxyConfig.DEFAULT_POLICY)) {
+                sb.append("\n# For policy \"").append(comment(p.getKey()))
+                        .append("\": paste these into the hosts of its allowlist in egress-proxy.policies, not the top-level one.\n");
+            }
+            writeGaps(sb, p.getValue(), quote);
         }
         if (!unfixable.isEmpty()) {
             sb.append("\n# Refused by the address policy (private, loopback, link-local or reserved addresses);\n")
@@ -252,6 +258,22 @@ public final class DeniedReport {
         @Override
         public boolean hasPrettyPrinter() {
             return true;
+        }
+    }
+
+    private static void writeGaps(StringBuilder sb, Map<String, Gap> gaps, JsonStringEncoder quote) {
+        for (Map.Entry<String, Gap> g : gaps.entrySet()) {
+            Gap gap = g.getValue();
+            sb.append("\n# ").append(gap.count).append(gap.count == 1 ? " request" : " requests")
+                    .append(", last seen ").append(gap.lastSeen)
+                    .append(" from ").append(comment(gap.lastClient))
+                    .append(" (").append(comment(String.join(", ", gap.why))).append(')')
+                    .append(gap.addressRefused ? "; refused by the address policy too: this entry alone will not admit it" : "")
+                    .append('\n');
+            // A HOCON quoted string is a JSON string.
+            sb.append('"');
+            quote.quoteAsString(g.getKey(), sb);
+            sb.append("\"\n");
         }
     }
 

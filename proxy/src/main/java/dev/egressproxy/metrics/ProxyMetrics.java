@@ -350,26 +350,29 @@ public final class ProxyMetrics {
     }
 
     /** Counts a request report mode let through that enforcing would refuse for {@code reason}. */
-    public void wouldDeny(String host, Reason reason) {
+    public void wouldDeny(String host, Reason reason, String policy) {
         hostReasonCounter(wouldDenyCounters, WOULD_DENY, "Requests allowlist.mode = report let through that"
-                + " enforcing would refuse, by host (capped, see metrics.max-host-labels) and reason",
-                wouldDenyHosts.label(host), reason.label()).increment();
+                + " enforcing would refuse, by host (capped, see metrics.max-host-labels), reason and policy",
+                wouldDenyHosts.label(host), reason.label(), policy).increment();
     }
 
-    public void denied(String host, Reason reason) {
+    /** A refusal by {@code policy}'s allowlist ({@code default}: the top-level one). */
+    public void denied(String host, Reason reason, String policy) {
         hostReasonCounter(deniedCounters, DENIED,
-                "Requests refused, by refused host (capped, see metrics.max-host-labels) and reason",
-                deniedHosts.label(host), reason.label()).increment();
+                "Requests refused, by refused host (capped, see metrics.max-host-labels), reason and policy",
+                deniedHosts.label(host), reason.label(), policy).increment();
     }
 
-    /** The counter {@code name{host, reason}} kept in {@code counters}, registered on first use. */
+    /**
+     * The counter {@code name{host, reason[, policy]}} kept in {@code counters}, registered on first
+     * use; {@code policy} null leaves the label out. Policies are few (the operator writes them).
+     */
     private Counter hostReasonCounter(Map<String, Counter> counters, String name, String description, String host,
-            String reason) {
-        return counters.computeIfAbsent(host + '\n' + reason, k -> Counter.builder(name)
-                .description(description)
-                .tag("host", host)
-                .tag("reason", reason)
-                .register(registry));
+            String reason, String policy) {
+        return counters.computeIfAbsent(host + '\n' + reason + '\n' + policy, k -> {
+            Counter.Builder b = Counter.builder(name).description(description).tag("host", host).tag("reason", reason);
+            return (policy == null ? b : b.tag("policy", policy)).register(registry);
+        });
     }
 
     /**
@@ -379,7 +382,7 @@ public final class ProxyMetrics {
     public void sniMismatch(String host, SniReason reason) {
         hostReasonCounter(sniCounters, SNI_MISMATCH, "CONNECT tunnels whose TLS ClientHello failed the SNI check"
                 + " (tunnels.sni-check), by CONNECT host (capped, see metrics.max-host-labels) and reason",
-                sniHosts.label(host), reason.label()).increment();
+                sniHosts.label(host), reason.label(), null).increment();
     }
 
     public void upstreamFailure(String host, FailureCause cause) {

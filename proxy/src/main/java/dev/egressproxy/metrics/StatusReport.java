@@ -3,6 +3,7 @@ package dev.egressproxy.metrics;
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.policy.AddressText;
 import dev.egressproxy.policy.AllowlistEntry;
+import dev.egressproxy.policy.CidrBlock;
 import dev.egressproxy.upstream.FastFail;
 import java.io.StringWriter;
 import java.net.InetSocketAddress;
@@ -127,6 +128,7 @@ public final class StatusReport {
             g.writeStringProperty("transport", transport.get());
             writeConfig(g);
             writeAllowlist(g, cfg.allowlist());
+            writePolicies(g, cfg.policies());
             g.writeObjectPropertyStart("connections");
             g.writeNumberProperty("active", metrics.connectionsActive());
             g.writeNumberProperty("limit", connectionsLimit.getAsInt());
@@ -176,8 +178,41 @@ public final class StatusReport {
         g.writeEndObject();
     }
 
+    /** {@code policies}: each policy's name, selectors and allowlist, in config order. */
+    private static void writePolicies(JsonGenerator g, List<ProxyConfig.Policy> policies) {
+        g.writeArrayPropertyStart("policies");
+        for (ProxyConfig.Policy p : policies) {
+            g.writeStartObject();
+            g.writeStringProperty("name", p.name());
+            g.writeArrayPropertyStart("clients");
+            for (CidrBlock c : p.clients()) {
+                g.writeString(c.toString());
+            }
+            g.writeEndArray();
+            writeStrings(g, "users", p.users());
+            writeStrings(g, "identities", p.identities());
+            writeAllowlistBody(g, p.allowlist());
+            g.writeEndObject();
+        }
+        g.writeEndArray();
+    }
+
+    private static void writeStrings(JsonGenerator g, String name, List<String> values) {
+        g.writeArrayPropertyStart(name);
+        for (String v : values) {
+            g.writeString(v);
+        }
+        g.writeEndArray();
+    }
+
     private static void writeAllowlist(JsonGenerator g, ProxyConfig.Allowlist allowlist) {
         g.writeObjectPropertyStart("allowlist");
+        writeAllowlistBody(g, allowlist);
+        g.writeEndObject();
+    }
+
+    /** An allowlist's {@code mode}, {@code presets} and {@code entries} fields. */
+    private static void writeAllowlistBody(JsonGenerator g, ProxyConfig.Allowlist allowlist) {
         g.writeStringProperty("mode", allowlist.mode().label());
         g.writeArrayPropertyStart("presets");
         for (String preset : allowlist.presets()) {
@@ -196,7 +231,6 @@ public final class StatusReport {
             g.writeEndObject();
         }
         g.writeEndArray();
-        g.writeEndObject();
     }
 
     private static void writeDenied(JsonGenerator g, List<DeniedReport.Entry> gaps, int capacity) {

@@ -90,7 +90,7 @@ public final class ConfigReloader implements AutoCloseable {
     }
 
     private static Set<String> presetFiles(ProxyConfig config) {
-        return config.allowlist().presets().stream().map(p -> p + ".conf").collect(Collectors.toUnmodifiableSet());
+        return config.presetsInUse().stream().map(p -> p + ".conf").collect(Collectors.toUnmodifiableSet());
     }
 
     /** Starts watching the file's directory (and its presets directory). */

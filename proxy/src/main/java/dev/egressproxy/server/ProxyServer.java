@@ -58,7 +58,7 @@ public final class ProxyServer implements AutoCloseable {
 
     private static final Logger log = LoggerFactory.getLogger(ProxyServer.class);
 
-    private static final String REPORT_MODE_WARNING = "allowlist.mode = report: the allowlist is NOT enforced; "
+    private static final String REPORT_MODE_WARNING = "allowlist.mode = report (top-level or a policy's): that allowlist is NOT enforced; "
             + "destinations it does not name are let through (the address policy still applies) and counted as "
             + "would-be denials (egress_proxy_would_deny_total, /denied?format=hocon). Set allowlist.mode = enforce "
             + "once the allowlist is complete.";
@@ -94,8 +94,8 @@ public final class ProxyServer implements AutoCloseable {
         ConfigSnapshot first = ConfigSnapshot.of(config);
         live.set(first);
         metrics.setAllowlistEntries(config.allowlist().entries().size());
-        metrics.setAllowlistEnforced(config.allowlist().mode() == AllowlistMode.ENFORCE);
-        metrics.registerAllowlistedHosts(first.policy().allowlist().exactHosts());
+        metrics.setAllowlistEnforced(first.enforcing());
+        metrics.registerAllowlistedHosts(first.exactHosts());
     }
 
     /**
@@ -108,14 +108,14 @@ public final class ProxyServer implements AutoCloseable {
      */
     public List<String> apply(ProxyConfig next) {
         ConfigSnapshot snapshot = ConfigSnapshot.of(next);
-        metrics.registerAllowlistedHosts(snapshot.policy().allowlist().exactHosts());
+        metrics.registerAllowlistedHosts(snapshot.exactHosts());
         metrics.setAllowlistEntries(next.allowlist().entries().size());
-        AllowlistMode before = live.get().config().allowlist().mode();
+        boolean wasEnforcing = live.get().enforcing();
         live.set(snapshot);
-        metrics.setAllowlistEnforced(next.allowlist().mode() == AllowlistMode.ENFORCE);
-        if (next.allowlist().mode() == AllowlistMode.REPORT) {
+        metrics.setAllowlistEnforced(snapshot.enforcing());
+        if (!snapshot.enforcing()) {
             log.warn("{}", REPORT_MODE_WARNING);
-        } else if (before == AllowlistMode.REPORT) {
+        } else if (!wasEnforcing) {
             log.info("allowlist.mode = enforce: destinations the allowlist does not name are refused again");
         }
         List<String> restart = new ArrayList<>();
@@ -259,8 +259,13 @@ public final class ProxyServer implements AutoCloseable {
                 relayText(config.relay(), transport.name()), config.allowlist().entries().size(),
                 config.allowlist().presets().isEmpty() ? "" : " (presets " + String.join(", ", config.allowlist().presets()) + ")");
         log.info("budgets: {}; {}", fds.describe(), memory.describe());
-        if (config.allowlist().mode() == AllowlistMode.REPORT) {
+        if (!live.get().enforcing()) {
             log.warn("{}", REPORT_MODE_WARNING);
+        }
+        if (!config.policies().isEmpty()) {
+            log.info("policies, first match wins: {}; other clients: the top-level allowlist (policy default)",
+                    config.policies().stream().map(p -> p.name() + " (" + p.allowlist().entries().size() + " entries, "
+                            + p.allowlist().mode().label() + ")").collect(java.util.stream.Collectors.joining(", ")));
         }
         return this;
     }

@@ -214,6 +214,63 @@ class ConfigLoaderTest {
         assertThat(config.destinations().allowPrivate()).containsExactly(CidrBlock.parse("10.0.0.0/8"), CidrBlock.parse("fd00::/8"));
     }
 
+    // ---------------------------------------------------------------- policies
+
+    @Test
+    void policiesAreReadInOrderWithTheirOwnAllowlistAndTheTopLevelModeByDefault() throws Exception {
+        Path file = write("policies.conf", """
+                egress-proxy.allowlist.mode = report
+                egress-proxy.policies = [
+                  { name = ci, clients = ["10.20.0.0/16"], users = ["ci-bot"],
+                    allowlist { presets = ["quay-cdn"], hosts = ["github.com"] } }
+                  { name = "mtls-builders", identities = ["spiffe://corp/builder"],
+                    allowlist { hosts = ["cdn01.quay.io:443"], mode = enforce } }
+                ]
+                """);
+
+        ProxyConfig config = ConfigLoader.load(file, Map.of());
+
+        assertThat(config.policies()).extracting(ProxyConfig.Policy::name).containsExactly("ci", "mtls-builders");
+        ProxyConfig.Policy ci = config.policies().get(0);
+        assertThat(ci.clients()).extracting(Object::toString).containsExactly("10.20.0.0/16");
+        assertThat(ci.users()).containsExactly("ci-bot");
+        assertThat(ci.allowlist().presets()).containsExactly("quay-cdn");
+        assertThat(ci.allowlist().entries()).extracting(AllowlistEntry::text).contains("*.quay.io", "github.com");
+        assertThat(ci.allowlist().mode()).isEqualTo(dev.egressproxy.policy.AllowlistMode.REPORT);
+        assertThat(config.policies().get(1).allowlist().mode()).isEqualTo(dev.egressproxy.policy.AllowlistMode.ENFORCE);
+        assertThat(config.presetsInUse()).containsExactly("redhat-registry", "quay-cdn");
+    }
+
+    @Test
+    void rejectsPoliciesThatSelectNoClientHaveNoHostsRepeatANameOrUseUnknownKeys() throws Exception {
+        Path file = write("bad-policies.conf", """
+                egress-proxy.policies = [
+                  { name = a, allowlist { hosts = ["a.example"] } }
+                  { name = empty, clients = [], users = [], allowlist { hosts = ["e.example"] } }
+                  { name = b, clients = ["10.0.0.0/8"], allowlist { hosts = [] } }
+                  { name = b, users = ["x"], allowlist { hosts = ["b.example"] }, color = red }
+                  { name = default, users = ["y"], allowlist { hosts = ["c.example"], modes = report } }
+                  { name = "bad name!", clients = ["10.0.0.0/33"], allowlist { hosts = ["d.example"] } }
+                  "not-an-object"
+                ]
+                """);
+
+        ConfigException e = catchThrowableOfType(ConfigException.class, () -> ConfigLoader.load(file, Map.of()));
+
+        assertThat(e).isNotNull();
+        assertThat(String.join("\n", e.problems()))
+                .contains("egress-proxy.policies[0]", "selects no client")
+                .contains("egress-proxy.policies[1] (", "selects no client")
+                .contains("egress-proxy.policies[2].allowlist", "no hosts allowed")
+                .contains("the name 'b' is taken by an earlier policy")
+                .contains("unknown key 'color'")
+                .contains("the name 'default' is taken by the top-level allowlist")
+                .contains("unknown key 'modes'")
+                .contains("'name' must be 1-63 letters")
+                .contains("egress-proxy.policies[5].clients")
+                .contains("egress-proxy.policies[6]", "expected an object");
+    }
+
     // ---------------------------------------------------------------- one test per validation message
 
     @Test

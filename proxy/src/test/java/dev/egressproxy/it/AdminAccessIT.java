@@ -236,7 +236,7 @@ class AdminAccessIT {
             HttpResponse<String> done = scrape.get(20, TimeUnit.SECONDS);
             assertThat(done.statusCode()).isEqualTo(200);
             assertThat(sample(done.body(), "test_slow_render")).isEqualTo(1.0);
-            assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"not-allowed.test\",reason=\"host_not_allowlisted\"}"))
+            assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"not-allowed.test\",policy=\"default\",reason=\"host_not_allowlisted\"}"))
                     .as("the series registered during the render").isEqualTo(1.0);
         }
     }

@@ -84,7 +84,7 @@ class Ipv6LoopbackIT {
             String denied = proxy.admin("/denied").body();
             assertThat(denied).contains("\"destination\":\"" + authority + "\",\"host\":\"::1\",\"port\":" + echo.port() + ",")
                     .contains("\"last_client\":\"" + client + "\"").doesNotContain("0:0:0");
-            assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"::1\",reason=\"ip_literal_not_allowed\"}"))
+            assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"::1\",policy=\"default\",reason=\"ip_literal_not_allowed\"}"))
                     .isEqualTo(1.0);
             assertThat(proxy.admin("/metrics").body()).doesNotContain("0:0:0:0:0:0:0:1");
 

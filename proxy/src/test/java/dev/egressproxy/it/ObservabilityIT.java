@@ -150,7 +150,7 @@ class ObservabilityIT {
         long hostSeries = scrape.lines().filter(l -> l.startsWith("egress_proxy_denied_total{"))
                 .map(l -> l.replaceAll(".*host=\"([^\"]*)\".*", "$1")).distinct().count();
         assertThat(hostSeries).isLessThanOrEqualTo(11);
-        assertThat(scrape).contains("egress_proxy_denied_total{host=\"_other_\",reason=\"host_not_allowlisted\"}");
+        assertThat(scrape).contains("egress_proxy_denied_total{host=\"_other_\",policy=\"default\",reason=\"host_not_allowlisted\"}");
         assertThat(proxy.scrapeValue("egress_proxy_host_labels_overflow_total{metric=\"denied\"}")).isGreaterThanOrEqualTo(30.0);
         // The report still names every host the metrics had to fold.
         assertThat(proxy.admin("/denied").body()).contains("scanner-39.example:443");

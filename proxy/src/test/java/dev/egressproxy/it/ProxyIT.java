@@ -246,7 +246,7 @@ class ProxyIT {
                     .anyMatch(l -> l.contains("method=CONNECT target=cdn05.quay.io:443 decision=denied "
                             + "reason=host_not_allowlisted") && l.contains("status=403")));
         }
-        assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"cdn05.quay.io\",reason=\"host_not_allowlisted\"}"))
+        assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"cdn05.quay.io\",policy=\"default\",reason=\"host_not_allowlisted\"}"))
                 .isEqualTo(1.0);
         assertThat(proxy.admin("/denied").body())
                 .contains("\"destination\":\"cdn05.quay.io:443\"")

@@ -116,18 +116,18 @@ class ReportModeIT {
             assertThat(r.requestLine()).isEqualTo("GET /v2/blobs/sha256:1 HTTP/1.1");
             assertThat(r.values("host")).containsExactly("unlisted.test");
         });
-        assertThat(proxy.scrapeValue("egress_proxy_would_deny_total{host=\"unlisted.test\",reason=\"host_not_allowlisted\"}"))
+        assertThat(proxy.scrapeValue("egress_proxy_would_deny_total{host=\"unlisted.test\",policy=\"default\",reason=\"host_not_allowlisted\"}"))
                 .isEqualTo(1.0);
         assertThat(proxy.scrapeValue(
                 "egress_proxy_requests_total{decision=\"would_deny\",kind=\"http\",reason=\"host_not_allowlisted\"}"))
                 .isGreaterThanOrEqualTo(1.0);
-        assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"unlisted.test\",reason=\"host_not_allowlisted\"}"))
+        assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"unlisted.test\",policy=\"default\",reason=\"host_not_allowlisted\"}"))
                 .isEqualTo(-1.0);
         awaitLogLine("target=unlisted.test:80", "decision=would_deny reason=host_not_allowlisted rule=- status=200");
 
         HttpResponse<String> json = proxy.admin("/denied");
         assertThat(json.body()).contains("\"destination\":\"unlisted.test:80\",\"host\":\"unlisted.test\",\"port\":80,"
-                + "\"reason\":\"host_not_allowlisted\",\"enforced\":false,\"entry\":\"unlisted.test\",\"count\":1,");
+                + "\"reason\":\"host_not_allowlisted\",\"enforced\":false,\"entry\":\"unlisted.test\",\"policy\":\"default\",\"count\":1,");
         HttpResponse<String> hocon = proxy.admin("/denied?format=hocon");
         assertThat(hocon.statusCode()).isEqualTo(200);
         assertThat(hocon.headers().firstValue("content-type")).hasValue("text/plain; charset=utf-8");
@@ -155,11 +155,11 @@ class ReportModeIT {
             assertThat(head.header("x-egress-proxy-reason")).isEqualTo("host_not_allowlisted");
         }
         assertThat(origin.requests()).hasSize(2);
-        assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"unlisted.test\",reason=\"host_not_allowlisted\"}"))
+        assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"unlisted.test\",policy=\"default\",reason=\"host_not_allowlisted\"}"))
                 .isEqualTo(1.0);
         assertThat(proxy.admin("/denied").body()).contains("\"destination\":\"unlisted.test:80\",\"host\":\"unlisted.test\","
                 + "\"port\":80,\"reason\":\"host_not_allowlisted\",\"enforced\":true,");
-        assertThat(proxy.scrapeValue("egress_proxy_would_deny_total{host=\"unlisted.test\",reason=\"host_not_allowlisted\"}"))
+        assertThat(proxy.scrapeValue("egress_proxy_would_deny_total{host=\"unlisted.test\",policy=\"default\",reason=\"host_not_allowlisted\"}"))
                 .isEqualTo(1.0);
     }
 
@@ -172,7 +172,7 @@ class ReportModeIT {
             InputStream in = raw.socket.getInputStream();
             assertThat(new String(in.readNBytes(4), StandardCharsets.US_ASCII)).isEqualTo("ping");
         }
-        assertThat(proxy.scrapeValue("egress_proxy_would_deny_total{host=\"tunnel.test\",reason=\"host_not_allowlisted\"}"))
+        assertThat(proxy.scrapeValue("egress_proxy_would_deny_total{host=\"tunnel.test\",policy=\"default\",reason=\"host_not_allowlisted\"}"))
                 .isGreaterThanOrEqualTo(1.0);
         awaitLogLine("method=CONNECT target=tunnel.test:5000", "decision=would_deny reason=host_not_allowlisted");
         assertThat(proxy.admin("/denied?format=hocon").body().lines()).contains("\"tunnel.test:5000\"");
@@ -189,7 +189,7 @@ class ReportModeIT {
             assertThat(head.header("x-egress-proxy-reason")).as(authority).isEqualTo("address_not_allowed");
         }
         assertThat(echo.connections.get()).isEqualTo(echoConnections);
-        assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"loopback.test\",reason=\"address_not_allowed\"}"))
+        assertThat(proxy.scrapeValue("egress_proxy_denied_total{host=\"loopback.test\",policy=\"default\",reason=\"address_not_allowed\"}"))
                 .isGreaterThanOrEqualTo(1.0);
         awaitLogLine("target=metadata.test:443", "decision=denied reason=address_not_allowed");
         // The entry the report offers warns that it would not be enough.
@@ -202,7 +202,7 @@ class ReportModeIT {
     @Test
     void malformedAndOriginFormRequestsAreStillRefused() throws Exception {
         double reported = proxy.scrapeValue(
-                "egress_proxy_would_deny_total{host=\"unlisted.test\",reason=\"host_not_allowlisted\"}");
+                "egress_proxy_would_deny_total{host=\"unlisted.test\",policy=\"default\",reason=\"host_not_allowlisted\"}");
         for (String request : List.of("CONNECT unlisted.test:99999 HTTP/1.1\r\n\r\n",
                 "GET http://unlisted.test:http/ HTTP/1.1\r\n\r\n",
                 "GET /v2/ HTTP/1.1\r\nHost: unlisted.test\r\n\r\n")) {
@@ -212,7 +212,7 @@ class ReportModeIT {
             }
         }
         assertThat(origin.requests()).isEmpty();
-        assertThat(proxy.scrapeValue("egress_proxy_would_deny_total{host=\"unlisted.test\",reason=\"host_not_allowlisted\"}"))
+        assertThat(proxy.scrapeValue("egress_proxy_would_deny_total{host=\"unlisted.test\",policy=\"default\",reason=\"host_not_allowlisted\"}"))
                 .isEqualTo(reported);
         awaitLogLine("decision=denied reason=malformed_request");
         awaitLogLine("decision=denied reason=origin_form_request");

@@ -40,23 +40,44 @@ class DeniedReportTest {
     @Test
     void marksWouldBeDenialsAsNotEnforcedAndKeepsThemApartFromDenials() {
         DeniedReport report = new DeniedReport(10);
-        report.record(DeniedReport.Type.DENIED, false, "cdn02.quay.io:443", "host_not_allowlisted", "cdn02.quay.io",
+        report.record(DeniedReport.Type.DENIED, false, "cdn02.quay.io:443", "host_not_allowlisted", "cdn02.quay.io", "default",
                 "10.0.0.5:40000");
-        report.record(DeniedReport.Type.DENIED, false, "cdn02.quay.io:443", "host_not_allowlisted", "cdn02.quay.io",
+        report.record(DeniedReport.Type.DENIED, false, "cdn02.quay.io:443", "host_not_allowlisted", "cdn02.quay.io", "default",
                 "10.0.0.5:40001");
-        report.record(DeniedReport.Type.DENIED, true, "cdn02.quay.io:443", "host_not_allowlisted", "cdn02.quay.io",
+        report.record(DeniedReport.Type.DENIED, true, "cdn02.quay.io:443", "host_not_allowlisted", "cdn02.quay.io", "default",
                 "10.0.0.6:40000");
         report.record(DeniedReport.Type.UPSTREAM_FAILURE, "registry.redhat.io:443", "timeout", "10.0.0.7:40000");
 
         String json = report.toJson();
 
         assertThat(json).contains("\"reason\":\"host_not_allowlisted\",\"enforced\":false,\"entry\":\"cdn02.quay.io\","
-                + "\"count\":2,")
-                .contains("\"reason\":\"host_not_allowlisted\",\"enforced\":true,\"entry\":\"cdn02.quay.io\",\"count\":1,")
+                + "\"policy\":\"default\",\"count\":2,")
+                .contains("\"reason\":\"host_not_allowlisted\",\"enforced\":true,\"entry\":\"cdn02.quay.io\","
+                        + "\"policy\":\"default\",\"count\":1,")
                 .contains("\"reason\":\"timeout\",\"count\":1,");
         // One entry per line, as the hand-built report had it.
         assertThat(json).startsWith("{\"capacity\":10,\"entries\":[\n  {").endsWith("}\n]}\n");
         assertThat(json.lines()).hasSize(5);
+    }
+
+    @Test
+    void hoconGroupsTheEntriesToAddByPolicyTopLevelFirst() {
+        DeniedReport report = new DeniedReport(10);
+        report.record(DeniedReport.Type.DENIED, true, "github.com:443", "host_not_allowlisted", "github.com", "ci",
+                "10.20.0.5:40000");
+        report.record(DeniedReport.Type.DENIED, true, "cdn02.quay.io:443", "host_not_allowlisted", "cdn02.quay.io",
+                "default", "10.0.0.5:40000");
+        report.record(DeniedReport.Type.DENIED, true, "cdn02.quay.io:443", "host_not_allowlisted", "cdn02.quay.io",
+                "ci", "10.20.0.6:40000");
+
+        String hocon = report.toHocon();
+
+        int topLevel = hocon.indexOf("\n\"cdn02.quay.io\"\n");
+        int ciHeader = hocon.indexOf("# For policy \"ci\"");
+        assertThat(topLevel).isPositive().isLessThan(ciHeader);
+        String ci = hocon.substring(ciHeader);
+        assertThat(ci).contains("\n\"cdn02.quay.io\"\n").contains("\n\"github.com\"\n");
+        assertThat(report.toJson()).contains("\"entry\":\"github.com\",\"policy\":\"ci\"");
     }
 
     @Test
@@ -93,7 +114,7 @@ class DeniedReportTest {
                 : AuthorityParser.parseConnectAuthority(destination);
         DeniedReport report = new DeniedReport(10);
         report.record(DeniedReport.Type.DENIED, false, target.authority(), "host_not_allowlisted",
-                AllowlistEntry.covering(target, kind), "10.0.0.5:40000");
+                AllowlistEntry.covering(target, kind), "default", "10.0.0.5:40000");
 
         String hocon = report.toHocon();
 
@@ -105,13 +126,13 @@ class DeniedReportTest {
     @Test
     void hoconMergesSightingsOfOneEntryAndSortsEntries() {
         DeniedReport report = new DeniedReport(10);
-        report.record(DeniedReport.Type.DENIED, false, "zeta.example:443", "host_not_allowlisted", "zeta.example",
+        report.record(DeniedReport.Type.DENIED, false, "zeta.example:443", "host_not_allowlisted", "zeta.example", "default",
                 "10.0.0.5:40000");
-        report.record(DeniedReport.Type.DENIED, true, "alpha.example:443", "host_not_allowlisted", "alpha.example",
+        report.record(DeniedReport.Type.DENIED, true, "alpha.example:443", "host_not_allowlisted", "alpha.example", "default",
                 "10.0.0.5:40000");
-        report.record(DeniedReport.Type.DENIED, false, "alpha.example:443", "host_not_allowlisted", "alpha.example",
+        report.record(DeniedReport.Type.DENIED, false, "alpha.example:443", "host_not_allowlisted", "alpha.example", "default",
                 "10.0.0.9:40000");
-        report.record(DeniedReport.Type.DENIED, false, "alpha.example:443", "host_not_allowlisted", "alpha.example",
+        report.record(DeniedReport.Type.DENIED, false, "alpha.example:443", "host_not_allowlisted", "alpha.example", "default",
                 "10.0.0.9:40000");
 
         List<String> lines = report.toHocon().lines().filter(l -> !l.isEmpty()).toList();

@@ -22,7 +22,7 @@ class ProxyMetricsTest {
         int cap = 300;
         ProxyMetrics metrics = new ProxyMetrics(registry, cap, "test");
         for (int i = 0; i < 10_000; i++) {
-            metrics.denied("host-" + i + ".example", Reason.HOST_NOT_ALLOWLISTED);
+            metrics.denied("host-" + i + ".example", Reason.HOST_NOT_ALLOWLISTED, "default");
         }
         List<String> hosts = registry.find(ProxyMetrics.DENIED).counters().stream()
                 .map(c -> c.getId().getTag("host")).distinct().toList();
@@ -84,8 +84,8 @@ class ProxyMetricsTest {
     @Test
     void wouldDenyCountsUnderItsOwnDecisionAndCapsHostsLikeDenied() {
         ProxyMetrics metrics = new ProxyMetrics(registry, 1, "test");
-        metrics.wouldDeny("a.example", Reason.HOST_NOT_ALLOWLISTED);
-        metrics.wouldDeny("b.example", Reason.HOST_NOT_ALLOWLISTED);
+        metrics.wouldDeny("a.example", Reason.HOST_NOT_ALLOWLISTED, "default");
+        metrics.wouldDeny("b.example", Reason.HOST_NOT_ALLOWLISTED, "default");
         metrics.request(Kind.CONNECT, dev.egressproxy.policy.Decision.wouldDeny(Reason.HOST_NOT_ALLOWLISTED));
 
         assertThat(registry.get(ProxyMetrics.WOULD_DENY).tag("host", "a.example").tag("reason", "host_not_allowlisted")

@@ -3,6 +3,7 @@ package dev.egressproxy.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.testing.AccessLogCapture;
 import dev.egressproxy.testing.Processes;
 import dev.egressproxy.testing.RawClient;
@@ -305,6 +306,40 @@ class ProxyProtocolIT {
             }
         }
         assertThat(originSaw("/local")).isFalse();
+    }
+
+    @Test
+    void proxyProtocolFromReloadsToTheNextConnectionAndTheModeNeedsARestart() throws Exception {
+        String common = """
+                clients.allow = ["127.0.0.2/32"]
+                allowlist.hosts = ["origin.test"]
+                destinations.connect-to { "origin.test:80" = "127.0.0.1:%d" }
+                """.formatted(origin.port());
+        try (TestProxy p = TestProxy.start("listen.proxy-protocol = \"v2\"\nlisten.proxy-protocol-from = [\"127.0.0.1/32\"]\n"
+                + common)) {
+            String running = "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0 }\n admin { host = \"127.0.0.1\", port = 0 }\n"
+                    + " transport = \"" + System.getProperty("egress.test.transport", "auto") + "\"\n" + common;
+            List<String> restart = p.server.apply(ConfigLoader.fromString(running
+                    + "listen.proxy-protocol = \"v2\"\nlisten.proxy-protocol-from = [\"127.0.0.4/32\"]\n}\n"));
+            assertThat(restart).isEmpty();
+            // The balancer moved to 127.0.0.4: it is trusted from the next connection, 127.0.0.1 no longer.
+            try (RawClient c = new RawClient(p.address(), untrusted)) {
+                c.send(concat(v2Tcp4(allowed, 40002, p.port()), get("/from-reloaded")));
+                assertThat(c.readHead().status()).isEqualTo(200);
+            }
+            refusedAndClosed(p, InetAddress.getByName("127.0.0.1"),
+                    concat(v2Tcp4(allowed, 40003, p.port()), get("/hostile-old-balancer")));
+            assertThat(rejected(p, "proxy_protocol_untrusted")).isEqualTo(1);
+
+            restart = p.server.apply(ConfigLoader.fromString(running + "}\n"));
+            assertThat(restart).containsExactly("egress-proxy.listen.proxy-protocol");
+            // Still reading headers until the restart, from the list it started with.
+            try (RawClient c = new RawClient(p.address(), InetAddress.getByName("127.0.0.1"))) {
+                c.send(concat(v2Tcp4(allowed, 40004, p.port()), get("/after-off-reload")));
+                assertThat(c.readHead().status()).isEqualTo(200);
+            }
+        }
+        assertThat(originSaw("/hostile-old-balancer")).isFalse();
     }
 
     @Test

@@ -155,7 +155,8 @@ public final class ConfigLoader {
         checkUnknownKeys(config, reference);
         Config c = config.getConfig(ROOT);
 
-        ProxyConfig.Listen listen = new ProxyConfig.Listen(nonEmpty(c, "listen.host"), port(c, "listen.port", true));
+        ProxyConfig.Listen listen = new ProxyConfig.Listen(nonEmpty(c, "listen.host"), port(c, "listen.port", true),
+                proxyProtocol(c));
         // An empty admin.clients.allow is allowed: it leaves only the probe paths open.
         ProxyConfig.Admin admin = new ProxyConfig.Admin(bool(c, "admin.enabled"), nonEmpty(c, "admin.host"),
                 port(c, "admin.port", true), cidrs(c, "admin.clients.allow"));
@@ -258,6 +259,34 @@ public final class ConfigLoader {
         }
         problems.add(where + ": '" + text + "' is not one of enforce, report");
         return AllowlistMode.ENFORCE;
+    }
+
+    /**
+     * {@code listen.proxy-protocol} and {@code listen.proxy-protocol-from}: with the header on, only
+     * the listed peers may send it, so the list must name at least one (an empty list would refuse
+     * every connection).
+     */
+    private ProxyConfig.ProxyProtocol proxyProtocol(Config c) {
+        String text = c.getString("listen.proxy-protocol").trim().toLowerCase(Locale.ROOT);
+        ProxyConfig.ProxyProtocolMode mode = null;
+        for (ProxyConfig.ProxyProtocolMode m : ProxyConfig.ProxyProtocolMode.values()) {
+            if (m.label().equals(text)) {
+                mode = m;
+            }
+        }
+        if (mode == null) {
+            problems.add(ROOT + ".listen.proxy-protocol (" + where(c.getValue("listen.proxy-protocol").origin()) + "): '"
+                    + c.getString("listen.proxy-protocol") + "' is not one of off, v1, v2, any");
+            mode = ProxyConfig.ProxyProtocolMode.OFF;
+        }
+        List<CidrBlock> from = cidrs(c, "listen.proxy-protocol-from");
+        if (mode != ProxyConfig.ProxyProtocolMode.OFF && c.getList("listen.proxy-protocol-from").isEmpty()) {
+            // Where the header was turned on: the empty list is usually reference.conf's default.
+            problems.add(ROOT + ".listen.proxy-protocol-from (" + where(c.getValue("listen.proxy-protocol").origin())
+                    + "): empty while listen.proxy-protocol = " + mode.label() + ", which would refuse every connection;"
+                    + " list the addresses of the load balancers that send the header, such as [\"10.0.0.0/24\"]");
+        }
+        return new ProxyConfig.ProxyProtocol(mode, from);
     }
 
     private ProxyConfig.Tunnels tunnels(Config c) {

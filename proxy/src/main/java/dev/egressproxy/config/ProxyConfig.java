@@ -124,8 +124,64 @@ public record ProxyConfig(
         }
     }
 
-    /** {@code egress-proxy.listen}: where clients connect. */
-    public record Listen(String host, int port) {
+    /**
+     * {@code egress-proxy.listen}: where clients connect, and whether each connection starts with a
+     * PROXY protocol header from a load balancer ({@code proxyProtocol}).
+     */
+    public record Listen(String host, int port, ProxyProtocol proxyProtocol) {
+        public Listen {
+            Objects.requireNonNull(proxyProtocol, "proxyProtocol");
+        }
+
+        /** A listener without PROXY protocol. */
+        public Listen(String host, int port) {
+            this(host, port, ProxyProtocol.OFF);
+        }
+
+        /** This listener with {@code next} PROXY protocol settings (to compare the rest on reload). */
+        public Listen withProxyProtocol(ProxyProtocol next) {
+            return new Listen(host, port, next);
+        }
+    }
+
+    /**
+     * {@code listen.proxy-protocol} and {@code listen.proxy-protocol-from}: the header versions a
+     * connection must begin with ({@link ProxyProtocolMode#OFF}: none, no header is read), and the
+     * TCP peers (the load balancers) that may send one; any other peer is refused. Not empty
+     * unless the mode is off ({@link ConfigLoader} checks).
+     */
+    public record ProxyProtocol(ProxyProtocolMode mode, List<CidrBlock> from) {
+        /** No PROXY protocol: the TCP peer is the client. */
+        public static final ProxyProtocol OFF = new ProxyProtocol(ProxyProtocolMode.OFF, List.of());
+
+        public ProxyProtocol {
+            Objects.requireNonNull(mode, "mode");
+            from = List.copyOf(from);
+        }
+
+        public boolean enabled() {
+            return mode != ProxyProtocolMode.OFF;
+        }
+    }
+
+    /** {@code listen.proxy-protocol}: {@code off}, {@code v1}, {@code v2} or {@code any} (v1 or v2). */
+    public enum ProxyProtocolMode {
+        OFF, V1, V2, ANY;
+
+        /** The value as written in the configuration. */
+        public String label() {
+            return name().toLowerCase(Locale.ROOT);
+        }
+
+        /** Whether a header of protocol version {@code version} (1 or 2) is accepted. */
+        public boolean accepts(int version) {
+            return switch (this) {
+                case OFF -> false;
+                case V1 -> version == 1;
+                case V2 -> version == 2;
+                case ANY -> version == 1 || version == 2;
+            };
+        }
     }
 
     /**

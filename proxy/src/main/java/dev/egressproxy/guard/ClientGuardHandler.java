@@ -9,6 +9,7 @@ import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandler.Sharable;
 import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandler;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.util.AttributeKey;
 import java.net.InetAddress;
@@ -24,6 +25,11 @@ import java.util.function.Supplier;
  * Shared by all connections of a server, on every event loop; its state is the per-address counts
  * ({@link ClientCounts}), which stay exact however the loops interleave. A refused connection is not
  * counted.
+ *
+ * <p>On a listener with {@code listen.proxy-protocol} the client is not known at accept: the
+ * pipeline holds {@link #afterProxyHeader()} instead, the same guard with the same counts, which
+ * decides on {@link ProxyHeaderRead} and only then lets {@code channelActive} go on. This handler,
+ * for the listener without, is unchanged by that.
  */
 @Sharable
 public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
@@ -38,6 +44,7 @@ public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
     private final Supplier<ProxyConfig.Clients> clients;
     private final ProxyMetrics metrics;
     private final ClientCounts open = new ClientCounts();
+    private final ChannelInboundHandler afterProxyHeader = new AfterProxyHeader();
 
     /** {@code clients} is read per connection, so a reloaded {@code clients} block applies at once. */
     public ClientGuardHandler(Supplier<ProxyConfig.Clients> clients, ProxyMetrics metrics) {
@@ -54,18 +61,63 @@ public final class ClientGuardHandler extends ChannelInboundHandlerAdapter {
 
     @Override
     public void channelActive(ChannelHandlerContext ctx) {
+        if (admit(ctx)) {
+            ctx.fireChannelActive();
+        }
+    }
+
+    /** Applies clients.allow and the per-client limit; false if refused (answered and closing). */
+    private boolean admit(ChannelHandlerContext ctx) {
         InetAddress client = ClientIdentity.of(ctx.channel()).ip();
         ProxyConfig.Clients settings = clients.get();
         if (!CidrBlock.anyContains(settings.allow(), client)) {
             reject(ctx, Rejection.CLIENT_NOT_ALLOWED, NOT_ALLOWED);
-            return;
+            return false;
         }
         if (!open.tryAcquire(client, settings.maxConnectionsPerClient())) {
             reject(ctx, Rejection.PER_CLIENT_LIMIT, TOO_MANY);
-            return;
+            return false;
         }
         ctx.channel().attr(COUNTED).set(client);
-        ctx.fireChannelActive();
+        return true;
+    }
+
+    /**
+     * This guard for a listener with {@code listen.proxy-protocol}: it decides when the PROXY
+     * header has been read ({@link ProxyHeaderRead}, fired by {@link ProxyProtocolHandler} after
+     * it set the client address) rather than at {@code channelActive}, which it holds back until
+     * then, so the handlers behind start their timers once the client is known. Shares this
+     * guard's counts.
+     */
+    public ChannelInboundHandler afterProxyHeader() {
+        return afterProxyHeader;
+    }
+
+    @Sharable
+    private final class AfterProxyHeader extends ChannelInboundHandlerAdapter {
+
+        @Override
+        public void channelActive(ChannelHandlerContext ctx) {
+            // Held: the client is known only once the header is read.
+        }
+
+        @Override
+        public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+            if (evt instanceof ProxyHeaderRead read) {
+                if (admit(ctx)) {
+                    ctx.fireChannelActive();
+                } else {
+                    read.refuse();
+                }
+                return;
+            }
+            ctx.fireUserEventTriggered(evt);
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            ClientGuardHandler.this.channelInactive(ctx);
+        }
     }
 
     private void reject(ChannelHandlerContext ctx, Rejection rejection, byte[] answer) {

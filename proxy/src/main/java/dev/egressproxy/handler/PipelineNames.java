@@ -10,6 +10,13 @@ public final class PipelineNames {
     }
 
     // Client side, in pipeline order.
+    /**
+     * listen.proxy-protocol only: Netty's HAProxyMessageDecoder, first of all (the header comes
+     * before any other byte, TLS included); removes itself once the header is read.
+     */
+    public static final String PROXY_PROTOCOL_DECODER = "egress.proxy-protocol-decoder";
+    /** listen.proxy-protocol only: judges the header and sets the client address; removed once it has. */
+    public static final String PROXY_PROTOCOL = "egress.proxy-protocol";
     public static final String CONNECTION_LIMIT = "egress.connection-limit";
     public static final String CLIENT_GUARD = "egress.client-guard";
     public static final String IDLE = "egress.idle";

@@ -119,7 +119,15 @@ public final class ProxyMetrics {
         URI_TOO_LONG("uri_too_long"),
         IDLE_TIMEOUT("idle_timeout"),
         MEMORY_BUDGET("memory_budget"),
-        ACCEPT_FAILED("accept_failed");
+        ACCEPT_FAILED("accept_failed"),
+        /** listen.proxy-protocol: the TCP peer is outside listen.proxy-protocol-from. */
+        PROXY_PROTOCOL_UNTRUSTED("proxy_protocol_untrusted"),
+        /** listen.proxy-protocol: no valid PROXY header (garbage, a plain request, a truncated or oversized header). */
+        PROXY_PROTOCOL_MALFORMED("proxy_protocol_malformed"),
+        /** listen.proxy-protocol: a valid header of a version the listener does not accept. */
+        PROXY_PROTOCOL_WRONG_VERSION("proxy_protocol_wrong_version"),
+        /** listen.proxy-protocol: no complete header within timeouts.request-head. */
+        PROXY_PROTOCOL_TIMEOUT("proxy_protocol_timeout");
 
         private final String label;
 

@@ -1,29 +1,40 @@
 package dev.egressproxy.server;
 
+import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.guard.ClientGuardHandler;
 import dev.egressproxy.guard.ConnectionLimitHandler;
 import dev.egressproxy.guard.HeadGuardHandler;
 import dev.egressproxy.guard.IdleCloseHandler;
+import dev.egressproxy.guard.ProxyProtocolHandler;
 import dev.egressproxy.guard.RequestHeadTimeoutHandler;
 import dev.egressproxy.handler.PipelineNames;
 import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.handler.RequestPolicyHandler;
 import dev.egressproxy.http.HttpForwardHandler;
+import dev.egressproxy.policy.CidrBlock;
 import dev.egressproxy.tunnel.ConnectTunnelHandler;
+import dev.egressproxy.util.LogThrottle;
+import io.netty.channel.ChannelInboundHandler;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelPipeline;
 import io.netty.channel.group.ChannelGroup;
 import io.netty.channel.socket.SocketChannel;
+import io.netty.handler.codec.haproxy.HAProxyMessageDecoder;
 import io.netty.handler.codec.http.HttpDecoderConfig;
 import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.flow.FlowControlHandler;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
 
 /**
  * Builds a client connection's pipeline. In order:
  *
  * <pre>
+ *  proxy-protocol-decoder  listen.proxy-protocol only: read the PROXY header  (removed once read)
+ *  proxy-protocol    listen.proxy-protocol only: judge it, set the client   (removed once judged)
  *  connection-limit  count; 503 past the connection cap or at the memory budget
- *  client-guard      clients.allow and clients.max-connections-per-client
+ *  client-guard      clients.allow and clients.max-connections-per-client (with PROXY protocol:
+ *                    decided once the header is read, see ClientGuardHandler#afterProxyHeader)
  *  idle              close after timeouts.idle without traffic
  *  head-guard        400 on obsolete line folding                   (removed for a tunnel)
  *  http-codec        HTTP/1.x decode + encode, head size limits      (removed for a tunnel)
@@ -39,9 +50,21 @@ import io.netty.handler.flow.FlowControlHandler;
  */
 public final class ProxyChannelInitializer extends ChannelInitializer<SocketChannel> {
 
+    /**
+     * Bytes of v2 TLVs a PROXY header may carry beyond the addresses (a balancer's unique id, VPC
+     * endpoint id, TLS details): a larger header is refused as malformed, so a connection waiting
+     * for its header never holds more than about 4 KiB.
+     */
+    static final int MAX_PROXY_TLV_BYTES = 4096;
+
     private final ProxyServices services;
     private final ConnectionLimitHandler connectionLimit;
     private final ClientGuardHandler clientGuard;
+    /** The listener's PROXY protocol settings as started (the mode needs a restart). */
+    private final ProxyConfig.ProxyProtocol proxyProtocol;
+    /** {@link #clientGuard}, or its variant that decides once the PROXY header is read. */
+    private final ChannelInboundHandler guard;
+    private final LogThrottle proxyProtocolLog = new LogThrottle(10, TimeUnit.SECONDS);
     private final ChannelGroup channels;
 
     public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels) {
@@ -49,6 +72,17 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
         this.channels = channels;
         this.connectionLimit = new ConnectionLimitHandler(services.metrics(), services.fds(), services.memory());
         this.clientGuard = new ClientGuardHandler(() -> services.live().get().config().clients(), services.metrics());
+        this.proxyProtocol = services.config().listen().proxyProtocol();
+        this.guard = proxyProtocol.enabled() ? clientGuard.afterProxyHeader() : clientGuard;
+    }
+
+    /**
+     * listen.proxy-protocol-from as reloaded; if a reload turned the header off (which needs a
+     * restart), the listener, still reading headers, keeps the list it started with.
+     */
+    private List<CidrBlock> proxyProtocolFrom() {
+        ProxyConfig.ProxyProtocol live = services.live().get().config().listen().proxyProtocol();
+        return live.enabled() ? live.from() : proxyProtocol.from();
     }
 
     /** The per-client guard shared by every connection (its counts, for tests). */
@@ -60,14 +94,30 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
     protected void initChannel(SocketChannel ch) {
         channels.add(ch);
         ChannelPipeline p = ch.pipeline();
+        // First, so that its header timer is armed before the request-head timer (same duration).
+        addProxyProtocolHandlers(p);
         addConnectionHandlers(p);
         addHttpHandlers(p);
         addProxyHandlers(p);
     }
 
+    /**
+     * With listen.proxy-protocol, the header decoder and its judge at the very front: the header
+     * arrives before any other byte, in clear even on a TLS listener, whose SslHandler goes right
+     * behind {@link PipelineNames#PROXY_PROTOCOL}.
+     */
+    private void addProxyProtocolHandlers(ChannelPipeline p) {
+        if (!proxyProtocol.enabled()) {
+            return;
+        }
+        p.addFirst(PipelineNames.PROXY_PROTOCOL, new ProxyProtocolHandler(proxyProtocol.mode(), this::proxyProtocolFrom,
+                services.config().timeouts().requestHead(), services.metrics(), proxyProtocolLog));
+        p.addFirst(PipelineNames.PROXY_PROTOCOL_DECODER, new HAProxyMessageDecoder(MAX_PROXY_TLV_BYTES));
+    }
+
     private void addConnectionHandlers(ChannelPipeline p) {
         p.addLast(PipelineNames.CONNECTION_LIMIT, connectionLimit);
-        p.addLast(PipelineNames.CLIENT_GUARD, clientGuard);
+        p.addLast(PipelineNames.CLIENT_GUARD, guard);
         p.addLast(PipelineNames.IDLE, new IdleCloseHandler(services.config().timeouts().idle(), services.metrics()));
     }
 

@@ -120,8 +120,12 @@ public final class ProxyServer implements AutoCloseable {
         }
         List<String> restart = new ArrayList<>();
         ProxyConfig running = config;
-        if (!running.listen().equals(next.listen())) {
+        // listen.proxy-protocol-from applies to the next connection; the rest of listen needs a restart.
+        if (!running.listen().withProxyProtocol(next.listen().proxyProtocol()).equals(next.listen())) {
             restart.add("listen");
+        }
+        if (running.listen().proxyProtocol().mode() != next.listen().proxyProtocol().mode()) {
+            restart.add("listen.proxy-protocol");
         }
         if (!running.admin().sameListener(next.admin())) {
             restart.add("admin");
@@ -259,6 +263,11 @@ public final class ProxyServer implements AutoCloseable {
                 relayText(config.relay(), transport.name()), config.allowlist().entries().size(),
                 config.allowlist().presets().isEmpty() ? "" : " (presets " + String.join(", ", config.allowlist().presets()) + ")");
         log.info("budgets: {}; {}", fds.describe(), memory.describe());
+        ProxyConfig.ProxyProtocol proxyProtocol = config.listen().proxyProtocol();
+        if (proxyProtocol.enabled()) {
+            log.info("listen.proxy-protocol = {}: every connection must begin with a PROXY header from {}; "
+                    + "its source address is the client", proxyProtocol.mode().label(), proxyProtocol.from());
+        }
         if (!live.get().enforcing()) {
             log.warn("{}", REPORT_MODE_WARNING);
         }

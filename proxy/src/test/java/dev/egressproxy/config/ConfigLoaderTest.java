@@ -426,6 +426,39 @@ class ConfigLoaderTest {
     }
 
     @Test
+    void proxyProtocolIsOffByDefaultAndReadWithItsPeers() throws Exception {
+        ProxyConfig defaults = ConfigLoader.fromString("egress-proxy.allowlist.hosts = [\"registry.redhat.io\"]");
+        ProxyConfig on = ConfigLoader.fromString("""
+                egress-proxy {
+                  allowlist.hosts = ["registry.redhat.io"]
+                  listen { proxy-protocol = "any", proxy-protocol-from = ["10.0.0.0/24", "10.1.0.7"] }
+                }
+                """);
+
+        assertThat(defaults.listen().proxyProtocol()).isEqualTo(ProxyConfig.ProxyProtocol.OFF);
+        assertThat(on.listen().proxyProtocol().mode()).isEqualTo(ProxyConfig.ProxyProtocolMode.ANY);
+        assertThat(on.listen().proxyProtocol().from()).extracting(CidrBlock::text)
+                .containsExactly("10.0.0.0/24", "10.1.0.7/32");
+        assertThat(ProxyConfig.ProxyProtocolMode.ANY.accepts(1)).isTrue();
+        assertThat(ProxyConfig.ProxyProtocolMode.ANY.accepts(2)).isTrue();
+        assertThat(ProxyConfig.ProxyProtocolMode.V2.accepts(1)).isFalse();
+        assertThat(ProxyConfig.ProxyProtocolMode.V1.accepts(2)).isFalse();
+    }
+
+    @Test
+    void rejectsProxyProtocolWithoutPeersThatMaySendIt() throws Exception {
+        assertSingleProblem("proxy-protocol-without-from.conf", 3, "egress-proxy.listen.proxy-protocol-from",
+                "empty while listen.proxy-protocol = v2, which would refuse every connection;",
+                "list the addresses of the load balancers that send the header");
+    }
+
+    @Test
+    void rejectsUnknownProxyProtocolVersion() throws Exception {
+        assertSingleProblem("proxy-protocol-unknown-version.conf", 3, "egress-proxy.listen.proxy-protocol",
+                "'v3' is not one of off, v1, v2, any");
+    }
+
+    @Test
     void rejectsUnknownAccessLogFormat() throws Exception {
         assertSingleProblem("access-format-xml.conf", 3, "egress-proxy.logging.access-format",
                 "'xml' is not one of text, json, squid");

@@ -15,7 +15,6 @@ import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.metrics.StatusReport;
 import dev.egressproxy.policy.AddressText;
-import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.tunnel.SpliceRelay;
 import dev.egressproxy.upstream.DnsResolvers;
 import dev.egressproxy.upstream.UpstreamConnector;

@@ -4,6 +4,9 @@ import dev.egressproxy.policy.AllowlistEntry;
 import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.policy.CidrBlock;
 import java.net.InetSocketAddress;
+import java.nio.file.Path;
+import java.security.PrivateKey;
+import java.security.cert.X509Certificate;
 import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
@@ -94,8 +97,62 @@ public record ProxyConfig(
         }
     }
 
-    /** {@code egress-proxy.listen}: where clients connect. */
-    public record Listen(String host, int port) {
+    /** {@code egress-proxy.listen}: where clients connect, and whether they speak TLS to the proxy. */
+    public record Listen(String host, int port, ListenTls tls) {
+        public Listen {
+            Objects.requireNonNull(tls, "tls");
+        }
+
+        /** A plain (not TLS) listener. */
+        public Listen(String host, int port) {
+            this(host, port, ListenTls.OFF);
+        }
+
+        /**
+         * Whether {@code other} binds the same listener speaking the same protocol (a difference
+         * there needs a restart); the TLS files themselves are re-read on every reload.
+         */
+        public boolean sameListener(Listen other) {
+            return host.equals(other.host) && port == other.port && tls.enabled() == other.tls.enabled();
+        }
+    }
+
+    /**
+     * {@code egress-proxy.listen.tls}: the proxy listener speaks TLS when {@code certificate} and
+     * {@code privateKey} are set, and asks for a client certificate that chains to
+     * {@code clientCa} when that is set too. The files are read (and checked) when the
+     * configuration is loaded, so a reload re-reads them and a broken file refuses the reload.
+     *
+     * @param chain the server certificate first, then its intermediates; empty when TLS is off
+     * @param key the private key of {@code chain.get(0)}; null when TLS is off
+     * @param clientCas the CAs a client certificate must chain to; empty: no client certificate asked for
+     */
+    public record ListenTls(Path certificate, Path privateKey, Path clientCa, List<X509Certificate> chain,
+            PrivateKey key, List<X509Certificate> clientCas) {
+
+        /** TLS off: the listener speaks plain HTTP. */
+        public static final ListenTls OFF = new ListenTls(null, null, null, List.of(), null, List.of());
+
+        public ListenTls {
+            chain = List.copyOf(chain);
+            clientCas = List.copyOf(clientCas);
+        }
+
+        public boolean enabled() {
+            return !chain.isEmpty();
+        }
+
+        /** Whether clients must present a certificate that chains to {@code client-ca}. */
+        public boolean mutual() {
+            return !clientCas.isEmpty();
+        }
+
+        /** The files only: the key material stays out of logs and messages. */
+        @Override
+        public String toString() {
+            return enabled() ? "ListenTls[certificate=" + certificate + ", private-key=" + privateKey
+                    + ", client-ca=" + clientCa + "]" : "ListenTls[off]";
+        }
     }
 
     /**

@@ -10,6 +10,10 @@ public final class PipelineNames {
     }
 
     // Client side, in pipeline order.
+    /** Netty's SslHandler on the TLS listener ({@code listen.tls}); absent on a plain listener. */
+    public static final String TLS = "egress.tls";
+    /** Behind {@link #TLS}: the handshake's outcome (identities, or count and close); removed once it succeeded. */
+    public static final String TLS_HANDSHAKE = "egress.tls-handshake";
     public static final String CONNECTION_LIMIT = "egress.connection-limit";
     public static final String CLIENT_GUARD = "egress.client-guard";
     public static final String IDLE = "egress.idle";

@@ -2,6 +2,7 @@ package dev.egressproxy.log;
 
 import dev.egressproxy.config.ProxyConfig.AccessLogFormat;
 import dev.egressproxy.policy.AddressText;
+import java.nio.charset.StandardCharsets;
 import java.time.Instant;
 import java.util.Locale;
 import org.slf4j.Logger;
@@ -47,9 +48,14 @@ public final class AccessLog {
     static String text(AccessRecord r, long durationMs) {
         StringBuilder sb = new StringBuilder(192)
                 .append("id=").append(r.id)
-                .append(" client=").append(r.client)
-                .append(" method=").append(r.method)
-                .append(" target=").append(r.target);
+                .append(" client=").append(r.client);
+        if (!r.identity.isEmpty()) {
+            sb.append(" identity=");
+            for (int i = 0; i < r.identity.size(); i++) {
+                appendTextToken(sb.append(i == 0 ? "" : ","), r.identity.get(i));
+            }
+        }
+        sb.append(" method=").append(r.method).append(" target=").append(r.target);
         if (!"-".equals(r.url)) {
             sb.append(" url=").append(r.url);
         }
@@ -74,6 +80,13 @@ public final class AccessLog {
         field(sb, "ts", Instant.ofEpochMilli(r.startMillis).toString()).append(',');
         field(sb, "id", r.id).append(',');
         field(sb, "client", r.client).append(',');
+        if (!r.identity.isEmpty()) {
+            sb.append("\"identity\":[");
+            for (int i = 0; i < r.identity.size(); i++) {
+                appendJsonString(sb.append(i == 0 ? "" : ","), r.identity.get(i));
+            }
+            sb.append("],");
+        }
         field(sb, "method", r.method).append(',');
         field(sb, "target", r.target).append(',');
         if (!"-".equals(r.url)) {
@@ -121,6 +134,24 @@ public final class AccessLog {
         return String.format(Locale.ROOT, "%d.%03d %6d %s %s/%03d %d %s %s - %s -",
                 r.startMillis / 1000, r.startMillis % 1000, durationMs, AddressText.hostOf(r.client), code, r.status,
                 r.bytesDown, r.method, url, hierarchy);
+    }
+
+    /**
+     * Appends a certificate identity to a text line: a subject CN may hold spaces, commas and any
+     * Unicode, so a space, comma, '%', '"', a control character and every non-ASCII byte are
+     * percent-encoded (UTF-8), which keeps the field one token and the list comma-separated.
+     */
+    static StringBuilder appendTextToken(StringBuilder sb, String value) {
+        for (byte b : value.getBytes(StandardCharsets.UTF_8)) {
+            int c = b & 0xff;
+            if (c <= 0x20 || c >= 0x7f || c == ',' || c == '%' || c == '"') {
+                sb.append('%').append(Character.toUpperCase(Character.forDigit(c >> 4, 16)))
+                        .append(Character.toUpperCase(Character.forDigit(c & 0xf, 16)));
+            } else {
+                sb.append((char) c);
+            }
+        }
+        return sb;
     }
 
     private static StringBuilder field(StringBuilder sb, String name, String value) {

@@ -5,6 +5,7 @@ import dev.egressproxy.guard.ConnectionLimitHandler;
 import dev.egressproxy.guard.HeadGuardHandler;
 import dev.egressproxy.guard.IdleCloseHandler;
 import dev.egressproxy.guard.RequestHeadTimeoutHandler;
+import dev.egressproxy.guard.TlsHandshakeHandler;
 import dev.egressproxy.handler.PipelineNames;
 import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.handler.RequestPolicyHandler;
@@ -17,11 +18,17 @@ import io.netty.channel.socket.SocketChannel;
 import io.netty.handler.codec.http.HttpDecoderConfig;
 import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.flow.FlowControlHandler;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslHandler;
+import java.util.function.Supplier;
 
 /**
  * Builds a client connection's pipeline. In order:
  *
  * <pre>
+ *  tls               listen.tls only: Netty's SslHandler, handshake timeout timeouts.request-head
+ *  tls-handshake     listen.tls only: certificate identities; count, log, close a failed handshake
+ *                    (removes itself after a successful handshake)
  *  connection-limit  count; 503 past the connection cap or at the memory budget
  *  client-guard      clients.allow and clients.max-connections-per-client
  *  idle              close after timeouts.idle without traffic
@@ -35,7 +42,10 @@ import io.netty.handler.flow.FlowControlHandler;
  *  http-forward      absolute-form requests: forward and stream     (removed for a tunnel)
  * </pre>
  *
- * After a CONNECT succeeds the pipeline is {@code connection-limit, client-guard, idle, relay}.
+ * After a CONNECT succeeds the pipeline is {@code connection-limit, client-guard, idle, relay}
+ * (with {@code tls} in front on the TLS listener). The TLS handler comes before the guards so that
+ * their refusals are encrypted too (it holds writes until the handshake is done); a handler added
+ * later with {@code addFirst} (a PROXY protocol decoder) goes in front of it.
  */
 public final class ProxyChannelInitializer extends ChannelInitializer<SocketChannel> {
 
@@ -44,9 +54,19 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
     private final ClientGuardHandler clientGuard;
     private final ChannelGroup channels;
 
+    private final Supplier<SslContext> tls;
+    private final TlsHandshakeHandler tlsHandshake;
+
     public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels) {
+        this(services, channels, () -> null);
+    }
+
+    /** {@code tls} gives the listener's TLS context for each new connection, or null for plain HTTP. */
+    public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels, Supplier<SslContext> tls) {
         this.services = services;
         this.channels = channels;
+        this.tls = tls;
+        this.tlsHandshake = new TlsHandshakeHandler(services.metrics());
         this.connectionLimit = new ConnectionLimitHandler(services.metrics(), services.fds(), services.memory());
         this.clientGuard = new ClientGuardHandler(() -> services.live().get().config().clients(), services.metrics());
     }
@@ -60,9 +80,21 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
     protected void initChannel(SocketChannel ch) {
         channels.add(ch);
         ChannelPipeline p = ch.pipeline();
+        addTlsHandlers(p, ch);
         addConnectionHandlers(p);
         addHttpHandlers(p);
         addProxyHandlers(p);
+    }
+
+    private void addTlsHandlers(ChannelPipeline p, SocketChannel ch) {
+        SslContext context = tls.get();
+        if (context == null) {
+            return;
+        }
+        SslHandler handler = context.newHandler(ch.alloc());
+        handler.setHandshakeTimeoutMillis(services.config().timeouts().requestHead().toMillis());
+        p.addLast(PipelineNames.TLS, handler);
+        p.addLast(PipelineNames.TLS_HANDSHAKE, tlsHandshake);
     }
 
     private void addConnectionHandlers(ChannelPipeline p) {

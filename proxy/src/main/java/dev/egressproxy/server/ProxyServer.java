@@ -77,6 +77,7 @@ public final class ProxyServer implements AutoCloseable {
     private Transport transport;
     private Channel listener;
     private ProxyChannelInitializer initializer;
+    private ListenerTls listenerTls;
     private AdminServer admin;
     private FdBudget fds;
     private MemoryBudget memory;
@@ -104,7 +105,9 @@ public final class ProxyServer implements AutoCloseable {
      * {@code upstream.fast-fail} apply to the next connection or request at once; connections
      * already open (tunnels included) are not touched. Configuration and policy are published as
      * one {@link ConfigSnapshot}, so a request is decided and dialled under the same one. Returns
-     * the settings that differ but only take effect after a restart.
+     * the settings that differ but only take effect after a restart. The TLS listener's
+     * certificate, key and client CAs ({@code listen.tls}, read by the loader) serve the next
+     * handshake; turning TLS on or off needs a restart.
      */
     public List<String> apply(ProxyConfig next) {
         ConfigSnapshot snapshot = ConfigSnapshot.of(next);
@@ -120,7 +123,11 @@ public final class ProxyServer implements AutoCloseable {
         }
         List<String> restart = new ArrayList<>();
         ProxyConfig running = config;
-        if (!running.listen().equals(next.listen())) {
+        if (listenerTls != null) {
+            // Re-read on every reload: new connections get the new certificate, key and client CAs.
+            listenerTls.reload(next.listen().tls());
+        }
+        if (!running.listen().sameListener(next.listen())) {
             restart.add("listen");
         }
         if (!running.admin().sameListener(next.admin())) {
@@ -214,7 +221,8 @@ public final class ProxyServer implements AutoCloseable {
         ProxyServices services = new ProxyServices(config, live::get, metrics, deniedReport,
                 new AccessLog(config.logging().accessFormat()), connector, new AtomicLong(), fds, memory);
 
-        initializer = new ProxyChannelInitializer(services, clientChannels);
+        listenerTls = new ListenerTls(config.listen().tls());
+        initializer = new ProxyChannelInitializer(services, clientChannels, listenerTls::current);
         ProxyConfig.Limits limits = config.limits();
         ServerBootstrap b = new ServerBootstrap()
                 // Accepting on an I/O event loop, not a separate acceptor thread: with the accept on
@@ -259,6 +267,9 @@ public final class ProxyServer implements AutoCloseable {
                 relayText(config.relay(), transport.name()), config.allowlist().entries().size(),
                 config.allowlist().presets().isEmpty() ? "" : " (presets " + String.join(", ", config.allowlist().presets()) + ")");
         log.info("budgets: {}; {}", fds.describe(), memory.describe());
+        if (listenerTls.enabled()) {
+            log.info("proxy listener speaks {}", ListenerTls.describe(config.listen().tls()));
+        }
         if (config.allowlist().mode() == AllowlistMode.REPORT) {
             log.warn("{}", REPORT_MODE_WARNING);
         }

@@ -16,11 +16,14 @@ import dev.egressproxy.policy.AuthorityParser;
 import dev.egressproxy.policy.CidrBlock;
 import dev.egressproxy.policy.MalformedTargetException;
 import dev.egressproxy.policy.Target;
+import dev.egressproxy.tls.PemFiles;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.UnknownHostException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.PrivateKey;
+import java.security.cert.X509Certificate;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -156,7 +159,7 @@ public final class ConfigLoader {
         Config c = config.getConfig(ROOT);
 
         ProxyConfig.Listen listen = new ProxyConfig.Listen(nonEmpty(c, "listen.host"), port(c, "listen.port", true),
-                proxyProtocol(c));
+                proxyProtocol(c), listenTls(c));
         // An empty admin.clients.allow is allowed: it leaves only the probe paths open.
         ProxyConfig.Admin admin = new ProxyConfig.Admin(bool(c, "admin.enabled"), nonEmpty(c, "admin.host"),
                 port(c, "admin.port", true), cidrs(c, "admin.clients.allow"));
@@ -319,6 +322,56 @@ public final class ConfigLoader {
                     + mode.label() + " would check no tunnel; list the TLS ports (443) or set sni-check = off");
         }
         return new ProxyConfig.Tunnels(mode, ports, positive(c, "tunnels.client-hello-timeout"));
+    }
+
+    /**
+     * {@code listen.tls}: certificate and private-key both set or both empty; every file read and
+     * checked here (PEM, the key matches the certificate), so that {@code --check-config} and a
+     * reload find a broken file before it is used. Relative paths are relative to the working directory.
+     */
+    private ProxyConfig.ListenTls listenTls(Config c) {
+        String cert = c.getString("listen.tls.certificate").trim();
+        String key = c.getString("listen.tls.private-key").trim();
+        String ca = c.getString("listen.tls.client-ca").trim();
+        if (cert.isEmpty() && key.isEmpty()) {
+            if (!ca.isEmpty()) {
+                problems.add(ROOT + ".listen.tls.client-ca (" + where(c.getValue("listen.tls.client-ca").origin())
+                        + "): set without listen.tls.certificate and listen.tls.private-key; client certificates "
+                        + "need a TLS listener, so set both or remove client-ca");
+            }
+            return ProxyConfig.ListenTls.OFF;
+        }
+        if (cert.isEmpty() || key.isEmpty()) {
+            String missing = cert.isEmpty() ? "certificate" : "private-key";
+            String set = cert.isEmpty() ? "private-key" : "certificate";
+            problems.add(ROOT + ".listen.tls." + missing + " (" + where(c.getValue("listen.tls." + set).origin())
+                    + "): empty while listen.tls." + set + " is set; a TLS listener needs both (or neither, for plain HTTP)");
+            return ProxyConfig.ListenTls.OFF;
+        }
+        List<X509Certificate> chain = tlsFile(c, "listen.tls.certificate", PemFiles::certificates);
+        PrivateKey privateKey = tlsFile(c, "listen.tls.private-key", PemFiles::privateKey);
+        List<X509Certificate> cas = ca.isEmpty() ? List.of() : tlsFile(c, "listen.tls.client-ca", PemFiles::certificates);
+        if (chain == null || privateKey == null || cas == null) {
+            return ProxyConfig.ListenTls.OFF;
+        }
+        if (!PemFiles.matches(privateKey, chain.get(0))) {
+            problems.add(ROOT + ".listen.tls.private-key (" + where(c.getValue("listen.tls.private-key").origin()) + "): "
+                    + key + " is not the key of the certificate in " + cert + " (" + chain.get(0).getSubjectX500Principal()
+                    + "); use the key the certificate was issued for");
+            return ProxyConfig.ListenTls.OFF;
+        }
+        return new ProxyConfig.ListenTls(Path.of(cert), Path.of(key), ca.isEmpty() ? null : Path.of(ca), chain,
+                privateKey, cas);
+    }
+
+    /** Reads the file named at {@code path} with {@code reader}; null (and a problem) when that fails. */
+    private <T> T tlsFile(Config c, String path, java.util.function.Function<Path, T> reader) {
+        try {
+            return reader.apply(Path.of(c.getString(path).trim()));
+        } catch (IllegalArgumentException e) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): " + e.getMessage());
+            return null;
+        }
     }
 
     private void checkUnknownKeys(Config config, Config reference) {

@@ -4,6 +4,9 @@ import dev.egressproxy.policy.AllowlistEntry;
 import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.policy.CidrBlock;
 import java.net.InetSocketAddress;
+import java.nio.file.Path;
+import java.security.PrivateKey;
+import java.security.cert.X509Certificate;
 import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
@@ -125,22 +128,29 @@ public record ProxyConfig(
     }
 
     /**
-     * {@code egress-proxy.listen}: where clients connect, and whether each connection starts with a
-     * PROXY protocol header from a load balancer ({@code proxyProtocol}).
+     * {@code egress-proxy.listen}: where clients connect, whether each connection starts with a
+     * PROXY protocol header from a load balancer ({@code proxyProtocol}), and whether clients speak
+     * TLS to the proxy ({@code tls}).
      */
-    public record Listen(String host, int port, ProxyProtocol proxyProtocol) {
+    public record Listen(String host, int port, ProxyProtocol proxyProtocol, ListenTls tls) {
         public Listen {
             Objects.requireNonNull(proxyProtocol, "proxyProtocol");
+            Objects.requireNonNull(tls, "tls");
         }
 
-        /** A listener without PROXY protocol. */
+        /** A plain listener without PROXY protocol. */
         public Listen(String host, int port) {
-            this(host, port, ProxyProtocol.OFF);
+            this(host, port, ProxyProtocol.OFF, ListenTls.OFF);
         }
 
-        /** This listener with {@code next} PROXY protocol settings (to compare the rest on reload). */
-        public Listen withProxyProtocol(ProxyProtocol next) {
-            return new Listen(host, port, next);
+        /**
+         * Whether {@code other} binds the same listener speaking the same protocol (host, port, TLS
+         * on or off, the PROXY protocol mode; a difference there needs a restart). The TLS files
+         * are re-read and {@code proxy-protocol-from} applied on every reload.
+         */
+        public boolean sameListener(Listen other) {
+            return host.equals(other.host) && port == other.port && tls.enabled() == other.tls.enabled()
+                    && proxyProtocol.mode() == other.proxyProtocol.mode();
         }
     }
 
@@ -181,6 +191,44 @@ public record ProxyConfig(
                 case V2 -> version == 2;
                 case ANY -> version == 1 || version == 2;
             };
+        }
+    }
+
+    /**
+     * {@code egress-proxy.listen.tls}: the proxy listener speaks TLS when {@code certificate} and
+     * {@code privateKey} are set, and asks for a client certificate that chains to
+     * {@code clientCa} when that is set too. The files are read (and checked) when the
+     * configuration is loaded, so a reload re-reads them and a broken file refuses the reload.
+     *
+     * @param chain the server certificate first, then its intermediates; empty when TLS is off
+     * @param key the private key of {@code chain.get(0)}; null when TLS is off
+     * @param clientCas the CAs a client certificate must chain to; empty: no client certificate asked for
+     */
+    public record ListenTls(Path certificate, Path privateKey, Path clientCa, List<X509Certificate> chain,
+            PrivateKey key, List<X509Certificate> clientCas) {
+
+        /** TLS off: the listener speaks plain HTTP. */
+        public static final ListenTls OFF = new ListenTls(null, null, null, List.of(), null, List.of());
+
+        public ListenTls {
+            chain = List.copyOf(chain);
+            clientCas = List.copyOf(clientCas);
+        }
+
+        public boolean enabled() {
+            return !chain.isEmpty();
+        }
+
+        /** Whether clients must present a certificate that chains to {@code client-ca}. */
+        public boolean mutual() {
+            return !clientCas.isEmpty();
+        }
+
+        /** The files only: the key material stays out of logs and messages. */
+        @Override
+        public String toString() {
+            return enabled() ? "ListenTls[certificate=" + certificate + ", private-key=" + privateKey
+                    + ", client-ca=" + clientCa + "]" : "ListenTls[off]";
         }
     }
 

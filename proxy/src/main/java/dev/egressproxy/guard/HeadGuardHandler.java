@@ -314,7 +314,7 @@ public final class HeadGuardHandler extends ChannelInboundHandlerAdapter {
     private void refuse(ChannelHandlerContext ctx) {
         state = State.PASS;
         services.metrics().request(Kind.HTTP, Reason.MALFORMED_REQUEST);
-        AccessRecord record = new AccessRecord(services.nextConnectionId() + "-1", ClientIdentity.of(ctx.channel()).address())
+        AccessRecord record = AccessRecord.of(services.nextConnectionId() + "-1", ClientIdentity.of(ctx.channel()))
                 .method(method).decision("denied", Reason.MALFORMED_REQUEST.label(), "-").status(400);
         services.accessLog().log(record);
         // Written from in front of the codec, so the bytes go out as they are.

@@ -17,6 +17,10 @@ public final class PipelineNames {
     public static final String PROXY_PROTOCOL_DECODER = "egress.proxy-protocol-decoder";
     /** listen.proxy-protocol only: judges the header and sets the client address; removed once it has. */
     public static final String PROXY_PROTOCOL = "egress.proxy-protocol";
+    /** Netty's SslHandler on the TLS listener ({@code listen.tls}); absent on a plain listener. */
+    public static final String TLS = "egress.tls";
+    /** Behind {@link #TLS}: the handshake's outcome (identities, or count and close); removed once it succeeded. */
+    public static final String TLS_HANDSHAKE = "egress.tls-handshake";
     public static final String CONNECTION_LIMIT = "egress.connection-limit";
     public static final String CLIENT_GUARD = "egress.client-guard";
     public static final String IDLE = "egress.idle";

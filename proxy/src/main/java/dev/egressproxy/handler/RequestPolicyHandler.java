@@ -86,7 +86,7 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         if (connectionId == null) {
             connectionId = services.nextConnectionId();
         }
-        AccessRecord record = new AccessRecord(connectionId + "-" + (++exchanges), ClientIdentity.of(ctx.channel()).address());
+        AccessRecord record = AccessRecord.of(connectionId + "-" + (++exchanges), ClientIdentity.of(ctx.channel()));
         if (closing) {
             ReferenceCountUtil.release(request);
             return;

@@ -3,6 +3,7 @@ package dev.egressproxy.log;
 import dev.egressproxy.config.ProxyConfig.AccessLogFormat;
 import dev.egressproxy.policy.AddressText;
 import java.io.StringWriter;
+import java.nio.charset.StandardCharsets;
 import java.time.Instant;
 import java.util.Locale;
 import org.slf4j.Logger;
@@ -59,9 +60,14 @@ public final class AccessLog {
     static String text(AccessRecord r, long durationMs) {
         StringBuilder sb = new StringBuilder(192)
                 .append("id=").append(r.id)
-                .append(" client=").append(r.client)
-                .append(" method=").append(r.method)
-                .append(" target=").append(r.target);
+                .append(" client=").append(r.client);
+        if (!r.identity.isEmpty()) {
+            sb.append(" identity=");
+            for (int i = 0; i < r.identity.size(); i++) {
+                appendTextToken(sb.append(i == 0 ? "" : ","), r.identity.get(i));
+            }
+        }
+        sb.append(" method=").append(r.method).append(" target=").append(r.target);
         if (!"-".equals(r.url)) {
             sb.append(" url=").append(r.url);
         }
@@ -91,6 +97,13 @@ public final class AccessLog {
             g.writeStringProperty("ts", Instant.ofEpochMilli(r.startMillis).toString());
             g.writeStringProperty("id", r.id);
             g.writeStringProperty("client", r.client);
+            if (!r.identity.isEmpty()) {
+                g.writeArrayPropertyStart("identity");
+                for (String id : r.identity) {
+                    g.writeString(id);
+                }
+                g.writeEndArray();
+            }
             g.writeStringProperty("method", r.method);
             g.writeStringProperty("target", r.target);
             if (!"-".equals(r.url)) {
@@ -142,6 +155,24 @@ public final class AccessLog {
         return String.format(Locale.ROOT, "%d.%03d %6d %s %s/%03d %d %s %s - %s -",
                 r.startMillis / 1000, r.startMillis % 1000, durationMs, AddressText.hostOf(r.client), code, r.status,
                 r.bytesDown, r.method, url, hierarchy);
+    }
+
+    /**
+     * Appends a certificate identity to a text line: a subject CN may hold spaces, commas and any
+     * Unicode, so a space, comma, '%', '"', a control character and every non-ASCII byte are
+     * percent-encoded (UTF-8), which keeps the field one token and the list comma-separated.
+     */
+    static StringBuilder appendTextToken(StringBuilder sb, String value) {
+        for (byte b : value.getBytes(StandardCharsets.UTF_8)) {
+            int c = b & 0xff;
+            if (c <= 0x20 || c >= 0x7f || c == ',' || c == '%' || c == '"') {
+                sb.append('%').append(Character.toUpperCase(Character.forDigit(c >> 4, 16)))
+                        .append(Character.toUpperCase(Character.forDigit(c & 0xf, 16)));
+            } else {
+                sb.append((char) c);
+            }
+        }
+        return sb;
     }
 
     /** JSON's standard escapes (quote, backslash, below 0x20) plus DEL. */

@@ -1,8 +1,10 @@
 package dev.egressproxy.log;
 
+import dev.egressproxy.guard.ClientIdentity;
 import dev.egressproxy.policy.AddressText;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
+import java.util.List;
 
 /**
  * What one request or tunnel did, filled in as it goes and written as one access-log line when it
@@ -14,6 +16,8 @@ public final class AccessRecord {
     final long startNanos = System.nanoTime();
     final String id;
     final String client;
+    /** The client's verified certificate identities (listen.tls with client-ca); empty without one. */
+    final List<String> identity;
     String method = "-";
     String target = "-";
     String url = "-";
@@ -38,8 +42,18 @@ public final class AccessRecord {
     private boolean logged;
 
     public AccessRecord(String id, SocketAddress client) {
+        this(id, client, List.of());
+    }
+
+    /** A record for the connection's client: its address and its certificate identities. */
+    public static AccessRecord of(String id, ClientIdentity client) {
+        return new AccessRecord(id, client.address(), client.certificateIdentities());
+    }
+
+    private AccessRecord(String id, SocketAddress client, List<String> identity) {
         this.id = id;
         this.client = AddressText.of(client);
+        this.identity = identity;
     }
 
     public AccessRecord method(String method) {

@@ -4,6 +4,7 @@ import dev.egressproxy.policy.Decision;
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Reason;
 import dev.egressproxy.policy.Verdict;
+import dev.egressproxy.tls.HandshakeFailure;
 import dev.egressproxy.tls.SniReason;
 import dev.egressproxy.upstream.DnsResult;
 import dev.egressproxy.upstream.FailureCause;
@@ -95,6 +96,11 @@ public final class ProxyMetrics {
     public static final String CONFIG_RELOADS = "egress.proxy.config.reloads";
     /** {@code egress_proxy_allowlist_entries}: entries in the allowlist in force (presets expanded). */
     public static final String ALLOWLIST_ENTRIES = "egress.proxy.allowlist.entries";
+    /**
+     * {@code egress_proxy_tls_handshake_failures_total{reason}}: client connections to the TLS
+     * listener ({@code listen.tls}) closed because their handshake failed, by reason.
+     */
+    public static final String TLS_HANDSHAKE_FAILURES = "egress.proxy.tls.handshake.failures";
     /** {@code egress_proxy_build_info{version}}: always 1; carries the version label. */
     public static final String BUILD_INFO = "egress.proxy.build.info";
 
@@ -143,6 +149,7 @@ public final class ProxyMetrics {
     private final MeterRegistry registry;
     private final Map<Kind, Map<Reason, Counter>> requests = new EnumMap<>(Kind.class);
     private final Map<Rejection, Counter> rejected = new EnumMap<>(Rejection.class);
+    private final Map<HandshakeFailure, Counter> tlsFailures = new EnumMap<>(HandshakeFailure.class);
     private final HostLabels deniedHosts;
     private final HostLabels wouldDenyHosts;
     private final HostLabels failureHosts;
@@ -201,6 +208,12 @@ public final class ProxyMetrics {
             rejected.put(r, Counter.builder(REJECTED)
                     .description("Client connections refused or closed by a limit, by reason")
                     .tag("reason", r.label())
+                    .register(registry));
+        }
+        for (HandshakeFailure f : HandshakeFailure.values()) {
+            tlsFailures.put(f, Counter.builder(TLS_HANDSHAKE_FAILURES)
+                    .description("Client connections to the TLS listener closed because the handshake failed, by reason")
+                    .tag("reason", f.label())
                     .register(registry));
         }
         deniedHosts = new HostLabels(maxHostLabels, overflowCounter("denied"));
@@ -310,6 +323,11 @@ public final class ProxyMetrics {
             return down.stream().anyMatch(h -> !failureHosts.has(h)) ? 1 : 0;
         }
         return down.contains(hostLabel) ? 1 : 0;
+    }
+
+    /** A client's TLS handshake on the proxy listener failed. */
+    public void tlsHandshakeFailed(HandshakeFailure reason) {
+        tlsFailures.get(reason).increment();
     }
 
     public void setAllowlistEntries(int n) {

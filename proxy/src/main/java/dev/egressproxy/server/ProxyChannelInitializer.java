@@ -7,6 +7,7 @@ import dev.egressproxy.guard.HeadGuardHandler;
 import dev.egressproxy.guard.IdleCloseHandler;
 import dev.egressproxy.guard.ProxyProtocolHandler;
 import dev.egressproxy.guard.RequestHeadTimeoutHandler;
+import dev.egressproxy.guard.TlsHandshakeHandler;
 import dev.egressproxy.handler.PipelineNames;
 import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.handler.RequestPolicyHandler;
@@ -25,6 +26,9 @@ import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.flow.FlowControlHandler;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslHandler;
+import java.util.function.Supplier;
 
 /**
  * Builds a client connection's pipeline. In order:
@@ -32,6 +36,9 @@ import java.util.concurrent.TimeUnit;
  * <pre>
  *  proxy-protocol-decoder  listen.proxy-protocol only: read the PROXY header  (removed once read)
  *  proxy-protocol    listen.proxy-protocol only: judge it, set the client   (removed once judged)
+ *  tls               listen.tls only: Netty's SslHandler, handshake timeout timeouts.request-head
+ *  tls-handshake     listen.tls only: certificate identities; count, log, close a failed handshake
+ *                    (removes itself after a successful handshake)
  *  connection-limit  count; 503 past the connection cap or at the memory budget
  *  client-guard      clients.allow and clients.max-connections-per-client (with PROXY protocol:
  *                    decided once the header is read, see ClientGuardHandler#afterProxyHeader)
@@ -46,7 +53,10 @@ import java.util.concurrent.TimeUnit;
  *  http-forward      absolute-form requests: forward and stream     (removed for a tunnel)
  * </pre>
  *
- * After a CONNECT succeeds the pipeline is {@code connection-limit, client-guard, idle, relay}.
+ * After a CONNECT succeeds the pipeline is {@code connection-limit, client-guard, idle, relay}
+ * (with {@code tls} in front on the TLS listener). The TLS handler comes before the guards so that
+ * their refusals are encrypted too (it holds writes until the handshake is done); a handler added
+ * later with {@code addFirst} (a PROXY protocol decoder) goes in front of it.
  */
 public final class ProxyChannelInitializer extends ChannelInitializer<SocketChannel> {
 
@@ -67,9 +77,19 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
     private final LogThrottle proxyProtocolLog = new LogThrottle(10, TimeUnit.SECONDS);
     private final ChannelGroup channels;
 
+    private final Supplier<SslContext> tls;
+    private final TlsHandshakeHandler tlsHandshake;
+
     public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels) {
+        this(services, channels, () -> null);
+    }
+
+    /** {@code tls} gives the listener's TLS context for each new connection, or null for plain HTTP. */
+    public ProxyChannelInitializer(ProxyServices services, ChannelGroup channels, Supplier<SslContext> tls) {
         this.services = services;
         this.channels = channels;
+        this.tls = tls;
+        this.tlsHandshake = new TlsHandshakeHandler(services.metrics());
         this.connectionLimit = new ConnectionLimitHandler(services.metrics(), services.fds(), services.memory());
         this.clientGuard = new ClientGuardHandler(() -> services.live().get().config().clients(), services.metrics());
         this.proxyProtocol = services.config().listen().proxyProtocol();
@@ -96,6 +116,9 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
         ChannelPipeline p = ch.pipeline();
         // First, so that its header timer is armed before the request-head timer (same duration).
         addProxyProtocolHandlers(p);
+        // Then TLS: behind the PROXY header, in front of everything that reads or writes HTTP.
+        addTlsHandlers(p, ch);
+
         addConnectionHandlers(p);
         addHttpHandlers(p);
         addProxyHandlers(p);
@@ -113,6 +136,17 @@ public final class ProxyChannelInitializer extends ChannelInitializer<SocketChan
         p.addFirst(PipelineNames.PROXY_PROTOCOL, new ProxyProtocolHandler(proxyProtocol.mode(), this::proxyProtocolFrom,
                 services.config().timeouts().requestHead(), services.metrics(), proxyProtocolLog));
         p.addFirst(PipelineNames.PROXY_PROTOCOL_DECODER, new HAProxyMessageDecoder(MAX_PROXY_TLV_BYTES));
+    }
+
+    private void addTlsHandlers(ChannelPipeline p, SocketChannel ch) {
+        SslContext context = tls.get();
+        if (context == null) {
+            return;
+        }
+        SslHandler handler = context.newHandler(ch.alloc());
+        handler.setHandshakeTimeoutMillis(services.config().timeouts().requestHead().toMillis());
+        p.addLast(PipelineNames.TLS, handler);
+        p.addLast(PipelineNames.TLS_HANDSHAKE, tlsHandshake);
     }
 
     private void addConnectionHandlers(ChannelPipeline p) {

@@ -76,6 +76,7 @@ public final class ProxyServer implements AutoCloseable {
     private Transport transport;
     private Channel listener;
     private ProxyChannelInitializer initializer;
+    private ListenerTls listenerTls;
     private AdminServer admin;
     private FdBudget fds;
     private MemoryBudget memory;
@@ -103,7 +104,9 @@ public final class ProxyServer implements AutoCloseable {
      * {@code upstream.fast-fail} apply to the next connection or request at once; connections
      * already open (tunnels included) are not touched. Configuration and policy are published as
      * one {@link ConfigSnapshot}, so a request is decided and dialled under the same one. Returns
-     * the settings that differ but only take effect after a restart.
+     * the settings that differ but only take effect after a restart. The TLS listener's
+     * certificate, key and client CAs ({@code listen.tls}, read by the loader) serve the next
+     * handshake; turning TLS on or off needs a restart.
      */
     public List<String> apply(ProxyConfig next) {
         ConfigSnapshot snapshot = ConfigSnapshot.of(next);
@@ -119,8 +122,13 @@ public final class ProxyServer implements AutoCloseable {
         }
         List<String> restart = new ArrayList<>();
         ProxyConfig running = config;
-        // listen.proxy-protocol-from applies to the next connection; the rest of listen needs a restart.
-        if (!running.listen().withProxyProtocol(next.listen().proxyProtocol()).equals(next.listen())) {
+        if (listenerTls != null) {
+            // Re-read on every reload: new connections get the new certificate, key and client CAs.
+            listenerTls.reload(next.listen().tls());
+        }
+        // listen.proxy-protocol-from and the TLS files apply to the next connection; the rest of listen
+        // (host, port, TLS on or off, the PROXY protocol mode) needs a restart.
+        if (!running.listen().sameListener(next.listen())) {
             restart.add("listen");
         }
         if (running.listen().proxyProtocol().mode() != next.listen().proxyProtocol().mode()) {
@@ -217,7 +225,8 @@ public final class ProxyServer implements AutoCloseable {
         ProxyServices services = new ProxyServices(config, live::get, metrics, deniedReport,
                 new AccessLog(config.logging().accessFormat()), connector, new AtomicLong(), fds, memory);
 
-        initializer = new ProxyChannelInitializer(services, clientChannels);
+        listenerTls = new ListenerTls(config.listen().tls());
+        initializer = new ProxyChannelInitializer(services, clientChannels, listenerTls::current);
         ProxyConfig.Limits limits = config.limits();
         ServerBootstrap b = new ServerBootstrap()
                 // Accepting on an I/O event loop, not a separate acceptor thread: with the accept on
@@ -266,6 +275,9 @@ public final class ProxyServer implements AutoCloseable {
         if (proxyProtocol.enabled()) {
             log.info("listen.proxy-protocol = {}: every connection must begin with a PROXY header from {}; "
                     + "its source address is the client", proxyProtocol.mode().label(), proxyProtocol.from());
+        }
+        if (listenerTls.enabled()) {
+            log.info("proxy listener speaks {}", ListenerTls.describe(config.listen().tls()));
         }
         if (!live.get().enforcing()) {
             log.warn("{}", REPORT_MODE_WARNING);

@@ -12,6 +12,7 @@ import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.DefaultChannelPromise;
 import io.netty.channel.socket.SocketChannel;
+import io.netty.handler.ssl.SslHandler;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 
@@ -58,7 +59,10 @@ final class Tunnel {
         this.record = record;
         this.client = client;
         this.upstream = upstream;
-        this.spliceAfter = services.config().relay().splice() ? services.config().relay().spliceAfter() : -1;
+        // On the TLS listener the client's socket carries TLS records, which only the SslHandler
+        // can read: bytes spliced socket to socket would reach the origin still encrypted.
+        boolean clientTls = client.pipeline().get(SslHandler.class) != null;
+        this.spliceAfter = services.config().relay().splice() && !clientTls ? services.config().relay().spliceAfter() : -1;
         this.spliceMinRead = services.config().relay().spliceMinRead();
         services.metrics().tunnelOpened();
         idle = client.pipeline().get(IdleCloseHandler.class);

@@ -5,6 +5,7 @@ import static org.awaitility.Awaitility.await;
 
 import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.testing.AccessLogCapture;
+import dev.egressproxy.testing.GoClient;
 import dev.egressproxy.testing.Origin;
 import dev.egressproxy.testing.Processes;
 import dev.egressproxy.testing.RawClient;
@@ -24,7 +25,6 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -33,7 +33,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -181,7 +180,7 @@ class SniCheckIT {
 
     @Test
     void goNetHttpClientFetchesThroughEnforce() throws Exception {
-        Path client = buildGoClient();
+        Path client = GoClient.build(dir);
         Processes.Result r = Processes.run(List.of(client.toString(), "http://127.0.0.1:" + enforcing.port(),
                 certs.certPem().toString(), "https://cdn02.quay.io/v2/"), null, 60, Map.of("HTTPS_PROXY", "", "NO_PROXY", ""));
 
@@ -381,28 +380,6 @@ class SniCheckIT {
                 certs.certPem().toString(), "-x", "http://127.0.0.1:" + proxy.port()));
         command.addAll(List.of(args));
         return Processes.run(command, null, 30, Map.of("NO_PROXY", "", "no_proxy", ""));
-    }
-
-    private static Path buildGoClient() throws Exception {
-        Processes.Result version;
-        try {
-            version = Processes.run(List.of("go", "version"), null, 30);
-        } catch (IOException e) {
-            version = null;
-        }
-        Assumptions.assumeTrue(version != null && version.exitCode() == 0,
-                "go is not installed, so the Go client case is skipped (scripts/install-test-deps.sh installs golang-go)");
-        Path work = Files.createDirectories(dir.resolve("go"));
-        Path source = work.resolve("main.go");
-        try (InputStream in = SniCheckIT.class.getResourceAsStream("/sni-go-client/main.go")) {
-            Files.copy(in, source);
-        }
-        Path binary = work.resolve("sni-go-client");
-        Processes.Result build = Processes.run(List.of("go", "build", "-o", binary.toString(), source.toString()), null, 300,
-                Map.of("GOCACHE", work.resolve("cache").toString(), "GOPATH", work.resolve("gopath").toString(),
-                        "GOPROXY", "off", "GOFLAGS", "", "CGO_ENABLED", "0", "HOME", work.toString()));
-        assertThat(build.exitCode()).as(build.output()).isZero();
-        return binary;
     }
 
     /** egress_proxy_sni_mismatch_total for this host and reason; 0 while the series does not exist. */

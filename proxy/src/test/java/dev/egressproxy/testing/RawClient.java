@@ -45,6 +45,17 @@ public final class RawClient implements AutoCloseable {
         out = socket.getOutputStream();
     }
 
+    /**
+     * A client over a socket already connected to the proxy, such as an {@code SSLSocket} to the
+     * TLS listener (whose handshake runs on the first read or write).
+     */
+    public RawClient(Socket connected) throws IOException {
+        socket = connected;
+        socket.setSoTimeout(20_000);
+        in = socket.getInputStream();
+        out = socket.getOutputStream();
+    }
+
     public RawClient send(String text) throws IOException {
         return send(text.getBytes(StandardCharsets.ISO_8859_1));
     }

@@ -48,6 +48,7 @@ public final class AccessLog {
         StringBuilder sb = new StringBuilder(192)
                 .append("id=").append(r.id)
                 .append(" client=").append(r.client)
+                .append(" user=").append(r.user)
                 .append(" method=").append(r.method)
                 .append(" target=").append(r.target);
         if (!"-".equals(r.url)) {
@@ -74,6 +75,7 @@ public final class AccessLog {
         field(sb, "ts", Instant.ofEpochMilli(r.startMillis).toString()).append(',');
         field(sb, "id", r.id).append(',');
         field(sb, "client", r.client).append(',');
+        field(sb, "user", r.user).append(',');
         field(sb, "method", r.method).append(',');
         field(sb, "target", r.target).append(',');
         if (!"-".equals(r.url)) {
@@ -118,9 +120,9 @@ public final class AccessLog {
         }
         String hierarchy = "-".equals(r.upstream) ? "HIER_NONE/-" : "HIER_DIRECT/" + AddressText.hostOf(r.upstream);
         String url = "CONNECT".equals(r.method) || "-".equals(r.url) ? r.target : r.url;
-        return String.format(Locale.ROOT, "%d.%03d %6d %s %s/%03d %d %s %s - %s -",
+        return String.format(Locale.ROOT, "%d.%03d %6d %s %s/%03d %d %s %s %s %s -",
                 r.startMillis / 1000, r.startMillis % 1000, durationMs, AddressText.hostOf(r.client), code, r.status,
-                r.bytesDown, r.method, url, hierarchy);
+                r.bytesDown, r.method, url, r.user, hierarchy);
     }
 
     private static StringBuilder field(StringBuilder sb, String name, String value) {

@@ -14,6 +14,8 @@ public final class AccessRecord {
     final long startNanos = System.nanoTime();
     final String id;
     final String client;
+    /** The user proxy authentication verified for this request, or "-" without one. */
+    String user = "-";
     String method = "-";
     String target = "-";
     String url = "-";
@@ -38,6 +40,16 @@ public final class AccessRecord {
     public AccessRecord(String id, SocketAddress client) {
         this.id = id;
         this.client = AddressText.of(client);
+    }
+
+    /** The authenticated user (a name the users file lists; never an unverified one). */
+    public AccessRecord user(String user) {
+        this.user = user == null ? "-" : user;
+        return this;
+    }
+
+    public String user() {
+        return user;
     }
 
     public AccessRecord method(String method) {

@@ -10,6 +10,7 @@ import com.typesafe.config.ConfigResolveOptions;
 import com.typesafe.config.ConfigValue;
 import com.typesafe.config.ConfigValueFactory;
 import com.typesafe.config.ConfigValueType;
+import dev.egressproxy.guard.UsersFile;
 import dev.egressproxy.policy.AllowlistEntry;
 import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.policy.AuthorityParser;
@@ -243,13 +244,41 @@ public final class ConfigLoader {
         ProxyConfig.Upstream upstream = new ProxyConfig.Upstream(new ProxyConfig.FastFail(
                 bool(c, "upstream.fast-fail.enabled"), intAtLeast(c, "upstream.fast-fail.timeouts", 1),
                 positive(c, "upstream.fast-fail.window"), positive(c, "upstream.fast-fail.cool-down")));
+        ProxyConfig.Auth auth = auth(c);
         if (!problems.isEmpty()) {
             throw new ConfigException(problems);
         }
         return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, relay, tunnels,
                 metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
-                new ProxyConfig.Reload(watch), upstream, check, policies);
+                new ProxyConfig.Reload(watch), upstream, check, policies, auth);
+    }
+
+    /**
+     * {@code auth.basic}: the users file is read and checked here, with the rest of the
+     * configuration, so that a reload reads it again and a broken one is refused like any other
+     * invalid configuration (the running one, with its users, stays in force).
+     */
+    private ProxyConfig.Auth auth(Config c) {
+        boolean allowMd5 = bool(c, "auth.basic.allow-md5-crypt");
+        int maxFailures = intAtLeast(c, "auth.basic.max-failures", 1);
+        Duration window = positive(c, "auth.basic.failure-window");
+        Duration cacheTtl = nonNegative(c, "auth.basic.cache-ttl");
+        int threads = intAtLeast(c, "auth.basic.verify-threads", 1);
+        int queue = intAtLeast(c, "auth.basic.verify-queue", 1);
+        String file = c.getString("auth.basic.users-file").trim();
+        UsersFile users = null;
+        if (!file.isEmpty()) {
+            String where = ROOT + ".auth.basic.users-file (" + where(c.getValue("auth.basic.users-file").origin()) + ")";
+            try {
+                users = UsersFile.load(Path.of(file), allowMd5);
+            } catch (UsersFile.Invalid e) {
+                e.problems().forEach(p -> problems.add(where + ": " + p));
+            } catch (java.nio.file.InvalidPathException e) {
+                problems.add(where + ": '" + file + "' is not a file path");
+            }
+        }
+        return new ProxyConfig.Auth(users, allowMd5, maxFailures, window, cacheTtl, threads, queue);
     }
 
     /** {@code text} as an allowlist mode; {@code where} names the key in a problem. */

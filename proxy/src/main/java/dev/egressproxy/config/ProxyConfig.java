@@ -1,5 +1,6 @@
 package dev.egressproxy.config;
 
+import dev.egressproxy.guard.UsersFile;
 import dev.egressproxy.policy.AllowlistEntry;
 import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.policy.CidrBlock;
@@ -37,7 +38,8 @@ public record ProxyConfig(
         Reload reload,
         Upstream upstream,
         Check check,
-        List<Policy> policies) {
+        List<Policy> policies,
+        Auth auth) {
 
     public ProxyConfig {
         Objects.requireNonNull(listen, "listen");
@@ -56,6 +58,7 @@ public record ProxyConfig(
         Objects.requireNonNull(reload, "reload");
         Objects.requireNonNull(upstream, "upstream");
         Objects.requireNonNull(check, "check");
+        Objects.requireNonNull(auth, "auth");
         policies = List.copyOf(policies);
     }
 
@@ -98,7 +101,7 @@ public record ProxyConfig(
     /** This configuration with {@code upstream} in place of its own. */
     public ProxyConfig withUpstream(Upstream next) {
         return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts,
-                limits, relay, tunnels, metrics, logging, shutdown, reload, next, check, policies);
+                limits, relay, tunnels, metrics, logging, shutdown, reload, next, check, policies, auth);
     }
 
     /** {@code egress-proxy.upstream}: how the proxy treats upstream addresses that failed. */
@@ -124,6 +127,31 @@ public record ProxyConfig(
     public record Check(List<String> samples) {
         public Check {
             samples = List.copyOf(samples);
+        }
+    }
+
+    /**
+     * {@code egress-proxy.auth.basic}: proxy authentication with HTTP Basic against an htpasswd
+     * file. {@code users} is null when {@code users-file} is unset: no authentication.
+     *
+     * @param users the users file, read and checked when this configuration was loaded
+     * @param maxFailures failed attempts from one client address within {@code failureWindow}
+     *     after which its further attempts get 429 until the window ends
+     * @param cacheTtl how long a verified {@code Proxy-Authorization} value is taken without
+     *     checking its hash again (zero: always checked)
+     * @param verifyThreads threads that check password hashes, off the I/O threads
+     * @param verifyQueue checks that may wait for a thread; past it, 503
+     */
+    public record Auth(UsersFile users, boolean allowMd5Crypt, int maxFailures, Duration failureWindow,
+            Duration cacheTtl, int verifyThreads, int verifyQueue) {
+        public Auth {
+            Objects.requireNonNull(failureWindow, "failureWindow");
+            Objects.requireNonNull(cacheTtl, "cacheTtl");
+        }
+
+        /** Whether requests must authenticate. */
+        public boolean enabled() {
+            return users != null;
         }
     }
 

@@ -4,6 +4,7 @@ import dev.egressproxy.config.ConfigSnapshot;
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.guard.FdBudget;
 import dev.egressproxy.guard.MemoryBudget;
+import dev.egressproxy.guard.ProxyAuth;
 import dev.egressproxy.log.AccessLog;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics;
@@ -16,7 +17,8 @@ import java.util.function.Supplier;
  * {@code config} is the configuration the server started with: read it only for settings that a
  * reload cannot change (limits, timeouts.idle, relay...). {@code live} gives the snapshot in force
  * (configuration and policy of the last reload), read once per request. {@code fds} and
- * {@code memory} are the budgets every connection shares.
+ * {@code memory} are the budgets every connection shares; {@code auth} checks proxy credentials
+ * ({@code auth.basic}) off the I/O threads.
  */
 public record ProxyServices(
         ProxyConfig config,
@@ -27,7 +29,15 @@ public record ProxyServices(
         UpstreamConnector connector,
         AtomicLong connectionIds,
         FdBudget fds,
-        MemoryBudget memory) {
+        MemoryBudget memory,
+        ProxyAuth auth) {
+
+    /** Services without proxy authentication's checker (for tests that never enable {@code auth.basic}). */
+    public ProxyServices(ProxyConfig config, Supplier<ConfigSnapshot> live, ProxyMetrics metrics,
+            DeniedReport deniedReport, AccessLog accessLog, UpstreamConnector connector, AtomicLong connectionIds,
+            FdBudget fds, MemoryBudget memory) {
+        this(config, live, metrics, deniedReport, accessLog, connector, connectionIds, fds, memory, null);
+    }
 
     /** A short id for a new client connection, used in log lines and access records. */
     public String nextConnectionId() {

@@ -3,6 +3,7 @@ package dev.egressproxy.handler;
 import dev.egressproxy.config.ConfigSnapshot;
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.guard.ClientIdentity;
+import dev.egressproxy.guard.ProxyAuth;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.metrics.ProxyMetrics.Rejection;
@@ -20,16 +21,19 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.handler.codec.DecoderResult;
 import io.netty.handler.codec.TooLongFrameException;
+import io.netty.handler.codec.http.FullHttpResponse;
 import io.netty.handler.codec.http.HttpContent;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpRequest;
 import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.LastHttpContent;
 import io.netty.handler.codec.http.TooLongHttpHeaderException;
 import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.netty.util.ReferenceCountUtil;
+import java.util.ArrayDeque;
 import java.util.List;
 import java.util.Locale;
 import org.slf4j.Logger;
@@ -37,13 +41,16 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Decides every request. Consumes decoded {@link HttpRequest}s; refuses malformed ones (400, 414,
- * 431), origin-form ones (400: the Host header never picks a destination) and destinations the
+ * 431), origin-form ones (400: the Host header never picks a destination), with {@code auth.basic}
+ * those without valid proxy credentials (407, 429, 503: see {@link ProxyAuth}; checked before the
+ * allowlist, off the event loop unless recently verified, with reading paused meanwhile) and destinations the
  * allowlist does not name (403, with the host in the reason phrase); passes allowed ones, and in
  * {@code allowlist.mode = report} the ones the allowlist does not name, on as a {@link ProxyRequest}, followed by their body ({@link HttpContent}) for plain HTTP. After a CONNECT
  * the HTTP decoder is gone and raw {@link ByteBuf}s pass through to the tunnel handler.
  *
  * <p>Owns {@code requests_total} for denials, {@code denied_total}, {@code would_deny_total}, the
- * {@code /denied} report's refusals and would-be refusals and the access-log line of refused requests.
+ * {@code /denied} report's refusals and would-be refusals and the access-log line of refused requests
+ * (with the authenticated user, which it also puts on the record of an allowed one).
  */
 public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
 
@@ -56,6 +63,10 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
     private boolean forwardingBody;
     /** True once an answer that closes the connection was sent: drop everything after it. */
     private boolean closing;
+    /** True while a request's credentials are checked off the event loop ({@link ProxyAuth}). */
+    private boolean authPending;
+    /** What arrived while {@link #authPending} (normally nothing: reading is paused then). */
+    private final ArrayDeque<Object> held = new ArrayDeque<>();
 
     public RequestPolicyHandler(ProxyServices services) {
         this.services = services;
@@ -63,6 +74,10 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
 
     @Override
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        if (authPending) {
+            held.add(msg);
+            return;
+        }
         if (msg instanceof HttpRequest request) {
             onRequest(ctx, request);
         } else if (msg instanceof HttpContent content) {
@@ -153,8 +168,38 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
                     + (q < 0 ? pathAndQuery : pathAndQuery.substring(0, q)));
         }
         ConfigSnapshot live = services.live().get();
-        // The user of proxy authentication, once it exists, selects policies too.
-        ConfigSnapshot.ClientPolicy policy = live.policyFor(ClientIdentity.of(ctx.channel()), null);
+        ProxyConfig.Auth auth = live.config().auth();
+        String user = null;
+        if (auth.enabled()) {
+            // Before the allowlist: a client that has not authenticated learns nothing about it.
+            AuthPending pending = new AuthPending(request, record, kind, target, pathAndQuery, live);
+            ProxyAuth.Outcome now = services.auth().check(auth, proxyAuthorization(request),
+                    ClientIdentity.of(ctx.channel()).ip(), ctx.executor(), outcome -> authChecked(ctx, pending, outcome));
+            if (now == null) {
+                // The hash is being checked off the event loop: read nothing more until it is done
+                // (the flow-control handler holds what was already decoded).
+                authPending = true;
+                ctx.channel().config().setAutoRead(false);
+                return;
+            }
+            if (!now.allowed()) {
+                refuseAuth(ctx, pending, now.failure());
+                return;
+            }
+            user = now.user();
+        }
+        decide(ctx, request, record, kind, target, pathAndQuery, live, user);
+    }
+
+    /**
+     * The allowlist decision for a request that passed authentication; {@code user} is the
+     * authenticated user, or null without {@code auth.basic}.
+     */
+    private void decide(ChannelHandlerContext ctx, HttpRequest request, AccessRecord record, Kind kind, Target target,
+            String pathAndQuery, ConfigSnapshot live, String user) {
+        boolean connect = kind == Kind.CONNECT;
+        record.user(user);
+        ConfigSnapshot.ClientPolicy policy = live.policyFor(ClientIdentity.of(ctx.channel()), user);
         Decision decision = policy.engine().decide(target, kind);
         record.policy(policy.name());
         if (decision.refused()) {
@@ -172,6 +217,132 @@ public final class RequestPolicyHandler extends ChannelInboundHandlerAdapter {
         record.decision(decision.verdict().label(), decision.reason().label(), decision.rule());
         forwardingBody = !connect;
         ctx.fireChannelRead(new ProxyRequest(kind, request, target, pathAndQuery, decision, record, live));
+    }
+
+    /** A request waiting for its credentials to be checked. */
+    private record AuthPending(HttpRequest request, AccessRecord record, Kind kind, Target target,
+            String pathAndQuery, ConfigSnapshot live) {
+    }
+
+    /**
+     * The request's one {@code Proxy-Authorization} value; null without one. Several are
+     * ambiguous and answered as a malformed credential (an empty value never parses).
+     */
+    private static String proxyAuthorization(HttpRequest request) {
+        List<String> values = request.headers().getAll(HttpHeaderNames.PROXY_AUTHORIZATION);
+        return values.isEmpty() ? null : values.size() == 1 ? values.get(0) : "";
+    }
+
+    /** The outcome of a check that ran off the event loop; runs on the connection's event loop. */
+    private void authChecked(ChannelHandlerContext ctx, AuthPending pending, ProxyAuth.Outcome outcome) {
+        authPending = false;
+        if (!ctx.channel().isActive() || closing) {
+            ReferenceCountUtil.release(pending.request());
+            releaseHeld();
+            return;
+        }
+        if (outcome.allowed()) {
+            // The handler the request goes to (or the refusal) decides when reading resumes.
+            decide(ctx, pending.request(), pending.record(), pending.kind(), pending.target(), pending.pathAndQuery(),
+                    pending.live(), outcome.user());
+        } else {
+            refuseAuth(ctx, pending, outcome.failure());
+        }
+        // Normally empty: reading was paused. What did arrive follows the request, in order.
+        Object msg;
+        while ((msg = held.poll()) != null) {
+            if (ctx.isRemoved()) {
+                ctx.fireChannelRead(msg);
+            } else {
+                channelRead(ctx, msg);
+            }
+        }
+    }
+
+    /**
+     * Answers a request that did not authenticate: 407 with the Basic challenge (missing, garbled
+     * or wrong credentials alike, so that an unknown user and a wrong password look the same), 429
+     * for a rate-limited address, 503 when the verification queue is full. A 407 to a bodiless
+     * plain-HTTP request that asked for keep-alive leaves the connection open for the retry with
+     * credentials; any other answer closes it (after a CONNECT head a client may already have sent
+     * its tunnel's first bytes, which are not a next request).
+     */
+    private void refuseAuth(ChannelHandlerContext ctx, AuthPending pending, ProxyAuth.Failure failure) {
+        HttpRequest request = pending.request();
+        AccessRecord record = pending.record();
+        HttpResponseStatus status;
+        String phrase;
+        String code;
+        String hint;
+        switch (failure) {
+            case RATE_LIMITED -> {
+                status = HttpResponseStatus.TOO_MANY_REQUESTS;
+                phrase = "too many failed proxy authentication attempts from your address";
+                code = "auth_rate_limited";
+                hint = "Wait a minute and try again with the right user name and password.";
+            }
+            case BUSY -> {
+                status = HttpResponseStatus.SERVICE_UNAVAILABLE;
+                phrase = "proxy authentication is overloaded, try again";
+                code = "auth_busy";
+                hint = null;
+            }
+            default -> {
+                status = HttpResponseStatus.PROXY_AUTHENTICATION_REQUIRED;
+                phrase = "proxy authentication required";
+                code = "auth_required";
+                hint = "egress-proxy needs a user name and password (HTTP Basic), e.g. curl -U user:password, "
+                        + "or http://user:password@proxy:port in HTTPS_PROXY.";
+            }
+        }
+        boolean keepAlive = failure != ProxyAuth.Failure.RATE_LIMITED && failure != ProxyAuth.Failure.BUSY
+                && pending.kind() == Kind.HTTP && bodiless(request) && HttpUtil.isKeepAlive(request)
+                && request.protocolVersion().minorVersion() == 1;
+        ReferenceCountUtil.release(request);
+        record.decision("denied", code, "-").status(status.code()).error(failure.label());
+        FullHttpResponse response = ErrorResponses.response(status, phrase, code, hint);
+        if (status == HttpResponseStatus.PROXY_AUTHENTICATION_REQUIRED) {
+            response.headers().set(HttpHeaderNames.PROXY_AUTHENTICATE,
+                    "Basic realm=\"" + ProxyAuth.REALM + "\", charset=\"UTF-8\"");
+        }
+        if (!keepAlive) {
+            respondAndClose(ctx, record, response);
+            return;
+        }
+        response.headers().remove(HttpHeaderNames.CONNECTION);
+        forwardingBody = false;
+        services.accessLog().log(record);
+        ctx.writeAndFlush(response);
+        // The exchange is over: the head timer runs again for the retry, and reading resumes if a
+        // check had paused it (what is left of this request, its empty last content, is dropped).
+        ctx.pipeline().fireUserEventTriggered(ExchangeDone.INSTANCE);
+        ctx.channel().config().setAutoRead(true);
+    }
+
+    private static boolean bodiless(HttpRequest request) {
+        if (request.headers().contains(HttpHeaderNames.TRANSFER_ENCODING)) {
+            return false;
+        }
+        String length = request.headers().get(HttpHeaderNames.CONTENT_LENGTH);
+        return length == null || length.trim().equals("0");
+    }
+
+    private void releaseHeld() {
+        Object msg;
+        while ((msg = held.poll()) != null) {
+            ReferenceCountUtil.release(msg);
+        }
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+        releaseHeld();
+        ctx.fireChannelInactive();
+    }
+
+    @Override
+    public void handlerRemoved(ChannelHandlerContext ctx) {
+        releaseHeld();
     }
 
     /**

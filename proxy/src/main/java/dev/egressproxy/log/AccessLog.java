@@ -67,7 +67,7 @@ public final class AccessLog {
                 appendTextToken(sb.append(i == 0 ? "" : ","), r.identity.get(i));
             }
         }
-        sb.append(" method=").append(r.method).append(" target=").append(r.target);
+        sb.append(" user=").append(r.user).append(" method=").append(r.method).append(" target=").append(r.target);
         if (!"-".equals(r.url)) {
             sb.append(" url=").append(r.url);
         }
@@ -104,6 +104,7 @@ public final class AccessLog {
                 }
                 g.writeEndArray();
             }
+            g.writeStringProperty("user", r.user);
             g.writeStringProperty("method", r.method);
             g.writeStringProperty("target", r.target);
             if (!"-".equals(r.url)) {
@@ -152,9 +153,9 @@ public final class AccessLog {
         }
         String hierarchy = "-".equals(r.upstream) ? "HIER_NONE/-" : "HIER_DIRECT/" + AddressText.hostOf(r.upstream);
         String url = "CONNECT".equals(r.method) || "-".equals(r.url) ? r.target : r.url;
-        return String.format(Locale.ROOT, "%d.%03d %6d %s %s/%03d %d %s %s - %s -",
+        return String.format(Locale.ROOT, "%d.%03d %6d %s %s/%03d %d %s %s %s %s -",
                 r.startMillis / 1000, r.startMillis % 1000, durationMs, AddressText.hostOf(r.client), code, r.status,
-                r.bytesDown, r.method, url, hierarchy);
+                r.bytesDown, r.method, url, r.user, hierarchy);
     }
 
     /**

@@ -18,6 +18,8 @@ public final class AccessRecord {
     final String client;
     /** The client's verified certificate identities (listen.tls with client-ca); empty without one. */
     final List<String> identity;
+    /** The user proxy authentication verified for this request, or "-" without one. */
+    String user = "-";
     String method = "-";
     String target = "-";
     String url = "-";
@@ -54,6 +56,16 @@ public final class AccessRecord {
         this.id = id;
         this.client = AddressText.of(client);
         this.identity = identity;
+    }
+
+    /** The authenticated user (a name the users file lists; never an unverified one). */
+    public AccessRecord user(String user) {
+        this.user = user == null ? "-" : user;
+        return this;
+    }
+
+    public String user() {
+        return user;
     }
 
     public AccessRecord method(String method) {

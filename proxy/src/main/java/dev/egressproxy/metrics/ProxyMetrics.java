@@ -1,5 +1,6 @@
 package dev.egressproxy.metrics;
 
+import dev.egressproxy.guard.ProxyAuth;
 import dev.egressproxy.policy.Decision;
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Reason;
@@ -101,6 +102,12 @@ public final class ProxyMetrics {
      * listener ({@code listen.tls}) closed because their handshake failed, by reason.
      */
     public static final String TLS_HANDSHAKE_FAILURES = "egress.proxy.tls.handshake.failures";
+    /**
+     * {@code egress_proxy_auth_failures_total{reason}}: requests that did not authenticate
+     * ({@code auth.basic}), by reason ({@code missing}, {@code malformed}, {@code unknown_user},
+     * {@code bad_password}, {@code rate_limited}, {@code busy}); never by user.
+     */
+    public static final String AUTH_FAILURES = "egress.proxy.auth.failures";
     /** {@code egress_proxy_build_info{version}}: always 1; carries the version label. */
     public static final String BUILD_INFO = "egress.proxy.build.info";
 
@@ -176,6 +183,7 @@ public final class ProxyMetrics {
     private final Counter reloadSuccess;
     private final Counter reloadFailure;
     private final Counter adminRejected;
+    private final Map<String, Counter> authFailures = new ConcurrentHashMap<>();
 
     public ProxyMetrics(MeterRegistry registry, int maxHostLabels, String version) {
         this.registry = registry;
@@ -256,6 +264,12 @@ public final class ProxyMetrics {
         adminRejected = Counter.builder(ADMIN_REJECTED)
                 .description("Admin requests refused (403) because the client address is outside admin.clients.allow")
                 .register(registry);
+        for (ProxyAuth.Failure failure : ProxyAuth.Failure.values()) {
+            authFailures.put(failure.label(), Counter.builder(AUTH_FAILURES)
+                    .description("Requests that did not authenticate (auth.basic), by reason")
+                    .tag("reason", failure.label())
+                    .register(registry));
+        }
         Gauge.builder(BUILD_INFO, () -> 1)
                 .description("Build information; the value is always 1")
                 .tag("version", version)
@@ -443,6 +457,11 @@ public final class ProxyMetrics {
 
     public void rejected(Rejection rejection) {
         rejected.get(rejection).increment();
+    }
+
+    /** Counts a request that did not authenticate, by its {@link ProxyAuth.Failure#label()}. */
+    public void authFailure(String reason) {
+        authFailures.get(reason).increment();
     }
 
     /** Counts an admin request refused for its client address. */

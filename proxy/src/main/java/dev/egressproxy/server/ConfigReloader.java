@@ -29,8 +29,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Reloads the configuration file when it changes (a watch on its directory and on
- * {@code presets/} beside it) or on request (SIGHUP). A new config that does not validate is
+ * Reloads the configuration file when it changes (a watch on its directory, on
+ * {@code presets/} beside it and on the directory of {@code auth.basic.users-file}) or on request (SIGHUP). A new config that does not validate is
  * refused and the running one stays in force; either way the outcome is logged, counted in
  * {@code config_reloads_total{result}} and recorded for {@code /status} (with the refusal's
  * message). Watching the directory rather than the file is what makes Kubernetes ConfigMap
@@ -72,6 +72,9 @@ public final class ConfigReloader implements AutoCloseable {
      * reload (whose presets are unknown), null for all of them.
      */
     private volatile Set<String> presetFiles;
+    /** The users file of the configuration in force ({@code auth.basic.users-file}), or null. */
+    private volatile Path usersFile;
+    private final Set<Path> watchedDirs = new HashSet<>();
     /** A check is scheduled (guarded by this). */
     private boolean armed;
     private long firstEvent;
@@ -85,8 +88,13 @@ public final class ConfigReloader implements AutoCloseable {
         this.server = server;
         this.metrics = metrics;
         this.presetFiles = presetFiles(server.liveConfig());
+        this.usersFile = usersFile(server.liveConfig());
         this.lastDigest = digest();
         server.status().configFile(this.file);
+    }
+
+    private static Path usersFile(ProxyConfig config) {
+        return config.auth().enabled() ? config.auth().users().path().toAbsolutePath() : null;
     }
 
     private static Set<String> presetFiles(ProxyConfig config) {
@@ -111,6 +119,7 @@ public final class ConfigReloader implements AutoCloseable {
         watcher = file.getFileSystem().newWatchService();
         register(file.getParent());
         register(presetsDir());
+        registerUsersDir();
         watchThread = new Thread(this::watchLoop, "egress-config-watch");
         watchThread.setDaemon(true);
         watchThread.start();
@@ -122,7 +131,26 @@ public final class ConfigReloader implements AutoCloseable {
         return file.getParent().resolve(PRESETS);
     }
 
-    private void register(Path dir) throws IOException {
+    /**
+     * Watches the directory of the users file too (a Kubernetes Secret mounted elsewhere swaps its
+     * {@code ..data} link the same way as a ConfigMap).
+     */
+    private void registerUsersDir() {
+        Path users = usersFile;
+        if (users == null || watcher == null) {
+            return;
+        }
+        try {
+            register(users.getParent());
+        } catch (IOException e) {
+            log.warn("cannot watch {}: {}; send SIGHUP after changing the users file", users.getParent(), e.toString());
+        }
+    }
+
+    private synchronized void register(Path dir) throws IOException {
+        if (!watchedDirs.add(dir)) {
+            return;
+        }
         if (Files.isDirectory(dir)) {
             dir.register(watcher, StandardWatchEventKinds.ENTRY_CREATE, StandardWatchEventKinds.ENTRY_MODIFY,
                     StandardWatchEventKinds.ENTRY_DELETE);
@@ -152,6 +180,11 @@ public final class ConfigReloader implements AutoCloseable {
             return true; // events were lost: look
         }
         String name = event.context().toString();
+        Path users = usersFile;
+        if (users != null && users.getParent().equals(key.watchable())
+                && (name.equals(users.getFileName().toString()) || name.equals(CONFIG_MAP_DATA))) {
+            return true;
+        }
         if (file.getParent().equals(key.watchable())) {
             if (name.equals(PRESETS) && event.kind() == StandardWatchEventKinds.ENTRY_CREATE) {
                 // A presets directory made after the start is watched from now on.
@@ -241,6 +274,8 @@ public final class ConfigReloader implements AutoCloseable {
         lastDigest = digest;
         presetFiles = presetFiles(next);
         List<String> restart = server.apply(next);
+        usersFile = usersFile(next);
+        registerUsersDir();
         metrics.configReload(true);
         server.status().reloadApplied(trigger, restart);
         log.info("configuration reloaded ({}) from {}: allowlist {} entries", trigger,
@@ -259,6 +294,10 @@ public final class ConfigReloader implements AutoCloseable {
         try {
             MessageDigest md = MessageDigest.getInstance("SHA-256");
             md.update(readOrEmpty(file));
+            Path users = usersFile;
+            if (users != null) {
+                md.update(readOrEmpty(users));
+            }
             Path presets = file.getParent().resolve("presets");
             if (Files.isDirectory(presets)) {
                 try (Stream<Path> files = Files.list(presets)) {

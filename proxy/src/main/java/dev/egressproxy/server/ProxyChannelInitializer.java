@@ -47,7 +47,8 @@ import java.util.function.Supplier;
  *  http-codec        HTTP/1.x decode + encode, head size limits      (removed for a tunnel)
  *  flow-control      hold decoded messages while reading is paused  (removed for a tunnel)
  *  request-head-timeout  408 if no complete head in time          (removed for a tunnel)
- *  request-policy    parse the destination, allowlist decision      (removed for a tunnel)
+ *  request-policy    parse the destination, proxy authentication (auth.basic),
+ *                    allowlist decision                              (removed for a tunnel)
  *  connect-tunnel    CONNECT: connect upstream, 200, then relay     (replaced by relay, and for a
  *                    TLS port by sni-check in front of it until the ClientHello is judged)
  *  http-forward      absolute-form requests: forward and stream     (removed for a tunnel)

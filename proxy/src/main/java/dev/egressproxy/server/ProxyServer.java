@@ -6,6 +6,7 @@ import dev.egressproxy.guard.AcceptFailureHandler;
 import dev.egressproxy.guard.ClientGuardHandler;
 import dev.egressproxy.guard.FdBudget;
 import dev.egressproxy.guard.MemoryBudget;
+import dev.egressproxy.guard.ProxyAuth;
 import dev.egressproxy.handler.DrainEvent;
 import dev.egressproxy.handler.ProxyClosingEvent;
 import dev.egressproxy.handler.ProxyServices;
@@ -80,6 +81,7 @@ public final class ProxyServer implements AutoCloseable {
     private AdminServer admin;
     private FdBudget fds;
     private MemoryBudget memory;
+    private ProxyAuth auth;
     private volatile boolean ready;
     private boolean holdReadiness;
     private Supplier<? extends CompletionStage<?>> beforeScrape = () -> CompletableFuture.completedFuture(null);
@@ -170,7 +172,20 @@ public final class ProxyServer implements AutoCloseable {
         if (!running.reload().equals(next.reload())) {
             restart.add("reload");
         }
+        if (running.auth().verifyThreads() != next.auth().verifyThreads()) {
+            restart.add("auth.basic.verify-threads");
+        }
+        if (running.auth().verifyQueue() != next.auth().verifyQueue()) {
+            restart.add("auth.basic.verify-queue");
+        }
+        logAuth(next);
         return restart.stream().map(k -> "egress-proxy." + k).toList();
+    }
+
+    private static void logAuth(ProxyConfig c) {
+        if (c.auth().enabled()) {
+            log.info("proxy authentication: HTTP Basic, {} users from {}", c.auth().users().size(), c.auth().users().path());
+        }
     }
 
     /** The configuration in force now. */
@@ -222,8 +237,10 @@ public final class ProxyServer implements AutoCloseable {
         }
         memory = MemoryBudget.of(PooledByteBufAllocator.DEFAULT, config.limits().memoryBudget()).start();
         metrics.registerMemoryBudget(memory::budget, memory::held, memory::pauses);
+        auth = new ProxyAuth(metrics, config.auth().verifyThreads(), config.auth().verifyQueue());
+        logAuth(config);
         ProxyServices services = new ProxyServices(config, live::get, metrics, deniedReport,
-                new AccessLog(config.logging().accessFormat()), connector, new AtomicLong(), fds, memory);
+                new AccessLog(config.logging().accessFormat()), connector, new AtomicLong(), fds, memory, auth);
 
         listenerTls = new ListenerTls(config.listen().tls());
         initializer = new ProxyChannelInitializer(services, clientChannels, listenerTls::current);
@@ -425,6 +442,9 @@ public final class ProxyServer implements AutoCloseable {
         }
         if (resolvers != null) {
             resolvers.close();
+        }
+        if (auth != null) {
+            auth.close();
         }
         if (memory != null) {
             memory.close();

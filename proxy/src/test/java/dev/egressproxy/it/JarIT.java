@@ -90,7 +90,7 @@ class JarIT {
         assertThat(Files.readString(stderr.toPath())).containsPattern(
                 "(?m)^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z INFO  \\[main\\] d\\.e\\.server\\.ProxyServer - egress-proxy listening on 127\\.0\\.0\\.1:");
         List<String> access = Files.readAllLines(stdout.toPath()).stream().filter(l -> l.startsWith("id=")).toList();
-        assertThat(access).hasSize(9).allSatisfy(l -> assertThat(l).matches("id=\\S+ client=127\\.0\\.0\\.1:\\d+ method=.*"));
+        assertThat(access).hasSize(9).allSatisfy(l -> assertThat(l).matches("id=\\S+ client=127\\.0\\.0\\.1:\\d+ user=- method=.*"));
         assertThat(access).filteredOn(l -> l.contains("method=CONNECT target=localhost:")).hasSize(3)
                 .allSatisfy(l -> assertThat(l).contains("status=200"));
         assertThat(Files.readString(stdout.toPath()))

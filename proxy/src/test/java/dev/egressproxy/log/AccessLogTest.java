@@ -27,7 +27,7 @@ class AccessLogTest {
 
     @Test
     void textLineCarriesEveryFieldAsKeyValue() {
-        assertThat(AccessLog.text(deniedConnect(), 3)).isEqualTo("id=7-1 client=10.0.0.5:40000 method=CONNECT "
+        assertThat(AccessLog.text(deniedConnect(), 3)).isEqualTo("id=7-1 client=10.0.0.5:40000 user=- method=CONNECT "
                 + "target=cdn02.quay.io:443 decision=denied reason=host_not_allowlisted rule=- status=403 upstream=- "
                 + "error=- bytes_up=0 bytes_down=0 duration_ms=3");
     }

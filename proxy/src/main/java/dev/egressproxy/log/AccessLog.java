@@ -57,8 +57,11 @@ public final class AccessLog {
                 .append(" reason=").append(r.reason)
                 .append(" rule=").append(r.rule)
                 .append(" status=").append(r.status)
-                .append(" upstream=").append(r.upstream)
-                .append(" error=").append(r.error);
+                .append(" upstream=").append(r.upstream);
+        if (!"-".equals(r.via)) {
+            sb.append(" via=").append(r.via);
+        }
+        sb.append(" error=").append(r.error);
         if (!"-".equals(r.sniCheck)) {
             sb.append(" sni=").append(r.sni).append(" sni_check=").append(r.sniCheck);
         }
@@ -84,6 +87,9 @@ public final class AccessLog {
         field(sb, "rule", r.rule).append(',');
         sb.append("\"status\":").append(r.status).append(',');
         field(sb, "upstream", r.upstream).append(',');
+        if (!"-".equals(r.via)) {
+            field(sb, "via", r.via).append(',');
+        }
         field(sb, "error", r.error).append(',');
         if (!"-".equals(r.sniCheck)) {
             field(sb, "sni", r.sni).append(',');
@@ -116,7 +122,9 @@ public final class AccessLog {
         } else {
             code = "TCP_MISS";
         }
-        String hierarchy = "-".equals(r.upstream) ? "HIER_NONE/-" : "HIER_DIRECT/" + AddressText.hostOf(r.upstream);
+        // Squid's own code for a request its parent (cache_peer) carried.
+        String hierarchy = "-".equals(r.upstream) ? "HIER_NONE/-"
+                : ("parent".equals(r.via) ? "FIRSTUP_PARENT/" : "HIER_DIRECT/") + AddressText.hostOf(r.upstream);
         String url = "CONNECT".equals(r.method) || "-".equals(r.url) ? r.target : r.url;
         return String.format(Locale.ROOT, "%d.%03d %6d %s %s/%03d %d %s %s - %s -",
                 r.startMillis / 1000, r.startMillis % 1000, durationMs, AddressText.hostOf(r.client), code, r.status,

@@ -11,6 +11,7 @@ import com.typesafe.config.ConfigValue;
 import com.typesafe.config.ConfigValueFactory;
 import com.typesafe.config.ConfigValueType;
 import dev.egressproxy.guard.UsersFile;
+import dev.egressproxy.policy.AddressPolicy;
 import dev.egressproxy.policy.AllowlistEntry;
 import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.policy.AuthorityParser;
@@ -245,13 +246,120 @@ public final class ConfigLoader {
                 bool(c, "upstream.fast-fail.enabled"), intAtLeast(c, "upstream.fast-fail.timeouts", 1),
                 positive(c, "upstream.fast-fail.window"), positive(c, "upstream.fast-fail.cool-down")));
         ProxyConfig.Auth auth = auth(c);
+        ProxyConfig.UpstreamProxy upstreamProxy = upstreamProxy(c, allowPrivate);
         if (!problems.isEmpty()) {
             throw new ConfigException(problems);
         }
         return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, relay, tunnels,
                 metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
-                new ProxyConfig.Reload(watch), upstream, check, policies, auth);
+                new ProxyConfig.Reload(watch), upstream, check, policies, auth, upstreamProxy);
+    }
+
+    /**
+     * {@code upstream-proxy}: the parent's {@code http://host:port} (no credentials, path or other
+     * scheme), the user with the password read from {@code password-file}, and the host patterns.
+     */
+    private ProxyConfig.UpstreamProxy upstreamProxy(Config c, List<CidrBlock> allowPrivate) {
+        String urlText = c.getString("upstream-proxy.url").trim();
+        if (urlText.isEmpty()) {
+            return ProxyConfig.UpstreamProxy.NONE;
+        }
+        String where = ROOT + ".upstream-proxy.url (" + where(c.getValue("upstream-proxy.url").origin()) + "): '" + urlText + "'";
+        Target address = null;
+        String lower = urlText.toLowerCase(Locale.ROOT);
+        if (!lower.startsWith("http://")) {
+            problems.add(where + " is not an http:// URL such as \"http://corp-proxy:8080\""
+                    + (lower.startsWith("https://") ? " (a TLS connection to the parent is not supported)" : ""));
+        } else {
+            String rest = urlText.substring("http://".length());
+            if (rest.endsWith("/")) {
+                rest = rest.substring(0, rest.length() - 1);
+            }
+            if (rest.contains("@")) {
+                problems.add(where + ": put no credentials in the URL; use upstream-proxy.user and upstream-proxy.password-file");
+            } else if (rest.contains("/") || rest.contains("?") || rest.contains("#")) {
+                problems.add(where + ": write only http://host:port, without a path");
+            } else if (!rest.matches(".*:[0-9]+") || rest.endsWith("]")) {
+                problems.add(where + " has no port; write the parent's port, e.g. \"http://corp-proxy:3128\"");
+            } else {
+                try {
+                    address = AuthorityParser.parseConnectAuthority(rest);
+                } catch (MalformedTargetException e) {
+                    problems.add(where + " does not name a host and port: " + e.getMessage());
+                }
+            }
+        }
+        if (address != null && address.isIpLiteral()) {
+            java.util.Optional<String> why = new AddressPolicy(allowPrivate).forbiddenReason(address.ipLiteral());
+            if (why.isPresent()) {
+                problems.add(where + ": " + address.host() + " is " + why.get() + ", which the address policy does not"
+                        + " dial; add it to " + ROOT + ".destinations.allow-private (e.g. \"" + address.host()
+                        + (address.ipLiteral() instanceof java.net.Inet6Address ? "/128" : "/32") + "\")");
+            }
+        }
+        String user = c.getString("upstream-proxy.user");
+        String passwordFile = c.getString("upstream-proxy.password-file").trim();
+        String password = null;
+        String userWhere = ROOT + ".upstream-proxy.user (" + where(c.getValue("upstream-proxy.user").origin()) + ")";
+        String fileWhere = ROOT + ".upstream-proxy.password-file (" + where(c.getValue("upstream-proxy.password-file").origin())
+                + ")";
+        if (user.isEmpty() != passwordFile.isEmpty()) {
+            problems.add((user.isEmpty() ? fileWhere + ": set, but upstream-proxy.user is empty"
+                    : userWhere + ": set, but upstream-proxy.password-file is empty") + "; give both or neither");
+        } else if (!user.isEmpty()) {
+            if (user.contains(":") || !user.chars().allMatch(ch -> ch > 0x20 && ch < 0x7f)) {
+                problems.add(userWhere + ": '" + user + "' may hold only printable ASCII without spaces or ':'");
+            }
+            try {
+                String text = Files.readString(Path.of(passwordFile), java.nio.charset.StandardCharsets.UTF_8);
+                int eol = text.indexOf('\n');
+                password = (eol >= 0 ? text.substring(0, eol) : text).replaceAll("\r$", "");
+                if (password.isEmpty()) {
+                    problems.add(fileWhere + ": " + passwordFile + " holds no password on its first line");
+                }
+            } catch (java.io.IOException | RuntimeException e) {
+                problems.add(fileWhere + ": cannot read " + passwordFile + " (" + e + ")");
+            }
+        }
+        HostPatterns hosts = hostPatterns(c, "upstream-proxy.hosts");
+        HostPatterns bypass = hostPatterns(c, "upstream-proxy.bypass");
+        if (!hosts.all() && hosts.entries().isEmpty()) {
+            problems.add(ROOT + ".upstream-proxy.hosts (" + where(c.getValue("upstream-proxy.hosts").origin())
+                    + "): empty, so no destination would go through the parent; use [\"*\"] or list the hosts");
+        }
+        if (address == null || !problems.isEmpty()) {
+            return ProxyConfig.UpstreamProxy.NONE;
+        }
+        return new ProxyConfig.UpstreamProxy(address, user.isEmpty() ? null : user, user.isEmpty() ? null : password,
+                hosts.all(), new dev.egressproxy.policy.Allowlist(hosts.entries()), bypass.all(),
+                new dev.egressproxy.policy.Allowlist(bypass.entries()));
+    }
+
+    /** A list of allowlist patterns where "*" alone stands for every destination. */
+    private record HostPatterns(boolean all, List<AllowlistEntry> entries) {
+    }
+
+    private HostPatterns hostPatterns(Config c, String path) {
+        ConfigList list = c.getList(path);
+        boolean all = false;
+        List<AllowlistEntry> out = new ArrayList<>();
+        for (int i = 0; i < list.size(); i++) {
+            ConfigValue v = list.get(i);
+            String where = ROOT + "." + path + "[" + i + "] (" + where(v.origin()) + ")";
+            if (v.valueType() != ConfigValueType.STRING) {
+                problems.add(where + ": expected a string such as \"*.example.com\" or \"*\"");
+            } else if ("*".equals(((String) v.unwrapped()).trim())) {
+                all = true;
+            } else {
+                try {
+                    out.add(AllowlistEntry.parse((String) v.unwrapped()));
+                } catch (IllegalArgumentException e) {
+                    problems.add(where + ": " + e.getMessage());
+                }
+            }
+        }
+        return new HostPatterns(all, out);
     }
 
     /**

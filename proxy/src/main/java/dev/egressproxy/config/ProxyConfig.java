@@ -4,11 +4,14 @@ import dev.egressproxy.guard.UsersFile;
 import dev.egressproxy.policy.AllowlistEntry;
 import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.policy.CidrBlock;
+import dev.egressproxy.policy.Target;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.security.PrivateKey;
 import java.security.cert.X509Certificate;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.Base64;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -39,7 +42,8 @@ public record ProxyConfig(
         Upstream upstream,
         Check check,
         List<Policy> policies,
-        Auth auth) {
+        Auth auth,
+        UpstreamProxy upstreamProxy) {
 
     public ProxyConfig {
         Objects.requireNonNull(listen, "listen");
@@ -58,6 +62,7 @@ public record ProxyConfig(
         Objects.requireNonNull(reload, "reload");
         Objects.requireNonNull(upstream, "upstream");
         Objects.requireNonNull(check, "check");
+        Objects.requireNonNull(upstreamProxy, "upstreamProxy");
         Objects.requireNonNull(auth, "auth");
         policies = List.copyOf(policies);
     }
@@ -101,7 +106,7 @@ public record ProxyConfig(
     /** This configuration with {@code upstream} in place of its own. */
     public ProxyConfig withUpstream(Upstream next) {
         return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts,
-                limits, relay, tunnels, metrics, logging, shutdown, reload, next, check, policies, auth);
+                limits, relay, tunnels, metrics, logging, shutdown, reload, next, check, policies, auth, upstreamProxy);
     }
 
     /** {@code egress-proxy.upstream}: how the proxy treats upstream addresses that failed. */
@@ -117,6 +122,56 @@ public record ProxyConfig(
      * connection after it (see {@code upstream.FastFail}).
      */
     public record FastFail(boolean enabled, int timeouts, Duration window, Duration coolDown) {
+    }
+
+    /**
+     * {@code egress-proxy.upstream-proxy}: the parent proxy that allowed destinations are reached
+     * through, or {@link #NONE} when {@code url} is empty. A destination goes through it when
+     * {@code hosts} names it ({@code allHosts}: "*") and {@code bypass} does not; entries without a
+     * port stand for every port ({@link dev.egressproxy.policy.Allowlist#names}).
+     *
+     * @param address the parent's {@code host:port} (a name is resolved when it is dialled)
+     * @param user the parent's user name, or null when the parent gets no credentials
+     * @param password read from {@code password-file}; null exactly when {@code user} is
+     */
+    public record UpstreamProxy(Target address, String user, String password, boolean allHosts,
+            dev.egressproxy.policy.Allowlist hosts, boolean bypassAll, dev.egressproxy.policy.Allowlist bypass) {
+
+        /** No parent: every destination is dialled directly. */
+        public static final UpstreamProxy NONE = new UpstreamProxy(null, null, null, false,
+                new dev.egressproxy.policy.Allowlist(List.of()), false, new dev.egressproxy.policy.Allowlist(List.of()));
+
+        public UpstreamProxy {
+            Objects.requireNonNull(hosts, "hosts");
+            Objects.requireNonNull(bypass, "bypass");
+            if ((user == null) != (password == null)) {
+                throw new IllegalArgumentException("user and password go together");
+            }
+        }
+
+        public boolean enabled() {
+            return address != null;
+        }
+
+        /** Whether a request to {@code destination} goes through the parent. */
+        public boolean routes(Target destination) {
+            return enabled() && (allHosts || hosts.names(destination)) && !(bypassAll || bypass.names(destination));
+        }
+
+        /** The {@code Proxy-Authorization} value the parent gets, or null without credentials. */
+        public String proxyAuthorization() {
+            if (user == null) {
+                return null;
+            }
+            return "Basic " + Base64.getEncoder().encodeToString((user + ":" + password).getBytes(StandardCharsets.UTF_8));
+        }
+
+        /** Never the password. */
+        @Override
+        public String toString() {
+            return enabled() ? "UpstreamProxy[" + address.authority() + (user == null ? "" : ", user " + user) + "]"
+                    : "UpstreamProxy[none]";
+        }
     }
 
     /**

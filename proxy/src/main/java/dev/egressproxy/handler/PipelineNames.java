@@ -42,6 +42,11 @@ public final class PipelineNames {
     // Upstream side.
     public static final String UPSTREAM_HTTP_CODEC = "egress.upstream-http-codec";
     public static final String UPSTREAM_RESPONSE = "egress.upstream-response";
+    /**
+     * First on a connection to the parent proxy of a tunnel (upstream-proxy), from the connect
+     * until the parent answered the CONNECT (and the tunnel took any bytes behind that answer).
+     */
+    public static final String PARENT_HANDSHAKE = "egress.parent-handshake";
 
     // Admin listener.
     public static final String ADMIN_HTTP_CODEC = "egress.admin-http-codec";

@@ -12,7 +12,8 @@ import org.slf4j.LoggerFactory;
 /**
  * Turns a failed upstream connection into the client's answer, for CONNECT and plain HTTP alike:
  * 403 when the resolved address is one the address policy forbids (the address goes to the log,
- * never to the client), 502 or 504 naming the host and the cause otherwise. Records the outcome in
+ * never to the client), 502 or 504 naming the host and the cause otherwise; when the parent proxy
+ * failed, 502 or 504 naming the parent, the destination and the parent's status. Records the outcome in
  * {@code requests_total}, {@code denied_total}, the {@code /denied} report and the access log.
  */
 public final class UpstreamFailureAnswers {
@@ -39,6 +40,16 @@ public final class UpstreamFailureAnswers {
             status = HttpResponseStatus.FORBIDDEN;
             code = Reason.ADDRESS_NOT_ALLOWED.label();
             text = ue.clientText();
+        } else if (cause instanceof UpstreamException ue && ue.parentFailure() != null) {
+            // The destination is allowed; the parent proxy failed for it. /denied names the
+            // destination (what the client asked for), the answer and the log name the parent too.
+            services.metrics().request(request.kind(), request.decision());
+            services.deniedReport().record(DeniedReport.Type.UPSTREAM_FAILURE, authority,
+                    "parent_" + ue.parentFailure().label(), record.client());
+            status = ue.parentFailure().status();
+            code = ue.parentFailure().reasonCode();
+            text = ue.clientText();
+            record.viaParent().upstream(ue.parentAddress()).error(code);
         } else if (cause instanceof UpstreamException ue) {
             services.metrics().request(request.kind(), request.decision());
             services.deniedReport().record(DeniedReport.Type.UPSTREAM_FAILURE, authority, ue.failureCause().label(),

@@ -1,6 +1,7 @@
 package dev.egressproxy.http;
 
 import dev.egressproxy.config.ConfigSnapshot;
+import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.handler.DrainEvent;
 import dev.egressproxy.handler.ErrorResponses;
@@ -13,6 +14,9 @@ import dev.egressproxy.http.HeaderSanitizer.Framing;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.Target;
+import dev.egressproxy.metrics.DeniedReport;
+import dev.egressproxy.upstream.ParentFailure;
+import dev.egressproxy.upstream.UpstreamConnector;
 import dev.egressproxy.upstream.UpstreamException;
 import dev.egressproxy.util.Channels;
 import io.netty.channel.Channel;
@@ -53,7 +57,9 @@ import org.slf4j.LoggerFactory;
  * ones, whatever {@code Connection} names), writes the framing the decoder decided (so the origin
  * reads exactly one request), sets {@code Host} from the URL's authority and appends to {@code Via}.
  * Redirects go back unchanged: the proxy never follows them, and the client's next request is
- * decided on its own.
+ * decided on its own. A request {@code upstream-proxy} routes to the parent proxy goes to it in
+ * absolute form with the parent's credentials; its answer is passed on as the origin's, but a 407
+ * (the parent refusing our credentials) becomes 502 {@code parent_refused} naming both hops.
  *
  * <p>Keep-alive on both sides: one upstream connection is kept per client connection and reused
  * while requests go to the same host and port. An idempotent request without a body that meets a
@@ -81,6 +87,8 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
     private String upstreamAuthority;
     /** The configuration snapshot the kept-alive upstream was dialled under. */
     private ConfigSnapshot upstreamSnapshot;
+    /** The parent proxy the kept-alive upstream connection goes to, or null when it is the origin's. */
+    private ProxyConfig.UpstreamProxy upstreamParent;
     private Exchange exchange;
 
     // Reasons the client channel must not read; it reads only when none holds.
@@ -104,6 +112,8 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         final long length;
         /** Idempotent and without a body: may be sent again on a new connection. */
         final boolean replayable;
+        /** The parent proxy the request goes through (upstream-proxy), or null when it goes to the origin. */
+        final ProxyConfig.UpstreamProxy parent;
         boolean clientKeepAlive;
         boolean requestDone;
         boolean responseStarted;
@@ -129,6 +139,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
             this.length = framing == Framing.LENGTH ? HttpUtil.getContentLength(in, 0L) : 0;
             this.replayable = IDEMPOTENT.contains(in.method())
                     && (framing == Framing.NONE || framing == Framing.LENGTH && length == 0);
+            this.parent = UpstreamConnector.parentFor(request.live(), request.target());
         }
     }
 
@@ -156,9 +167,11 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         Exchange ex = new Exchange(pr);
         exchange = ex;
         // A kept-alive upstream serves the next request to the same destination only under the same
-        // configuration: after a reload (a new connect-to, say) the request is dialled afresh.
+        // configuration and through the same parent proxy (or none): a connection to a parent is
+        // never used for a direct request, nor the other way round; after a reload (a new
+        // connect-to or upstream-proxy, say) the request is dialled afresh.
         if (upstream != null && upstream.isActive() && pr.target().authority().equals(upstreamAuthority)
-                && pr.live() == upstreamSnapshot) {
+                && pr.live() == upstreamSnapshot && ex.parent == upstreamParent) {
             ex.reusedUpstream = true;
             connecting = true;
             updateClientRead();
@@ -173,8 +186,8 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         connecting = true;
         updateClientRead();
         Target target = started.request.target();
-        Future<Channel> f = services.connector().connect(started.request.live(), target, ctx.channel().eventLoop(),
-                this::upstreamInitializer);
+        Future<Channel> f = services.connector().open(started.request.live(), target, Kind.HTTP,
+                ctx.channel().eventLoop(), this::upstreamInitializer);
         f.addListener((Future<Channel> done) -> {
             if (exchange != started || !ctx.channel().isActive()) {
                 // The client left while we were connecting: the decision still counts.
@@ -188,6 +201,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
                 upstream = done.getNow();
                 upstreamAuthority = target.authority();
                 upstreamSnapshot = started.request.live();
+                upstreamParent = started.parent;
                 upstream.config().setAutoRead(true);
                 upstreamReady();
             } else if (started.retried) {
@@ -216,6 +230,11 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         };
     }
 
+    /** {@code http://authority/path}; the origin form of an OPTIONS request to the server ({@code *}) has no path. */
+    private static String absoluteForm(String authority, String pathAndQuery) {
+        return "http://" + authority + (pathAndQuery.startsWith("/") ? pathAndQuery : "/");
+    }
+
     private static String reasonText(Throwable cause) {
         return cause instanceof UpstreamException ue ? ue.clientText() : "the connection failed";
     }
@@ -232,12 +251,23 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         countOnce(ex);
         ex.record.upstream(upstream.remoteAddress());
         HttpRequest in = ex.request.request();
-        HttpRequest out = new DefaultHttpRequest(HttpVersion.HTTP_1_1, in.method(), ex.request.pathAndQuery());
+        Target t = ex.request.target();
+        String hostHeader = t.hostForAuthority() + (t.port() == 80 ? "" : ":" + t.port());
+        // A parent proxy gets the absolute form (RFC 9112 3.2.2), the origin the origin form.
+        String uri = ex.parent == null ? ex.request.pathAndQuery() : absoluteForm(hostHeader, ex.request.pathAndQuery());
+        HttpRequest out = new DefaultHttpRequest(HttpVersion.HTTP_1_1, in.method(), uri);
         HttpHeaders h = out.headers();
         h.set(in.headers());
+        // Removes the client's Proxy-Authorization among the hop-by-hop fields: it was for this proxy.
         HeaderSanitizer.stripHopByHop(h);
-        Target t = ex.request.target();
-        h.set(HttpHeaderNames.HOST, t.hostForAuthority() + (t.port() == 80 ? "" : ":" + t.port()));
+        h.set(HttpHeaderNames.HOST, hostHeader);
+        if (ex.parent != null) {
+            ex.record.viaParent();
+            String credentials = ex.parent.proxyAuthorization();
+            if (credentials != null) {
+                h.set(HttpHeaderNames.PROXY_AUTHORIZATION, credentials);
+            }
+        }
         HeaderSanitizer.frame(h, ex.framing, ex.length);
         if (ex.framing != Framing.CHUNKED) {
             h.remove(HttpHeaderNames.TRAILER);
@@ -399,6 +429,13 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
             }
             Channel client = ctx.channel();
             if (msg instanceof HttpResponse res) {
+                if (ex.parent != null && res.status().code() == HttpResponseStatus.PROXY_AUTHENTICATION_REQUIRED.code()) {
+                    // The parent wants other credentials than ours: the client's own would not do
+                    // (they are never forwarded), and a 407 would make it think this proxy asks.
+                    ReferenceCountUtil.release(msg);
+                    parentRefused(ex, 407);
+                    return;
+                }
                 if (res.status().code() == HttpResponseStatus.SWITCHING_PROTOCOLS.code()) {
                     // The proxy never forwards an Upgrade offer, so this answers nothing it sent.
                     ReferenceCountUtil.release(msg);
@@ -532,6 +569,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
             upstream = null;
             upstreamAuthority = null;
             upstreamSnapshot = null;
+            upstreamParent = null;
             upstreamBusy = false;
             Exchange ex = exchange;
             if (ex == null) {
@@ -560,6 +598,17 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
             }
             uctx.close();
         }
+    }
+
+    /** The parent proxy answered a forwarded request with {@code status}, which is its own refusal. */
+    private void parentRefused(Exchange ex, int status) {
+        ParentFailure failure = ParentFailure.answered(status);
+        Target t = ex.request.target();
+        services.metrics().parentFailure(t.host(), failure);
+        services.deniedReport().record(DeniedReport.Type.UPSTREAM_FAILURE, t.authority(), "parent_" + failure.label(),
+                ex.record.client());
+        upstreamBroken(ex, "parent proxy " + ex.parent.address().authority() + " answered " + status + " for "
+                + t.authority(), failure.reasonCode());
     }
 
     private void upstreamBroken(Exchange ex, String text, String code) {
@@ -610,6 +659,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         upstream = null;
         upstreamAuthority = null;
         upstreamSnapshot = null;
+        upstreamParent = null;
         upstreamBusy = false;
         if (u != null) {
             u.close();

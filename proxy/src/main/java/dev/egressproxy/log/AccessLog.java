@@ -78,8 +78,11 @@ public final class AccessLog {
             sb.append(" policy=").append(r.policy);
         }
         sb.append(" status=").append(r.status)
-                .append(" upstream=").append(r.upstream)
-                .append(" error=").append(r.error);
+                .append(" upstream=").append(r.upstream);
+        if (!"-".equals(r.via)) {
+            sb.append(" via=").append(r.via);
+        }
+        sb.append(" error=").append(r.error);
         if (!"-".equals(r.sniCheck)) {
             sb.append(" sni=").append(r.sni).append(" sni_check=").append(r.sniCheck);
         }
@@ -118,6 +121,9 @@ public final class AccessLog {
             }
             g.writeNumberProperty("status", r.status);
             g.writeStringProperty("upstream", r.upstream);
+            if (!"-".equals(r.via)) {
+                g.writeStringProperty("via", r.via);
+            }
             g.writeStringProperty("error", r.error);
             if (!"-".equals(r.sniCheck)) {
                 g.writeStringProperty("sni", r.sni);
@@ -151,7 +157,9 @@ public final class AccessLog {
         } else {
             code = "TCP_MISS";
         }
-        String hierarchy = "-".equals(r.upstream) ? "HIER_NONE/-" : "HIER_DIRECT/" + AddressText.hostOf(r.upstream);
+        // Squid's own code for a request its parent (cache_peer) carried.
+        String hierarchy = "-".equals(r.upstream) ? "HIER_NONE/-"
+                : ("parent".equals(r.via) ? "FIRSTUP_PARENT/" : "HIER_DIRECT/") + AddressText.hostOf(r.upstream);
         String url = "CONNECT".equals(r.method) || "-".equals(r.url) ? r.target : r.url;
         return String.format(Locale.ROOT, "%d.%03d %6d %s %s/%03d %d %s %s %s %s -",
                 r.startMillis / 1000, r.startMillis % 1000, durationMs, AddressText.hostOf(r.client), code, r.status,

@@ -30,6 +30,8 @@ public final class AccessRecord {
     String policy = "-";
     int status;
     String upstream = "-";
+    /** {@code parent} when the request went through the parent proxy (upstream is then the parent's address). */
+    String via = "-";
     String error = "-";
     /** The server name of the tunnel's ClientHello (a validated DNS name), when the SNI check ran. */
     String sni = "-";
@@ -107,6 +109,15 @@ public final class AccessRecord {
         if (address instanceof InetSocketAddress isa && isa.getAddress() != null) {
             this.upstream = AddressText.of(isa);
         }
+        return this;
+    }
+
+    /**
+     * Marks the request as sent through the parent proxy ({@code upstream-proxy}): its
+     * {@link #upstream} is then the parent's address, not the destination's.
+     */
+    public AccessRecord viaParent() {
+        this.via = "parent";
         return this;
     }
 

@@ -9,6 +9,7 @@ import dev.egressproxy.tls.HandshakeFailure;
 import dev.egressproxy.tls.SniReason;
 import dev.egressproxy.upstream.DnsResult;
 import dev.egressproxy.upstream.FailureCause;
+import dev.egressproxy.upstream.ParentFailure;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
@@ -53,6 +54,12 @@ public final class ProxyMetrics {
     public static final String HOST_LABELS_OVERFLOW = "egress.proxy.host.labels.overflow";
     /** {@code egress_proxy_upstream_failures_total{host,cause}}: allowed hosts the proxy could not reach. */
     public static final String UPSTREAM_FAILURES = "egress.proxy.upstream.failures";
+    /**
+     * {@code egress_proxy_parent_failures_total{host,cause}}: allowed destinations routed through
+     * the parent proxy (upstream-proxy) that it could not be reached for, by destination host
+     * (capped) and cause: the parent unreachable, or its non-2xx answer.
+     */
+    public static final String PARENT_FAILURES = "egress.proxy.parent.failures";
     /**
      * {@code egress_proxy_upstream_fast_fail{host}}: 1 while every address of the host is skipped
      * after connect timeouts (in its fast-fail cool-down or waiting for its trial), else 0.
@@ -161,6 +168,7 @@ public final class ProxyMetrics {
     private final HostLabels wouldDenyHosts;
     private final HostLabels failureHosts;
     private final HostLabels sniHosts;
+    private final HostLabels parentHosts;
     private final Map<String, Counter> deniedCounters = new ConcurrentHashMap<>();
     private final Map<String, Counter> wouldDenyCounters = new ConcurrentHashMap<>();
     /** The would_deny series of requests_total, by kind and reportable reason. */
@@ -168,6 +176,7 @@ public final class ProxyMetrics {
     private final AtomicInteger allowlistEnforced = new AtomicInteger(1);
     private final Map<String, Counter> failureCounters = new ConcurrentHashMap<>();
     private final Map<String, Counter> sniCounters = new ConcurrentHashMap<>();
+    private final Map<String, Counter> parentCounters = new ConcurrentHashMap<>();
     private final Map<String, Timer> connectTimers = new ConcurrentHashMap<>();
     private final Map<String, Gauge> fastFailGauges = new ConcurrentHashMap<>();
     private volatile Supplier<Set<String>> fastFailHosts = Set::of;
@@ -228,6 +237,7 @@ public final class ProxyMetrics {
         wouldDenyHosts = new HostLabels(maxHostLabels, overflowCounter("would_deny"));
         failureHosts = new HostLabels(maxHostLabels, overflowCounter("upstream_failures"));
         sniHosts = new HostLabels(maxHostLabels, overflowCounter("sni_mismatch"));
+        parentHosts = new HostLabels(maxHostLabels, overflowCounter("parent_failures"));
         for (DnsResult result : DnsResult.values()) {
             dnsTimers.put(result, Timer.builder(DNS)
                     .description("Time to resolve a destination's name (cache and /etc/hosts included), by result")
@@ -435,6 +445,20 @@ public final class ProxyMetrics {
                 .tag("host", hostLabel)
                 .tag("cause", cause.label())
                 .register(registry));
+    }
+
+    /**
+     * Counts a destination routed through the parent proxy that the parent failed for, under the
+     * destination's host (the parent is one, named in the answer and the log).
+     */
+    public void parentFailure(String host, ParentFailure failure) {
+        String hostLabel = parentHosts.label(host);
+        parentCounters.computeIfAbsent(hostLabel + '\n' + failure.label(), k -> Counter.builder(PARENT_FAILURES)
+                .description("Allowed destinations routed through the parent proxy (upstream-proxy) that could not be"
+                        + " reached through it, by destination host (capped) and cause")
+                .tag("host", hostLabel)
+                .tag("cause", failure.label())
+                .register(registry)).increment();
     }
 
     /** Records a name lookup that took {@code nanos} and ended with {@code result}. */

@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Predicate;
 
 /**
  * The set of destinations the proxy may reach. Lookups cost one hash probe per label of the host:
@@ -39,11 +40,25 @@ public final class Allowlist {
 
     /** Stage one of the policy: is this destination named by the allowlist? */
     public Decision decide(Target target, Kind kind) {
+        return match(target, e -> e.portMatches(target.port(), kind));
+    }
+
+    /**
+     * Whether an entry names {@code target}, an entry without a port standing for every port (not
+     * the kind's default one): how {@code upstream-proxy.hosts} and {@code bypass} read their
+     * entries, which route destinations rather than admit them.
+     */
+    public boolean names(Target target) {
+        return match(target, e -> e.port() == AllowlistEntry.ANY_DEFAULT_PORT || e.port() == target.port()).allowed();
+    }
+
+    /** The one matcher: exact names, wildcard suffixes and CIDRs, with {@code port} judging each entry that names the host. */
+    private Decision match(Target target, Predicate<AllowlistEntry> port) {
         if (target.isIpLiteral()) {
             boolean portMismatch = false;
             for (AllowlistEntry.Cidr c : cidrs) {
                 if (c.block().contains(target.ipLiteral())) {
-                    if (c.portMatches(target.port(), kind)) {
+                    if (port.test(c)) {
                         return Decision.allow(Reason.CIDR_ALLOWLISTED, c.text());
                     }
                     portMismatch = true;
@@ -56,7 +71,7 @@ public final class Allowlist {
         List<AllowlistEntry.Host> candidates = exact.get(host);
         if (candidates != null) {
             for (AllowlistEntry.Host h : candidates) {
-                if (h.portMatches(target.port(), kind)) {
+                if (port.test(h)) {
                     return Decision.allow(Reason.HOST_ALLOWLISTED, h.text());
                 }
                 portMismatch = true;
@@ -67,7 +82,7 @@ public final class Allowlist {
             List<AllowlistEntry.Host> wild = wildcards.get(host.substring(dot + 1));
             if (wild != null) {
                 for (AllowlistEntry.Host h : wild) {
-                    if (h.portMatches(target.port(), kind)) {
+                    if (port.test(h)) {
                         return Decision.allow(Reason.HOST_ALLOWLISTED, h.text());
                     }
                     portMismatch = true;

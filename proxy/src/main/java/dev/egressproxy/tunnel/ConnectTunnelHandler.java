@@ -7,6 +7,7 @@ import dev.egressproxy.handler.ProxyServices;
 import dev.egressproxy.handler.UpstreamFailureAnswers;
 import dev.egressproxy.log.AccessRecord;
 import dev.egressproxy.policy.Kind;
+import dev.egressproxy.upstream.UpstreamConnector;
 import dev.egressproxy.util.Channels;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
@@ -31,7 +32,8 @@ import org.slf4j.LoggerFactory;
  * decoder, then the head guard, which held back from the decoder the bytes the client sent right
  * behind the CONNECT head and now hands them on as raw {@link ByteBuf}s; they are kept, up to
  * 64 KiB before reading pauses. It asks the
- * {@link dev.egressproxy.upstream.UpstreamConnector} for a connection on the same event loop. When
+ * {@link UpstreamConnector} for a connection on the same event loop (to the destination, or a
+ * tunnel through the parent proxy that {@code upstream-proxy} routes it to). When
  * it succeeds: write {@code 200 Connection established}, wait for that write to complete, remove the
  * remaining HTTP handlers and itself, put a {@link RelayHandler} on each side, send the kept bytes
  * upstream and start reading on both sides. For a port in {@code tunnels.tls-ports} with
@@ -101,7 +103,7 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
         removeIfPresent(p, PipelineNames.HEAD_GUARD);
         removeIfPresent(p, PipelineNames.REQUEST_POLICY);
 
-        Future<Channel> connect = services.connector().connect(pr.live(), pr.target(), client.eventLoop(),
+        Future<Channel> connect = services.connector().open(pr.live(), pr.target(), Kind.CONNECT, client.eventLoop(),
                 ChannelInboundHandlerAdapter::new);
         connect.addListener((Future<Channel> f) -> {
             if (f.isSuccess()) {
@@ -124,6 +126,9 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
             return;
         }
         record.upstream(upstream.remoteAddress()).status(200);
+        if (UpstreamConnector.parentFor(request.live(), request.target()) != null) {
+            record.viaParent();
+        }
         // The tunnels settings of the snapshot the CONNECT was decided under.
         ProxyConfig.Tunnels settings = request.live().config().tunnels();
         boolean checkSni = settings.checks(request.target().port());

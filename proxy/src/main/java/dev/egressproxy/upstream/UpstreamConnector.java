@@ -3,8 +3,10 @@ package dev.egressproxy.upstream;
 import dev.egressproxy.config.ConfigSnapshot;
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.guard.FdBudget;
+import dev.egressproxy.handler.PipelineNames;
 import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.policy.AddressText;
+import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.policy.Target;
 import dev.egressproxy.util.EpollInterest;
@@ -92,6 +94,101 @@ public final class UpstreamConnector {
     }
 
     /**
+     * The parent proxy a request to {@code target} goes through under {@code live}, or null when it
+     * is dialled directly: {@code upstream-proxy.hosts} names it and {@code bypass} does not, and
+     * no {@code connect-to} pins it (a pinned address can only be dialled directly).
+     */
+    public static ProxyConfig.UpstreamProxy parentFor(ConfigSnapshot live, Target target) {
+        ProxyConfig cfg = live.config();
+        ProxyConfig.UpstreamProxy parent = cfg.upstreamProxy();
+        if (!parent.routes(target) || cfg.destinations().connectTo().containsKey(target.authority())) {
+            return null;
+        }
+        return parent;
+    }
+
+    /**
+     * Opens the connection a decided request needs under {@code live}: to the destination itself
+     * ({@link #connect}), or, when {@link #parentFor} names a parent, to the parent. For a
+     * {@code CONNECT} the parent is asked for the tunnel first, so the channel returned carries
+     * the destination's bytes; for plain HTTP it is the parent's connection, to which the caller
+     * writes absolute-form requests with the parent's credentials.
+     */
+    public Future<Channel> open(ConfigSnapshot live, Target target, Kind kind, EventLoop loop,
+            Supplier<? extends ChannelHandler> handler) {
+        ProxyConfig.UpstreamProxy parent = parentFor(live, target);
+        return parent == null ? connect(live, target, loop, handler) : viaParent(live, parent, target, kind, loop, handler);
+    }
+
+    /**
+     * Dials the parent like any destination (its name resolved here, each of its addresses checked
+     * against the address policy, Happy Eyeballs, fast-fail, the open-file budget), never resolving
+     * the destination: the parent does. An IP-literal destination is still checked here.
+     */
+    private Future<Channel> viaParent(ConfigSnapshot live, ProxyConfig.UpstreamProxy parent, Target target, Kind kind,
+            EventLoop loop, Supplier<? extends ChannelHandler> handler) {
+        Promise<Channel> promise = loop.newPromise();
+        ProxyConfig cfg = live.config();
+        PolicyEngine policy = live.policy();
+        if (target.isIpLiteral()
+                && !checkAddress(policy, target, new InetSocketAddress(target.ipLiteral(), target.port()), promise)) {
+            return promise;
+        }
+        Route route = new Route(target, parent, kind == Kind.CONNECT);
+        Target p = parent.address();
+        if (p.isIpLiteral()) {
+            allowedParentAddresses(cfg, policy, route, List.of(new InetSocketAddress(p.ipLiteral(), p.port())), loop,
+                    handler, promise);
+            return promise;
+        }
+        long dnsStart = System.nanoTime();
+        resolvers.resolver(loop).resolveAll(InetSocketAddress.createUnresolved(p.host(), p.port()))
+                .addListener((Future<List<InetSocketAddress>> f) -> {
+                    metrics.dnsResolved(f.isSuccess() ? DnsResult.OK : DnsResult.ofFailure(f.cause()),
+                            System.nanoTime() - dnsStart);
+                    if (!f.isSuccess()) {
+                        fail(route, p, promise, FailureCause.DNS, p.authority() + " could not be resolved ("
+                                + dnsText(f.cause()) + ")", "DNS lookup of parent " + p.host() + " failed: " + f.cause());
+                        return;
+                    }
+                    allowedParentAddresses(cfg, policy, route, f.getNow(), loop, handler, promise);
+                });
+        return promise;
+    }
+
+    private void allowedParentAddresses(ProxyConfig cfg, PolicyEngine policy, Route route, List<InetSocketAddress> addresses,
+            EventLoop loop, Supplier<? extends ChannelHandler> handler, Promise<Channel> promise) {
+        List<InetSocketAddress> allowed = new ArrayList<>();
+        String firstForbidden = null;
+        for (InetSocketAddress a : addresses) {
+            Optional<String> why = policy.forbiddenAddress(a.getAddress());
+            if (why.isEmpty()) {
+                allowed.add(a);
+            } else if (firstForbidden == null) {
+                firstForbidden = AddressText.of(a.getAddress()) + " (" + why.get() + ")";
+            }
+        }
+        Target p = route.parent().address();
+        if (allowed.isEmpty()) {
+            String text = "parent proxy " + p.authority() + " is at an address the egress policy does not allow"
+                    + " (destinations.allow-private), for " + route.destination().authority();
+            metrics.parentFailure(route.destination().host(), ParentFailure.ADDRESS_NOT_ALLOWED);
+            log.warn("{}: {}", text, firstForbidden);
+            promise.tryFailure(UpstreamException.parent(ParentFailure.ADDRESS_NOT_ALLOWED, null, text,
+                    "parent " + p.authority() + " resolved only to forbidden addresses, first " + firstForbidden));
+            return;
+        }
+        dial(cfg, p, route, allowed, loop, handler, promise);
+    }
+
+    /**
+     * A destination reached through a parent proxy: the destination the client asked for, the
+     * parent, and whether the parent must open a tunnel ({@code CONNECT}).
+     */
+    private record Route(Target destination, ProxyConfig.UpstreamProxy parent, boolean tunnel) {
+    }
+
+    /**
      * Resolves, checks and connects under {@code live}, the snapshot the request was decided under:
      * its {@code connect-to}, address policy and connect timeout, whatever a reload has published
      * since. The returned future succeeds with an active channel whose auto-read is off, or fails
@@ -107,11 +204,11 @@ public final class UpstreamConnector {
         PolicyEngine policy = live.policy();
         InetSocketAddress pinned = cfg.destinations().connectTo().get(target.authority());
         if (pinned != null) {
-            dial(cfg, target, List.of(pinned), loop, handler, promise);
+            dial(cfg, target, null, List.of(pinned), loop, handler, promise);
         } else if (target.isIpLiteral()) {
             InetSocketAddress address = new InetSocketAddress(target.ipLiteral(), target.port());
             if (checkAddress(policy, target, address, promise)) {
-                dial(cfg, target, List.of(address), loop, handler, promise);
+                dial(cfg, target, null, List.of(address), loop, handler, promise);
             }
         } else {
             AddressResolver<InetSocketAddress> resolver = resolvers.resolver(loop);
@@ -121,7 +218,7 @@ public final class UpstreamConnector {
                         metrics.dnsResolved(f.isSuccess() ? DnsResult.OK : DnsResult.ofFailure(f.cause()),
                                 System.nanoTime() - dnsStart);
                         if (!f.isSuccess()) {
-                            fail(target, promise, FailureCause.DNS, target.authority() + " could not be resolved (" + dnsText(f.cause()) + ")",
+                            fail(null, target, promise, FailureCause.DNS, target.authority() + " could not be resolved (" + dnsText(f.cause()) + ")",
                                     "DNS lookup of " + target.host() + " failed: " + f.cause());
                             return;
                         }
@@ -141,7 +238,7 @@ public final class UpstreamConnector {
                                     target.host() + " resolved only to forbidden addresses, first " + firstForbidden));
                             return;
                         }
-                        dial(cfg, target, allowed, loop, handler, promise);
+                        dial(cfg, target, null, allowed, loop, handler, promise);
                     });
         }
         return promise;
@@ -149,22 +246,23 @@ public final class UpstreamConnector {
 
     /**
      * Dials {@code addresses} but those {@link FastFail} skips; when it skips them all, fails at once
-     * with {@link FailureCause#UNREACHABLE_RECENTLY}.
+     * with {@link FailureCause#UNREACHABLE_RECENTLY}. {@code target} is what is dialled: the
+     * destination, or the parent of {@code route} (null when direct).
      */
-    private void dial(ProxyConfig cfg, Target target, List<InetSocketAddress> addresses, EventLoop loop,
+    private void dial(ProxyConfig cfg, Target target, Route route, List<InetSocketAddress> addresses, EventLoop loop,
             Supplier<? extends ChannelHandler> handler, Promise<Channel> promise) {
         FastFail.Selection selection = fastFail.select(addresses, cfg.upstream().fastFail());
         if (selection == FastFail.UNCHANGED) {
-            new Attempts(cfg, target, addresses, List.of(), addresses, loop, handler, promise).next();
+            new Attempts(cfg, target, route, addresses, List.of(), addresses, loop, handler, promise).next();
         } else if (!selection.dial().isEmpty()) {
             log.debug("{}: {} of {} addresses skipped after connect timeouts (fast-fail)", target.authority(),
                     selection.skipped(), addresses.size());
-            new Attempts(cfg, target, selection.dial(), selection.trials(), addresses, loop, handler, promise).next();
+            new Attempts(cfg, target, route, selection.dial(), selection.trials(), addresses, loop, handler, promise).next();
         } else {
             if (fastFail.hostDown(target.authority(), target.host(), addresses)) {
                 metrics.upstreamFastFail(target.host());
             }
-            fail(target, promise, FailureCause.UNREACHABLE_RECENTLY, fastFailText(target.authority(), selection),
+            fail(route, target, promise, FailureCause.UNREACHABLE_RECENTLY, fastFailText(target.authority(), selection),
                     "fast-fail: " + target.authority() + " not dialled, every address timed out recently: "
                             + addresses.stream().map(AddressText::of).toList());
         }
@@ -235,6 +333,8 @@ public final class UpstreamConnector {
 
         private final ProxyConfig config;
         private final Target target;
+        /** The parent route when {@code target} is a parent proxy, else null. */
+        private final Route route;
         private final List<InetSocketAddress> addresses;
         /** Addresses whose fast-fail trial this connect claimed: each one's end is reported. */
         private final List<InetSocketAddress> trials;
@@ -258,11 +358,12 @@ public final class UpstreamConnector {
         /** An attempt connected and won the race. */
         private boolean won;
 
-        Attempts(ProxyConfig config, Target target, List<InetSocketAddress> addresses, List<InetSocketAddress> trials,
-                List<InetSocketAddress> resolved, EventLoop loop, Supplier<? extends ChannelHandler> handler,
-                Promise<Channel> promise) {
+        Attempts(ProxyConfig config, Target target, Route route, List<InetSocketAddress> addresses,
+                List<InetSocketAddress> trials, List<InetSocketAddress> resolved, EventLoop loop,
+                Supplier<? extends ChannelHandler> handler, Promise<Channel> promise) {
             this.config = config;
             this.target = target;
+            this.route = route;
             this.addresses = interleaveFamilies(addresses);
             this.trials = trials;
             this.resolved = resolved;
@@ -378,7 +479,9 @@ public final class UpstreamConnector {
                 fastFail.hostConnected(target.authority());
                 metrics.upstreamConnected(target.host(), System.nanoTime() - start);
                 channels.add(f.channel());
-                if (!promise.trySuccess(f.channel())) {
+                if (route != null && route.tunnel()) {
+                    askParentForTunnel(config, route, f.channel(), promise);
+                } else if (!promise.trySuccess(f.channel())) {
                     f.channel().close();
                 }
                 return;
@@ -417,17 +520,63 @@ public final class UpstreamConnector {
             finish();
             String clientText = connectText(config, target, fc)
                     + (addresses.size() > 1 ? " (" + addresses.size() + " addresses tried)" : "");
-            fail(target, promise, fc, clientText, "connect to " + target.authority() + " failed: " + tried);
+            fail(route, target, promise, fc, clientText, "connect to " + target.authority() + " failed: " + tried);
             if (fastFail.allDown(resolved) && fastFail.hostDown(target.authority(), target.host(), resolved)) {
                 metrics.upstreamFastFail(target.host());
             }
         }
     }
 
-    private void fail(Target target, Promise<Channel> promise, FailureCause cause, String clientText, String logText) {
-        metrics.upstreamFailure(target.host(), cause);
-        log.debug("{}", logText);
-        promise.tryFailure(UpstreamException.failure(cause, clientText, logText));
+    /**
+     * Fails a connect to {@code target}. Through a parent ({@code route} not null) the failure is
+     * the parent's: counted under the destination in {@code parent_failures_total}, and the answer
+     * names both hops.
+     */
+    private void fail(Route route, Target target, Promise<Channel> promise, FailureCause cause, String clientText,
+            String logText) {
+        if (route == null) {
+            metrics.upstreamFailure(target.host(), cause);
+            log.debug("{}", logText);
+            promise.tryFailure(UpstreamException.failure(cause, clientText, logText));
+            return;
+        }
+        ParentFailure failure = ParentFailure.of(cause);
+        metrics.parentFailure(route.destination().host(), failure);
+        log.debug("for {}: parent {}", route.destination().authority(), logText);
+        promise.tryFailure(UpstreamException.parent(failure, null,
+                "parent proxy " + clientText + ", for " + route.destination().authority(), logText));
+    }
+
+    /**
+     * Sends the parent {@code CONNECT destination} on its fresh connection {@code parent} and
+     * completes {@code promise} with that connection once the parent answered 2xx, within
+     * {@code timeouts.connect} of the snapshot, the answer's head bounded by
+     * {@code limits.max-response-head}.
+     */
+    private void askParentForTunnel(ProxyConfig config, Route route, Channel parent, Promise<Channel> promise) {
+        String parentAuthority = route.parent().address().authority();
+        String destination = route.destination().authority();
+        parent.pipeline().addFirst(PipelineNames.PARENT_HANDSHAKE, new ParentHandshake(destination,
+                route.parent().proxyAuthorization(), startLimits.maxResponseHead(),
+                config.timeouts().connect().toNanos(), human(config.timeouts().connect().toMillis()),
+                new ParentHandshake.Outcome() {
+                    @Override
+                    public void connected(Channel ch) {
+                        if (!promise.trySuccess(ch)) {
+                            ch.close();
+                        }
+                    }
+
+                    @Override
+                    public void failed(Channel ch, ParentFailure failure, String clientText, String logText) {
+                        metrics.parentFailure(route.destination().host(), failure);
+                        String text = "parent proxy " + parentAuthority + " " + clientText + " for " + destination;
+                        log.debug("CONNECT {} through parent {} at {}: {}", destination, parentAuthority,
+                                AddressText.of(ch.remoteAddress()), logText);
+                        promise.tryFailure(UpstreamException.parent(failure, ch.remoteAddress(), text,
+                                "parent " + parentAuthority + " " + logText + " for " + destination));
+                    }
+                }));
     }
 
     private static String connectText(ProxyConfig config, Target target, FailureCause cause) {

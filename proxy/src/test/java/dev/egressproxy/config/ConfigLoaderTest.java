@@ -624,4 +624,78 @@ class ConfigLoaderTest {
         assertThat(e.getMessage()).startsWith("invalid configuration (1 problem):").contains(problem);
         return problem;
     }
+
+    // ---------------------------------------------------------------- upstream-proxy
+
+    private static final String ALLOW = "egress-proxy.allowlist.hosts = [\"registry.redhat.io\"]\n";
+
+    private static List<String> upstreamProxyProblems(String block) {
+        return catchThrowableOfType(ConfigException.class,
+                () -> ConfigLoader.fromString(ALLOW + "egress-proxy.upstream-proxy " + block)).problems();
+    }
+
+    @Test
+    void upstreamProxyIsOffByDefault() throws Exception {
+        assertThat(ConfigLoader.fromString(ALLOW).upstreamProxy().enabled()).isFalse();
+    }
+
+    @Test
+    void upstreamProxyRoutesHostsButNotBypassAndReadsThePasswordFile(@TempDir Path dir) throws Exception {
+        Path pw = Files.writeString(dir.resolve("pw"), "s3cret\nignored\n");
+        ProxyConfig.UpstreamProxy parent = ConfigLoader.fromString(ALLOW + """
+                egress-proxy.upstream-proxy {
+                  url = "http://Corp-Proxy.example:8080/"
+                  user = "egress"
+                  password-file = "%s"
+                  bypass = ["*.internal.example", "10.0.0.0/8"]
+                }
+                """.formatted(pw)).upstreamProxy();
+        assertThat(parent.address().authority()).isEqualTo("corp-proxy.example:8080");
+        assertThat(parent.proxyAuthorization()).isEqualTo("Basic ZWdyZXNzOnMzY3JldA==");
+        assertThat(parent.toString()).doesNotContain("s3cret");
+        assertThat(parent.routes(new dev.egressproxy.policy.Target("cdn02.quay.io", 443, null))).isTrue();
+        // A pattern without a port matches every port.
+        assertThat(parent.routes(new dev.egressproxy.policy.Target("git.internal.example", 8443, null))).isFalse();
+        assertThat(parent.routes(new dev.egressproxy.policy.Target("10.1.2.3", 80, InetAddress.getByName("10.1.2.3"))))
+                .isFalse();
+    }
+
+    @Test
+    void upstreamProxyHostsNarrowWhatGoesThroughTheParent() throws Exception {
+        ProxyConfig.UpstreamProxy parent = ConfigLoader.fromString(ALLOW + """
+                egress-proxy.upstream-proxy { url = "http://corp:3128", hosts = ["*.quay.io"] }
+                """).upstreamProxy();
+        assertThat(parent.proxyAuthorization()).isNull();
+        assertThat(parent.routes(new dev.egressproxy.policy.Target("cdn02.quay.io", 443, null))).isTrue();
+        assertThat(parent.routes(new dev.egressproxy.policy.Target("registry.redhat.io", 443, null))).isFalse();
+    }
+
+    @Test
+    void upstreamProxyUrlMistakesAreNamed() {
+        assertThat(upstreamProxyProblems("{ url = \"https://corp:8080\" }")).singleElement().asString()
+                .contains("egress-proxy.upstream-proxy.url").contains("is not an http:// URL");
+        assertThat(upstreamProxyProblems("{ url = \"http://corp\" }")).singleElement().asString()
+                .contains("has no port");
+        assertThat(upstreamProxyProblems("{ url = \"http://u:p@corp:8080\" }")).singleElement().asString()
+                .contains("put no credentials in the URL");
+        assertThat(upstreamProxyProblems("{ url = \"http://10.0.0.5:8080\" }")).singleElement().asString()
+                .contains("destinations.allow-private").contains("10.0.0.5/32");
+    }
+
+    @Test
+    void upstreamProxyUserAndPasswordFileGoTogether(@TempDir Path dir) {
+        assertThat(upstreamProxyProblems("{ url = \"http://corp:8080\", user = \"egress\" }")).singleElement()
+                .asString().contains("egress-proxy.upstream-proxy.user").contains("give both or neither");
+        assertThat(upstreamProxyProblems("{ url = \"http://corp:8080\", user = egress, password-file = \""
+                + dir.resolve("missing") + "\" }")).singleElement().asString().contains("cannot read");
+    }
+
+    @Test
+    void upstreamProxyPatternsUseTheAllowlistParser() {
+        assertThat(upstreamProxyProblems("{ url = \"http://corp:8080\", bypass = [\"*example.com\"] }"))
+                .singleElement().asString().startsWith("egress-proxy.upstream-proxy.bypass[0] (")
+                .contains("use '*.example.com'");
+        assertThat(upstreamProxyProblems("{ url = \"http://corp:8080\", hosts = [] }")).singleElement().asString()
+                .contains("no destination would go through the parent");
+    }
 }

@@ -256,6 +256,20 @@ class AllowlistTest {
     }
 
     @Test
+    void namesMatchesAnEntryWithoutAPortOnEveryPort() throws Exception {
+        // How upstream-proxy.hosts and bypass read entries: routing, not admission.
+        Allowlist list = allowlist("*.internal.example", "git.example.com:8443", "10.0.0.0/8");
+
+        assertThat(list.names(target("git.internal.example:8443"))).isTrue();
+        assertThat(list.names(target("git.internal.example:80"))).isTrue();
+        assertThat(list.names(target("internal.example:443"))).isFalse();
+        assertThat(list.names(target("git.example.com:8443"))).isTrue();
+        assertThat(list.names(target("git.example.com:443"))).isFalse();
+        assertThat(list.names(target("10.1.2.3:5000"))).isTrue();
+        assertThat(list.names(target("11.1.2.3:5000"))).isFalse();
+    }
+
+    @Test
     void ruleIsTheTextOfTheEntryThatMatched() throws Exception {
         Allowlist list = allowlist("registry.redhat.io", "registry.redhat.io:8443", "*.quay.io:8443");
 

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # The egress-proxy benchmark: egress-proxy, Squid, tinyproxy and a direct connection measured in one
 # run on loopback, printed as one table with ratios against Squid. See docs/performance.md.
+# Two more egress-proxy columns show what proxy authentication and TLS on the proxy port cost to set
+# up a tunnel (connect-rate and http only; other rows "-"):
+#   egress-auth  auth.basic.users-file = a one-user htpasswd file (bcrypt, htpasswd -B -C 10, made
+#                in the run's directory), and Proxy-Authorization: Basic on every CONNECT and GET
+#   egress-tls   listen.tls with an EC P-256 certificate made in the run's directory (openssl), and
+#                the load generator speaking TLS to the proxy port, a full handshake per connection
 #
 #   bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile] [--variant NAME:VAR=VALUE...]
 #                [--scenarios LIST] [--proxies LIST]
@@ -20,8 +26,9 @@
 # --scenarios LIST  only these of startup,connect-rate,rr,bulk,http,idle (default: all; bulk is
 #            both bulk1 and bulk4). Without http, connect-rate and rr, the warm-up is bulk through one
 #            tunnel instead of plain HTTP and connect-rate. E.g. --scenarios bulk for splice on/off.
-# --proxies LIST  (table) only these of direct,egress,egress-NAME,squid,tinyproxy (default: all,
-#            with each --variant); for --soak, see below.
+# --proxies LIST  (table) only these of direct,egress,egress-auth,egress-tls,egress-NAME,squid,tinyproxy
+#            (default: all, with each --variant; with --quick: direct, egress and each --variant);
+#            for --soak, see below.
 # --profile  after the last run's scenarios, profile each proxy: under the connect-rate load, where
 #            the proxy core's time goes (perf record -C, by thread and library), system calls per
 #            tunnel (strace -c) and how busy each core is (/proc/stat); under bulk, how busy each
@@ -37,7 +44,7 @@
 #          CI; docs/performance.md, "Soak". --proxies egress,squid,tinyproxy[,egress-NAME] picks
 #          the proxies (default: all, with each --variant).
 # Needs: java 17, taskset (util-linux), squid and tinyproxy (apt-get install -y squid tinyproxy)
-# unless --quick, gnuplot for --soak (apt-get install -y gnuplot-nox), and the built jar
+# unless --quick, htpasswd (apt-get install -y apache2-utils) and openssl for egress-auth and egress-tls, gnuplot for --soak (apt-get install -y gnuplot-nox), and the built jar
 # (mvn -B -q package -DskipTests). The proxies run a private copy of the jar (in the run's temporary
 # directory, removed at the end), so that a rebuild during a run cannot crash them.
 set -euo pipefail
@@ -66,6 +73,7 @@ while [[ $# -gt 0 ]]; do
     --profile) profile=1 ;;
     --variant)
       [[ "${2:-}" =~ ^[a-z0-9]+:[A-Z_]+=[^,\ ]*(,[A-Z_]+=[^,\ ]*)*$ ]] || { echo "bench: --variant NAME:VAR=VALUE[,VAR=VALUE], got '${2:-}'" >&2; exit 64; }
+      [[ "${2%%:*}" != auth && "${2%%:*}" != tls ]] || { echo "bench: --variant ${2%%:*} is taken by the column egress-${2%%:*}; name it otherwise" >&2; exit 64; }
       variants+=("$2"); shift ;;
     --soak) soak=1 ;;
     --soak-minutes)
@@ -112,6 +120,7 @@ if [[ $soak -eq 1 ]]; then
   for p in "${soak_proxies[@]}"; do
     case "$p" in
       egress | squid | tinyproxy) ;;
+      egress-auth | egress-tls) echo "bench: $p is a column of the table, not of the soak" >&2; exit 64 ;;
       egress-*)
         printf '%s\n' "${variants[@]}" | grep -q "^${p#egress-}:" \
           || { echo "bench: --proxies names $p, but no --variant ${p#egress-}:VAR=VALUE" >&2; exit 64; } ;;
@@ -127,17 +136,20 @@ else
     IFS=, read -r -a table_proxies <<< "$proxies_opt"
     for p in "${table_proxies[@]}"; do
       case "$p" in
-        direct | egress | squid | tinyproxy) ;;
+        direct | egress | egress-auth | egress-tls | squid | tinyproxy) ;;
         egress-*)
           printf '%s\n' "${variants[@]}" | grep -q "^${p#egress-}:" \
             || { echo "bench: --proxies names $p, but no --variant ${p#egress-}:VAR=VALUE" >&2; exit 64; } ;;
-        *) echo "bench: --proxies takes direct, egress, squid, tinyproxy and egress-NAME for a --variant; got '$p'" >&2; exit 64 ;;
+        *) echo "bench: --proxies takes direct, egress, egress-auth, egress-tls, squid, tinyproxy and egress-NAME for a --variant; got '$p'" >&2; exit 64 ;;
       esac
     done
   fi
-  if [[ $quick -eq 0 ]]; then
+  # --quick without --proxies runs direct, egress and the variants only.
+  if [[ $quick -eq 0 || -n "$proxies_opt" ]]; then
     if [[ -z "$proxies_opt" || ",$proxies_opt," == *",squid,"* ]]; then need squid "apt-get install -y squid"; fi
     if [[ -z "$proxies_opt" || ",$proxies_opt," == *",tinyproxy,"* ]]; then need tinyproxy "apt-get install -y tinyproxy"; fi
+    if [[ -z "$proxies_opt" || ",$proxies_opt," == *",egress-auth,"* ]]; then need htpasswd "apt-get install -y apache2-utils"; fi
+    if [[ -z "$proxies_opt" || ",$proxies_opt," == *",egress-tls,"* ]]; then need openssl "apt-get install -y openssl"; fi
   fi
 fi
 # Whether scenario $1 is among --scenarios.
@@ -227,11 +239,27 @@ sed "s#BENCH_DIR#$work#g" "$here/config/squid.conf" > "$work/squid.conf"
 sed "s#BENCH_DIR#$work#g" "$here/config/tinyproxy.conf" > "$work/tinyproxy.conf"
 cp "$here/config/tinyproxy-filter" "$work/tinyproxy-filter"
 
+# egress-auth: one user in an htpasswd file, bcrypt at cost 10 (htpasswd's default cost; some 50-100
+# ms of CPU per check, paid once a cache-ttl per client: every later CONNECT with the same header
+# value is a cache hit). egress-tls: a self-signed EC P-256 certificate for 127.0.0.1, its key in
+# PKCS#8 (what listen.tls takes); the load generator trusts exactly this certificate.
+bench_user=bench
+bench_password=bench-password
+if [[ $soak -eq 0 ]] && command -v htpasswd >/dev/null; then
+  htpasswd -bcB -C 10 "$work/users" "$bench_user" "$bench_password" 2>/dev/null
+fi
+if [[ $soak -eq 0 ]] && command -v openssl >/dev/null; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$work/proxy.key" -out "$work/proxy.crt" 2>/dev/null
+fi
+
 proxy_cmd() {
   # shellcheck disable=SC2046  # a variant's VAR=VALUE words (variant_env), split on purpose
   case "$1" in
     egress) echo taskset -c "$PROXY_CPU" "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     egress-no-cds) echo taskset -c "$PROXY_CPU" env EGRESS_PROXY_CDS=off "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
+    egress-auth) echo taskset -c "$PROXY_CPU" env EGRESS_BENCH_AUTH_USERS_FILE="$work/users" "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
+    egress-tls) echo taskset -c "$PROXY_CPU" env EGRESS_BENCH_TLS_CERTIFICATE="$work/proxy.crt" EGRESS_BENCH_TLS_PRIVATE_KEY="$work/proxy.key" "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     egress-*) echo taskset -c "$PROXY_CPU" env $(variant_env "${1#egress-}") "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     squid) echo taskset -c "$PROXY_CPU" squid -N -f "$work/squid.conf" ;;
     tinyproxy) echo taskset -c "$PROXY_CPU" tinyproxy -d -c "$work/tinyproxy.conf" ;;
@@ -269,12 +297,13 @@ extra=()
 for v in "${variants[@]}"; do extra+=("egress-${v%%:*}"); done
 if [[ $quick -eq 1 ]]; then
   proxies=(direct egress "${extra[@]}")
+  if [[ -n "$proxies_opt" ]]; then proxies=("${table_proxies[@]}"); fi
   secs=1
   warm=1
   again=0
   idle_counts=(200)
 else
-  proxies=(direct egress "${extra[@]}" squid tinyproxy)
+  proxies=(direct egress egress-auth egress-tls "${extra[@]}" squid tinyproxy)
   if [[ -n "$proxies_opt" && $soak -eq 0 ]]; then proxies=("${table_proxies[@]}"); fi
   secs=5
   warm=15
@@ -313,11 +342,21 @@ measured() { # proxy run scenario target n
 }
 
 target() {
-  if [[ "$1" == direct ]]; then
-    echo "echo=127.0.0.1:18080,http=127.0.0.1:18081"
-  else
-    echo "proxy=127.0.0.1:$(proxy_port "$1"),echo=127.0.0.1:18080,http=127.0.0.1:18081"
-  fi
+  case "$1" in
+    direct) echo "echo=127.0.0.1:18080,http=127.0.0.1:18081" ;;
+    egress-auth) echo "proxy=127.0.0.1:$(proxy_port "$1"),echo=127.0.0.1:18080,http=127.0.0.1:18081,auth=$bench_user:$bench_password" ;;
+    egress-tls) echo "proxy=127.0.0.1:$(proxy_port "$1"),echo=127.0.0.1:18080,http=127.0.0.1:18081,tls=$work/proxy.crt" ;;
+    *) echo "proxy=127.0.0.1:$(proxy_port "$1"),echo=127.0.0.1:18080,http=127.0.0.1:18081" ;;
+  esac
+}
+# Whether proxy $1 runs scenario $2: egress-auth and egress-tls measure tunnel set-up (connect-rate)
+# and plain HTTP only. Once a tunnel is up, egress-auth relays exactly as egress does; egress-tls
+# would need a TLS client in the rr, bulk and idle loads, which the load generator does not have.
+runs_on() {
+  want "$2" || return 1
+  case "$1" in
+    egress-auth | egress-tls) [[ "$2" == connect-rate || "$2" == http ]] ;;
+  esac
 }
 
 # The profile of one proxy (its pid in $proxy_pid) under connect-rate, and where both cores' time
@@ -360,12 +399,16 @@ profile_proxy() { # proxy target
            close("sort -k2 -nr")
          }' "$work/strace-$1.txt"
     echo "-- CPU use of both cores under bulk, 1 tunnel both ways (/proc/stat over 4 s; the proxy is on CPU $PROXY_CPU)"
-    loadgen bulk "$2" 6 1 > "$work/profile-$1.bulk" &
-    lg=$!
-    sleep 1
-    cpu_sample 4
-    wait "$lg"
-    grep mb_per_s "$work/profile-$1.bulk" | sed 's/^RESULT /   /'
+    if [[ "$1" == egress-tls ]]; then
+      echo "   (not measured: the load generator has no TLS client for bulk)"
+    else
+      loadgen bulk "$2" 6 1 > "$work/profile-$1.bulk" &
+      lg=$!
+      sleep 1
+      cpu_sample 4
+      wait "$lg"
+      grep mb_per_s "$work/profile-$1.bulk" | sed 's/^RESULT /   /'
+    fi
   } > "$work/profile-$1.txt" 2>&1
 }
 
@@ -443,7 +486,7 @@ for run in $(seq 1 "$runs"); do
     echo "== run $run/$runs: $proxy" >&2
     t="$(target "$proxy")"
     if [[ "$proxy" != direct ]]; then
-      if want startup; then
+      if runs_on "$proxy" startup; then
         if [[ "$proxy" == egress ]]; then
           # The same start without the archive, for comparison (recorded as its own metric).
           # shellcheck disable=SC2046
@@ -460,21 +503,21 @@ for run in $(seq 1 "$runs"); do
     # tunnel path for 20 s and more on the proxy's one core (docs/performance.md, "How to reproduce").
     # With --scenarios of bulk alone (no tunnel set-up or plain-HTTP load measured), bulk through
     # one tunnel warms the relay path instead, for as long as the plain-HTTP warm-up.
-    if want http || want connect-rate || want rr; then
+    if runs_on "$proxy" http || runs_on "$proxy" connect-rate || runs_on "$proxy" rr; then
       loadgen http "$t" "$warm" 32 > /dev/null
       loadgen connect-rate "$t" "$((warm * 2))" 64 > /dev/null
-    elif want bulk; then
+    elif runs_on "$proxy" bulk; then
       loadgen bulk "$t" "$warm" 1 > /dev/null
     fi
-    if want connect-rate; then measured "$proxy" "$run" connect-rate "$t" 64; fi
-    if want rr; then measured "$proxy" "$run" rr "$t" 64; fi
-    if want bulk; then
+    if runs_on "$proxy" connect-rate; then measured "$proxy" "$run" connect-rate "$t" 64; fi
+    if runs_on "$proxy" rr; then measured "$proxy" "$run" rr "$t" 64; fi
+    if runs_on "$proxy" bulk; then
       measured "$proxy" "$run" bulk "$t" 1
       measured "$proxy" "$run" bulk "$t" 4
     fi
-    if want http; then measured "$proxy" "$run" http "$t" 32; fi
+    if runs_on "$proxy" http; then measured "$proxy" "$run" http "$t" 32; fi
     if [[ "$proxy" != direct ]]; then
-      if want idle; then scenario "$proxy" "$run" idle "$t" "$(IFS=,; echo "${idle_counts[*]}")" "$proxy_pid"; fi
+      if runs_on "$proxy" idle; then scenario "$proxy" "$run" idle "$t" "$(IFS=,; echo "${idle_counts[*]}")" "$proxy_pid"; fi
       if [[ $profile -eq 1 && $run -eq $runs ]]; then
         profile_proxy "$proxy" "$t"
       fi
@@ -489,6 +532,18 @@ echo "network: $netns"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(java -version 2>&1 | head -1)"
 echo "egress-proxy: deploy/bin/egress-proxy, EGRESS_PROXY_HEAP=$EGRESS_PROXY_HEAP (-Xms=-Xmx), EGRESS_PROXY_GC=$EGRESS_PROXY_GC, EGRESS_PROXY_DIRECT_MEMORY=$EGRESS_PROXY_DIRECT_MEMORY, CDS archive; wall time $((SECONDS - started)) s"
 for v in "${variants[@]}"; do echo "variant egress-${v%%:*}: ${v#*:}"; done
+if [[ " ${proxies[*]} " == *" egress-auth "* ]]; then
+  echo "egress-auth: egress + auth.basic.users-file (one user, bcrypt cost 10, htpasswd -B -C 10; cache-ttl 60s as shipped);"
+  echo "  Proxy-Authorization: Basic on every CONNECT and GET, the same value throughout, so after the first check each"
+  echo "  is a cache hit. connect-rate and http only (\"-\" elsewhere: past the CONNECT a tunnel is egress's)."
+fi
+if [[ " ${proxies[*]} " == *" egress-tls "* ]]; then
+  echo "egress-tls: egress + listen.tls (self-signed EC P-256 certificate, no client-ca); the load generator speaks TLS"
+  echo "  (JDK 17 client: TLS 1.3, its default groups and ciphers) with a full handshake per connection, no session"
+  echo "  resumption: in connect-rate the same NIO loop as the other columns plus an SSLEngine, in http SSLSockets over"
+  echo "  the same sockets (one handshake per keep-alive connection). The load core pays its half of each handshake"
+  echo "  (load_core_us_per_tunnel). connect-rate and http only (\"-\" elsewhere: no TLS client for rr, bulk, idle, startup)."
+fi
 echo "scenarios: $scenarios_opt; proxies: ${proxies[*]}"
 printf '%s\n' "${variants[@]}" > "$work/variants.txt"
 python3 "$here/table.py" "$results" "$quick" "$work/variants.txt"

@@ -11,8 +11,11 @@ for line in open(results_path):
     proxy, run, scenario, metric, value = line.rstrip("\n").split("\t")
     values[(scenario, metric, proxy)].append(float(value))
 
-# egress-proxy as shipped, then each --variant of bench/run.sh (NAME:VAR=VALUE,...) as egress-NAME.
-variants = [("egress", "as shipped")]
+# egress-proxy as shipped, its columns with proxy authentication and with TLS on the proxy port
+# (bench/run.sh says what each is), then each --variant of bench/run.sh (NAME:VAR=VALUE,...) as
+# egress-NAME.
+COSTS = ("egress-auth", "egress-tls")
+variants = [("egress", "as shipped"), ("egress-auth", "auth.basic"), ("egress-tls", "listen.tls")]
 if len(sys.argv) > 3:
     for line in open(sys.argv[3]):
         if line.strip():
@@ -54,15 +57,21 @@ def times(r):
     return "-" if r is None else "{:.2f}x".format(r)
 
 
+# The ratio columns: each egress column against Squid and direct, but egress-auth and egress-tls
+# against egress (what authentication or TLS costs is their difference from it).
+def bases(v):
+    return ["egress"] if v in COSTS else ["squid", "direct"]
+
+
 header = ["scenario", "metric"] + proxies
 for v, _ in variants:
-    header += [v + "/squid", v + "/direct"]
+    header += [v + "/" + b for b in bases(v)]
 table = [header]
 for scenario, metric in seen:
     row = [scenario, metric] + [cell(scenario, metric, p) for p in proxies]
     for v, _ in variants:
         e = med(scenario, metric, v)
-        row += [times(ratio(e, med(scenario, metric, "squid"))), times(ratio(e, med(scenario, metric, "direct")))]
+        row += [times(ratio(e, med(scenario, metric, b))) for b in bases(v)]
     table.append(row)
 
 widths = [max(len(r[i]) for r in table) for i in range(len(header))]
@@ -120,10 +129,12 @@ def at_most(r, bound):
 
 
 for v, what in variants:
+    if v in COSTS:
+        continue
     print()
     print("targets (issue 7) for " + v + " (" + what + "), from the medians of this run:")
     if quick:
-        print("  (quick run: egress-proxy and direct only, not a measurement)")
+        print("  (quick run: not a measurement)")
     cr_squid = ratio(med("connect-rate", "tunnels_per_s", v), med("connect-rate", "tunnels_per_s", "squid"))
     cr_direct = ratio(med("connect-rate", "tunnels_per_s", v), med("connect-rate", "tunnels_per_s", "direct"))
     target("new tunnels/s >= 1.5x Squid", at_least(cr_squid, 1.5),

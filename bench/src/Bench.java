@@ -19,6 +19,11 @@ import java.util.Locale;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLEngine;
+import javax.net.ssl.SSLEngineResult;
+import javax.net.ssl.SSLSocket;
+import javax.net.ssl.TrustManagerFactory;
 
 /**
  * The load generator and the upstream server of the egress-proxy benchmark, in one JDK-only file
@@ -36,8 +41,12 @@ import java.util.concurrent.atomic.AtomicLong;
  * startup PROXY_HOST:PORT TARGET -- CMD launch CMD, time until the first CONNECT is answered 200
  * </pre>
  *
- * TARGET is {@code proxy=HOST:PORT,echo=HOST:PORT,http=HOST:PORT}; without {@code proxy=} the
- * load goes straight to the upstream (the "direct" column).
+ * TARGET is {@code proxy=HOST:PORT,echo=HOST:PORT,http=HOST:PORT[,auth=USER:PASSWORD][,tls=CERT.pem]};
+ * without {@code proxy=} the load goes straight to the upstream (the "direct" column). With
+ * {@code auth=} every CONNECT and proxied GET carries {@code Proxy-Authorization: Basic ...}; with
+ * {@code tls=} the load generator speaks TLS to the proxy port (trusting the PEM certificate given),
+ * a full handshake per new connection: connect-rate adds an SSLEngine to its event loop, http wraps
+ * its sockets in SSLSockets; rr, bulk, idle and startup refuse it.
  */
 public final class Bench {
 
@@ -59,14 +68,29 @@ public final class Bench {
         return (long) (Double.parseDouble(s) * 1_000_000_000L);
     }
 
-    /** Where the load goes. */
-    record Target(InetSocketAddress proxy, InetSocketAddress echo, InetSocketAddress http) {
-        static Target parse(String spec) {
+    /**
+     * Where the load goes; {@code proxyAuthorization} is the header line every request to the proxy
+     * carries (or ""), {@code tls} the client context for a TLS proxy port (or null).
+     */
+    record Target(InetSocketAddress proxy, InetSocketAddress echo, InetSocketAddress http, String proxyAuthorization,
+            SSLContext tls) {
+        static Target parse(String spec) throws Exception {
             InetSocketAddress proxy = null;
             InetSocketAddress echo = null;
             InetSocketAddress http = null;
+            String proxyAuthorization = "";
+            SSLContext tls = null;
             for (String part : spec.split(",")) {
                 String[] kv = part.split("=", 2);
+                if (kv[0].equals("auth")) {
+                    proxyAuthorization = "Proxy-Authorization: Basic "
+                            + java.util.Base64.getEncoder().encodeToString(kv[1].getBytes(StandardCharsets.UTF_8)) + "\r\n";
+                    continue;
+                }
+                if (kv[0].equals("tls")) {
+                    tls = clientContext(Path.of(kv[1]));
+                    continue;
+                }
                 String[] hp = kv[1].split(":");
                 InetSocketAddress a = new InetSocketAddress(hp[0], Integer.parseInt(hp[1]));
                 switch (kv[0]) {
@@ -76,11 +100,44 @@ public final class Bench {
                     default -> throw new IllegalArgumentException(part);
                 }
             }
-            return new Target(proxy, echo, http);
+            return new Target(proxy, echo, http, proxyAuthorization, tls);
+        }
+
+        /** A TLS client context that trusts only the proxy's certificate (PEM). */
+        static SSLContext clientContext(Path certificate) throws Exception {
+            java.security.KeyStore trust = java.security.KeyStore.getInstance("PKCS12");
+            trust.load(null, null);
+            try (InputStream in = Files.newInputStream(certificate)) {
+                int i = 0;
+                for (java.security.cert.Certificate c : java.security.cert.CertificateFactory.getInstance("X.509")
+                        .generateCertificates(in)) {
+                    trust.setCertificateEntry("proxy-" + i++, c);
+                }
+            }
+            TrustManagerFactory tmf = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+            tmf.init(trust);
+            SSLContext ctx = SSLContext.getInstance("TLS");
+            ctx.init(null, tmf.getTrustManagers(), null);
+            return ctx;
+        }
+
+        /** The CONNECT request to the echo server, with the credentials if any. */
+        byte[] connectRequest() {
+            String authority = echo.getAddress().getHostAddress() + ":" + echo.getPort();
+            return ("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n" + proxyAuthorization + "\r\n")
+                    .getBytes(StandardCharsets.US_ASCII);
+        }
+
+        /** For the scenarios that have no TLS client: fails rather than measure something else. */
+        private void plainOnly() throws IOException {
+            if (tls != null) {
+                throw new IOException("this scenario does not speak TLS to the proxy (connect-rate and http do)");
+            }
         }
 
         /** Like {@link #tunnel()}, as a (blocking) SocketChannel, for the event-driven scenarios. */
         SocketChannel tunnelChannel() throws IOException {
+            plainOnly();
             SocketChannel ch = SocketChannel.open();
             ch.setOption(java.net.StandardSocketOptions.TCP_NODELAY, true);
             if (proxy == null) {
@@ -88,9 +145,7 @@ public final class Bench {
                 return ch;
             }
             ch.connect(proxy);
-            String authority = echo.getAddress().getHostAddress() + ":" + echo.getPort();
-            ch.write(ByteBuffer.wrap(("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n")
-                    .getBytes(StandardCharsets.US_ASCII)));
+            ch.write(ByteBuffer.wrap(connectRequest()));
             String head = readConnectHead(java.nio.channels.Channels.newInputStream(ch));
             if (!head.startsWith("HTTP/1.1 200") && !head.startsWith("HTTP/1.0 200")) {
                 ch.close();
@@ -101,6 +156,7 @@ public final class Bench {
 
         /** A connected socket to the echo server: through a CONNECT tunnel, or direct. */
         Socket tunnel() throws IOException {
+            plainOnly();
             Socket s = new Socket();
             s.setTcpNoDelay(true);
             s.setSoTimeout(30_000);
@@ -109,9 +165,7 @@ public final class Bench {
                 return s;
             }
             s.connect(proxy, 10_000);
-            String authority = echo.getAddress().getHostAddress() + ":" + echo.getPort();
-            s.getOutputStream().write(("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n")
-                    .getBytes(StandardCharsets.US_ASCII));
+            s.getOutputStream().write(connectRequest());
             String head = readConnectHead(s.getInputStream());
             if (!head.startsWith("HTTP/1.1 200") && !head.startsWith("HTTP/1.0 200")) {
                 s.close();
@@ -303,10 +357,8 @@ public final class Bench {
      * the "direct" limit and adding scheduling noise to every column.
      */
     static void connectRate(Target t, long duration, int workers) throws Exception {
-        String authority = t.echo.getAddress().getHostAddress() + ":" + t.echo.getPort();
-        byte[] connect = t.proxy == null ? null
-                : ("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n")
-                        .getBytes(StandardCharsets.US_ASCII);
+        byte[] connect = t.proxy == null ? null : t.connectRequest();
+        SSLContext tls = t.proxy == null ? null : t.tls;
         InetSocketAddress to = t.proxy != null ? t.proxy : t.echo;
         Samples samples = new Samples();
         long[] ops = {0};
@@ -315,16 +367,17 @@ public final class Bench {
         long deadline = start + duration;
         try (Selector selector = Selector.open()) {
             for (int i = 0; i < workers; i++) {
-                ConnectLoop.open(selector, to, connect);
+                ConnectLoop.open(selector, to, connect, tls);
             }
             selectUntilDone(selector, workers, deadline, " connection(s) still open 30 s after the end", key -> {
-                if (!((ConnectLoop) key.attachment()).step(key, samples)) {
+                ConnectLoop c = (ConnectLoop) key.attachment();
+                if (!c.step(key, samples)) {
                     return false;
                 }
                 ops[0]++;
-                key.channel().close();
+                c.close((SocketChannel) key.channel());
                 if (System.nanoTime() < deadline) {
-                    ConnectLoop.open(selector, to, connect);
+                    ConnectLoop.open(selector, to, connect, tls);
                     return false;
                 }
                 return true;
@@ -364,28 +417,44 @@ public final class Bench {
         }
     }
 
-    /** One connect-rate connection: connect, [CONNECT and its 200,] 16 bytes out and back, done. */
+    /**
+     * One connect-rate connection: connect, [TLS handshake,] [CONNECT and its 200,] 16 bytes out and
+     * back, done. Plain and TLS connections go through the same steps; with TLS, every write and
+     * read passes through a {@link TlsClient} as well.
+     */
     static final class ConnectLoop {
         private static final byte[] MSG = "0123456789abcdef".getBytes(StandardCharsets.US_ASCII);
         private final long t0 = System.nanoTime();
         private ByteBuffer out; // wraps shared arrays that are only ever read
         private final ByteBuffer in = ByteBuffer.allocate(1024);
+        private final TlsClient tls; // null: plain TCP
         private boolean tunnelUp;
+        private boolean writing = true;
 
-        private ConnectLoop(byte[] connect) {
+        private ConnectLoop(byte[] connect, SSLContext tls) {
             tunnelUp = connect == null;
             out = ByteBuffer.wrap(connect != null ? connect : MSG);
+            this.tls = tls == null ? null : new TlsClient(tls);
         }
 
-        static void open(Selector selector, InetSocketAddress to, byte[] connect) throws IOException {
+        static void open(Selector selector, InetSocketAddress to, byte[] connect, SSLContext tls) throws IOException {
             SocketChannel ch = SocketChannel.open();
             ch.configureBlocking(false);
             ch.setOption(java.net.StandardSocketOptions.TCP_NODELAY, true);
-            ConnectLoop c = new ConnectLoop(connect);
+            ConnectLoop c = new ConnectLoop(connect, tls);
             if (ch.connect(to)) {
-                ch.register(selector, SelectionKey.OP_WRITE, c);
+                c.connected(ch.register(selector, SelectionKey.OP_WRITE, c), null);
             } else {
                 ch.register(selector, SelectionKey.OP_CONNECT, c);
+            }
+        }
+
+        private void connected(SelectionKey key, Samples samples) throws IOException {
+            key.interestOps(SelectionKey.OP_WRITE);
+            if (tls != null) {
+                tls.begin();
+            } else if (tunnelUp && samples != null) {
+                samples.add(System.nanoTime() - t0); // direct: setup is the TCP connect
             }
         }
 
@@ -393,49 +462,208 @@ public final class Bench {
         boolean step(SelectionKey key, Samples samples) throws IOException {
             SocketChannel ch = (SocketChannel) key.channel();
             if (key.isConnectable()) {
-                ch.finishConnect();
-                key.interestOps(SelectionKey.OP_WRITE);
-                if (tunnelUp) {
-                    samples.add(System.nanoTime() - t0); // direct: setup is the TCP connect
+                if (!ch.finishConnect()) {
+                    return false;
                 }
+                connected(key, samples);
             }
-            if (key.isValid() && key.isWritable()) {
-                ch.write(out);
-                if (!out.hasRemaining()) {
-                    key.interestOps(SelectionKey.OP_READ);
-                }
-                return false;
+            if (tls != null && !tls.handshake(ch, key)) {
+                return false; // the handshake waits for the socket (its interest set by handshake)
             }
-            if (key.isValid() && key.isReadable()) {
-                if (ch.read(in) < 0) {
-                    throw new IOException("closed by the " + (tunnelUp ? "echo server" : "proxy") + " after "
-                            + in.position() + " bytes");
-                }
-                if (!tunnelUp) {
-                    String head = new String(in.array(), 0, in.position(), StandardCharsets.ISO_8859_1);
-                    int end = head.indexOf("\r\n\r\n");
-                    if (end < 0) {
-                        if (!in.hasRemaining()) {
-                            throw new IOException("CONNECT answer head longer than 1024 bytes");
-                        }
-                        return false;
-                    }
-                    if (!head.startsWith("HTTP/1.1 200") && !head.startsWith("HTTP/1.0 200")) {
-                        throw new IOException("CONNECT refused: " + head.lines().findFirst().orElse(head));
-                    }
-                    if (end + 4 != in.position()) {
-                        throw new IOException("bytes after the CONNECT answer's head: " + head);
-                    }
-                    samples.add(System.nanoTime() - t0);
-                    tunnelUp = true;
-                    in.clear();
-                    out = ByteBuffer.wrap(MSG);
+            if (writing) {
+                // The interest is OP_WRITE while writing: the socket was ready (or has just
+                // connected or finished the handshake, when a write is worth a try anyway).
+                if (!(tls != null ? tls.write(ch, out) : write(ch, out))) {
                     key.interestOps(SelectionKey.OP_WRITE);
                     return false;
                 }
-                return in.position() >= MSG.length;
+                writing = false;
+                key.interestOps(SelectionKey.OP_READ);
+                return false;
             }
-            return false;
+            if ((tls != null ? tls.read(ch, in) : ch.read(in)) < 0) {
+                throw new IOException("closed by the " + (tunnelUp ? "echo server" : "proxy") + " after "
+                        + in.position() + " bytes");
+            }
+            if (!tunnelUp) {
+                String head = new String(in.array(), 0, in.position(), StandardCharsets.ISO_8859_1);
+                int end = head.indexOf("\r\n\r\n");
+                if (end < 0) {
+                    if (!in.hasRemaining()) {
+                        throw new IOException("CONNECT answer head longer than 1024 bytes");
+                    }
+                    return false;
+                }
+                if (!head.startsWith("HTTP/1.1 200") && !head.startsWith("HTTP/1.0 200")) {
+                    throw new IOException("CONNECT refused: " + head.lines().findFirst().orElse(head));
+                }
+                if (end + 4 != in.position()) {
+                    throw new IOException("bytes after the CONNECT answer's head: " + head);
+                }
+                samples.add(System.nanoTime() - t0);
+                tunnelUp = true;
+                in.clear();
+                out = ByteBuffer.wrap(MSG);
+                writing = true;
+                key.interestOps(SelectionKey.OP_WRITE);
+                return false;
+            }
+            return in.position() >= MSG.length;
+        }
+
+        private static boolean write(SocketChannel ch, ByteBuffer src) throws IOException {
+            ch.write(src);
+            return !src.hasRemaining();
+        }
+
+        /** Closes the connection; over TLS after a close_notify, as a well-behaved client does. */
+        void close(SocketChannel ch) throws IOException {
+            if (tls != null) {
+                tls.closeNotify(ch);
+            }
+            ch.close();
+        }
+    }
+
+    /**
+     * The client end of TLS on a non-blocking channel, for connect-rate. The engine is made without
+     * the peer's host and port, so the JDK looks up no session to resume: every connection makes a
+     * full handshake (TLS 1.3 between two JDK 17s, the JDK's default key exchange and ciphers).
+     * Records are small here (a CONNECT, a 200, 16 bytes): one wrap makes one record.
+     */
+    static final class TlsClient {
+        private static final ByteBuffer EMPTY = ByteBuffer.allocate(0);
+        private final SSLEngine engine;
+        private final ByteBuffer netOut; // read mode: bytes still to send
+        private final ByteBuffer netIn; // write mode: bytes received, not yet unwrapped
+        private final ByteBuffer plainIn; // write mode: unwrapped application bytes
+        private boolean handshaken;
+
+        TlsClient(SSLContext ctx) {
+            engine = ctx.createSSLEngine();
+            engine.setUseClientMode(true);
+            netOut = ByteBuffer.allocate(engine.getSession().getPacketBufferSize()).flip();
+            netIn = ByteBuffer.allocate(engine.getSession().getPacketBufferSize());
+            plainIn = ByteBuffer.allocate(engine.getSession().getApplicationBufferSize());
+        }
+
+        void begin() throws IOException {
+            engine.beginHandshake();
+        }
+
+        /** Drives the handshake as far as the socket allows; true once it is complete. */
+        boolean handshake(SocketChannel ch, SelectionKey key) throws IOException {
+            while (!handshaken) {
+                if (!flush(ch)) {
+                    key.interestOps(SelectionKey.OP_WRITE);
+                    return false;
+                }
+                switch (engine.getHandshakeStatus()) {
+                    case NEED_WRAP -> {
+                        netOut.clear();
+                        SSLEngineResult r = engine.wrap(EMPTY, netOut);
+                        netOut.flip();
+                        expectOk(r);
+                    }
+                    case NEED_UNWRAP, NEED_UNWRAP_AGAIN -> {
+                        netIn.flip();
+                        SSLEngineResult r = engine.unwrap(netIn, plainIn);
+                        netIn.compact();
+                        if (r.getStatus() == SSLEngineResult.Status.BUFFER_UNDERFLOW) {
+                            int n = ch.read(netIn);
+                            if (n < 0) {
+                                throw new IOException("closed by the proxy during the TLS handshake");
+                            }
+                            if (n == 0) {
+                                key.interestOps(SelectionKey.OP_READ);
+                                return false;
+                            }
+                        } else {
+                            expectOk(r);
+                        }
+                    }
+                    case NEED_TASK -> runTasks();
+                    default -> handshaken = true; // FINISHED, NOT_HANDSHAKING
+                }
+            }
+            return true;
+        }
+
+        /** Wraps {@code src} and sends it; true once all of it is on the socket. */
+        boolean write(SocketChannel ch, ByteBuffer src) throws IOException {
+            while (true) {
+                if (!flush(ch)) {
+                    return false;
+                }
+                if (!src.hasRemaining()) {
+                    return true;
+                }
+                netOut.clear();
+                SSLEngineResult r = engine.wrap(src, netOut);
+                netOut.flip();
+                expectOk(r);
+            }
+        }
+
+        /**
+         * Reads what the socket has and unwraps it into {@code dst}; the application bytes added, or
+         * -1 at the end of the stream with none. Post-handshake messages (TLS 1.3 session tickets)
+         * add none.
+         */
+        int read(SocketChannel ch, ByteBuffer dst) throws IOException {
+            int n = ch.read(netIn);
+            netIn.flip();
+            try {
+                while (netIn.hasRemaining()) {
+                    SSLEngineResult r = engine.unwrap(netIn, plainIn);
+                    if (r.getStatus() == SSLEngineResult.Status.BUFFER_UNDERFLOW) {
+                        break;
+                    }
+                    if (r.getStatus() == SSLEngineResult.Status.CLOSED) {
+                        n = -1;
+                        break;
+                    }
+                    expectOk(r);
+                    if (r.getHandshakeStatus() == SSLEngineResult.HandshakeStatus.NEED_TASK) {
+                        runTasks();
+                    }
+                }
+            } finally {
+                netIn.compact();
+            }
+            plainIn.flip();
+            int added = Math.min(plainIn.remaining(), dst.remaining());
+            dst.put(dst.position(), plainIn, plainIn.position(), added).position(dst.position() + added);
+            plainIn.position(plainIn.position() + added).compact();
+            return added == 0 && n < 0 ? -1 : added;
+        }
+
+        /** Sends a close_notify, as far as the socket takes it without waiting. */
+        void closeNotify(SocketChannel ch) throws IOException {
+            engine.closeOutbound();
+            netOut.clear();
+            engine.wrap(EMPTY, netOut);
+            netOut.flip();
+            ch.write(netOut);
+        }
+
+        private boolean flush(SocketChannel ch) throws IOException {
+            if (netOut.hasRemaining()) {
+                ch.write(netOut);
+            }
+            return !netOut.hasRemaining();
+        }
+
+        private void runTasks() {
+            for (Runnable task; (task = engine.getDelegatedTask()) != null; ) {
+                task.run();
+            }
+        }
+
+        private static void expectOk(SSLEngineResult r) throws IOException {
+            if (r.getStatus() != SSLEngineResult.Status.OK) {
+                throw new IOException("TLS: unexpected " + r.getStatus() + " (" + r.getHandshakeStatus() + ")");
+            }
         }
     }
 
@@ -583,7 +811,8 @@ public final class Bench {
         String target = t.http.getAddress().getHostAddress() + ":" + t.http.getPort();
         byte[] request = (t.proxy == null
                 ? "GET / HTTP/1.1\r\nHost: " + target + "\r\n\r\n"
-                : "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII);
+                : "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\n" + t.proxyAuthorization + "\r\n")
+                        .getBytes(StandardCharsets.US_ASCII);
         CoreTime cores = new CoreTime();
         long start = System.nanoTime();
         AtomicLong reconnects = new AtomicLong();
@@ -599,6 +828,14 @@ public final class Bench {
                         s.setTcpNoDelay(true);
                         s.setSoTimeout(30_000);
                         s.connect(t.proxy == null ? t.http : t.proxy, 10_000);
+                        if (t.proxy != null && t.tls != null) {
+                            // A handshake per connection (the load keeps its connections alive:
+                            // one each; a reconnect may resume the session, as a browser's would).
+                            SSLSocket tls = (SSLSocket) t.tls.getSocketFactory().createSocket(s,
+                                    t.proxy.getAddress().getHostAddress(), t.proxy.getPort(), true);
+                            tls.startHandshake();
+                            s = tls;
+                        }
                         out = s.getOutputStream();
                         in = new java.io.BufferedInputStream(s.getInputStream(), 4096);
                         served = 0;

@@ -228,12 +228,11 @@ public record ProxyConfig(
 
         /**
          * Whether {@code other} binds the same listener speaking the same protocol (host, port, TLS
-         * on or off, the PROXY protocol mode; a difference there needs a restart). The TLS files
-         * are re-read and {@code proxy-protocol-from} applied on every reload.
+         * on or off; a difference there needs a restart). The TLS files are re-read on every
+         * reload; the PROXY protocol is compared on its own ({@code listen.proxy-protocol}).
          */
         public boolean sameListener(Listen other) {
-            return host.equals(other.host) && port == other.port && tls.enabled() == other.tls.enabled()
-                    && proxyProtocol.mode() == other.proxyProtocol.mode();
+            return host.equals(other.host) && port == other.port && tls.enabled() == other.tls.enabled();
         }
     }
 

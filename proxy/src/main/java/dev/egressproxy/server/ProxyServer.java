@@ -129,7 +129,7 @@ public final class ProxyServer implements AutoCloseable {
             listenerTls.reload(next.listen().tls());
         }
         // listen.proxy-protocol-from and the TLS files apply to the next connection; the rest of listen
-        // (host, port, TLS on or off, the PROXY protocol mode) needs a restart.
+        // (host, port, TLS on or off) and the PROXY protocol mode need a restart.
         if (!running.listen().sameListener(next.listen())) {
             restart.add("listen");
         }

@@ -150,9 +150,9 @@ class AccessLogTest {
                 .method("CONNECT").target("cdn.quay.io:443").decision("allowed", "host_allowlisted", "cdn.quay.io").status(200);
 
         assertThat(AccessLog.text(r, 1)).startsWith("id=10-1 client=10.0.0.8:40003 "
-                + "identity=CN=Doe%2C%20John,spiffe://example.org/ns/build/sa/builder,DNS:builder.internal method=CONNECT ");
+                + "identity=CN=Doe%2C%20John,spiffe://example.org/ns/build/sa/builder,DNS:builder.internal user=- method=CONNECT ");
         assertThat(AccessLog.json(r, 1)).contains("\"client\":\"10.0.0.8:40003\",\"identity\":[\"CN=Doe, John\","
-                + "\"spiffe://example.org/ns/build/sa/builder\",\"DNS:builder.internal\"],\"method\"");
+                + "\"spiffe://example.org/ns/build/sa/builder\",\"DNS:builder.internal\"],\"user\":\"-\",\"method\"");
         assertThat(AccessLog.text(deniedConnect(), 3)).doesNotContain("identity");
         assertThat(AccessLog.json(deniedConnect(), 3)).doesNotContain("identity");
     }

@@ -110,20 +110,14 @@ public final class AccessLog {
             g.writeStringProperty("user", r.user);
             g.writeStringProperty("method", r.method);
             g.writeStringProperty("target", r.target);
-            if (!"-".equals(r.url)) {
-                g.writeStringProperty("url", r.url);
-            }
+            optional(g, "url", r.url);
             g.writeStringProperty("decision", r.decision);
             g.writeStringProperty("reason", r.reason);
             g.writeStringProperty("rule", r.rule);
-            if (!"-".equals(r.policy)) {
-                g.writeStringProperty("policy", r.policy);
-            }
+            optional(g, "policy", r.policy);
             g.writeNumberProperty("status", r.status);
             g.writeStringProperty("upstream", r.upstream);
-            if (!"-".equals(r.via)) {
-                g.writeStringProperty("via", r.via);
-            }
+            optional(g, "via", r.via);
             g.writeStringProperty("error", r.error);
             if (!"-".equals(r.sniCheck)) {
                 g.writeStringProperty("sni", r.sni);
@@ -132,12 +126,17 @@ public final class AccessLog {
             g.writeNumberProperty("bytes_up", r.bytesUp);
             g.writeNumberProperty("bytes_down", r.bytesDown);
             g.writeNumberProperty("duration_ms", durationMs);
-            if (!"-".equals(r.end)) {
-                g.writeStringProperty("end", r.end);
-            }
+            optional(g, "end", r.end);
             g.writeEndObject();
         }
         return out.toString();
+    }
+
+    /** A field the line leaves out when it does not apply ("-"). */
+    private static void optional(JsonGenerator g, String name, String value) {
+        if (!"-".equals(value)) {
+            g.writeStringProperty(name, value);
+        }
     }
 
     /**

@@ -3,7 +3,6 @@ package dev.egressproxy.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.testing.AccessLogCapture;
 import dev.egressproxy.testing.RawClient;
 import dev.egressproxy.testing.RecordingOrigin;
@@ -60,7 +59,7 @@ class PolicyIT {
 
     @BeforeEach
     void reset() throws Exception {
-        proxy.server.apply(ConfigLoader.fromString(full(settings("\"ci-only.test\", \"tunnel.test:5000\""))));
+        proxy.reload(settings("\"ci-only.test\", \"tunnel.test:5000\""));
         origin.awaitQuiet(Duration.ofSeconds(5));
         origin.reset();
         log = new AccessLogCapture();
@@ -84,11 +83,6 @@ class PolicyIT {
                   "tunnel.test:5000" = "127.0.0.1:%d"
                 }
                 """.formatted(ciHosts, origin.port(), origin.port(), echo.port());
-    }
-
-    private static String full(String settings) {
-        return "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0 }\n admin { host = \"127.0.0.1\", port = 0 }\n"
-                + settings + "}\n";
     }
 
     /** The proxy's answer to a GET sent from {@code from}: its head and body. */
@@ -160,7 +154,7 @@ class PolicyIT {
             assertThat(tunnel.readHead().status()).isEqualTo(200);
 
             // Policy "ci" loses tunnel.test:5000.
-            proxy.server.apply(ConfigLoader.fromString(full(settings("\"ci-only.test\""))));
+            proxy.reload(settings("\"ci-only.test\""));
             try (RawClient next = new RawClient(proxy.address(), CI)) {
                 next.send("CONNECT tunnel.test:5000 HTTP/1.1\r\n\r\n");
                 assertThat(next.readHead().status()).isEqualTo(403);

@@ -9,6 +9,7 @@ import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.server.ConfigReloader;
 import dev.egressproxy.server.ProxyServer;
 import dev.egressproxy.testing.AccessLogCapture;
+import dev.egressproxy.testing.GoClient;
 import dev.egressproxy.testing.Origin;
 import dev.egressproxy.testing.Processes;
 import dev.egressproxy.testing.RawClient;
@@ -40,7 +41,6 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -305,7 +305,8 @@ class ProxyAuthIT {
 
     @Test
     void goClientSendsTheProxyUrlsCredentialsWithoutWaitingForA407() throws Exception {
-        Path client = buildGoClient();
+        // The Go client of SniCheckIT: http.ProxyURL takes the credentials from the URL's userinfo.
+        Path client = GoClient.build(dir);
         double missing = failures("missing");
         for (String url : List.of("https://registry.redhat.io/v2/", "http://registry.redhat.io/v2/")) {
             Processes.Result r = Processes.run(List.of(client.toString(), "http://" + CAROL + "@127.0.0.1:" + proxy.port(),
@@ -435,28 +436,5 @@ class ProxyAuthIT {
     void theAdminPortNeedsNoProxyCredentials() throws Exception {
         assertThat(proxy.admin("/metrics").statusCode()).isEqualTo(200);
         assertThat(proxy.admin("/metrics").body()).contains("egress_proxy_auth_failures_total{reason=\"bad_password\"}");
-    }
-
-    private static Path buildGoClient() throws Exception {
-        Processes.Result version;
-        try {
-            version = Processes.run(List.of("go", "version"), null, 30);
-        } catch (IOException e) {
-            version = null;
-        }
-        Assumptions.assumeTrue(version != null && version.exitCode() == 0,
-                "go is not installed, so the Go client case is skipped (scripts/install-test-deps.sh installs golang-go)");
-        Path work = Files.createDirectories(dir.resolve("go"));
-        Path source = work.resolve("main.go");
-        // The Go client of SniCheckIT: http.ProxyURL takes the credentials from the URL's userinfo.
-        try (InputStream in = ProxyAuthIT.class.getResourceAsStream("/sni-go-client/main.go")) {
-            Files.copy(in, source, StandardCopyOption.REPLACE_EXISTING);
-        }
-        Path binary = work.resolve("go-client");
-        Processes.Result build = Processes.run(List.of("go", "build", "-o", binary.toString(), source.toString()), null, 300,
-                Map.of("GOCACHE", work.resolve("cache").toString(), "GOPATH", work.resolve("gopath").toString(),
-                        "GOPROXY", "off", "GOFLAGS", "", "CGO_ENABLED", "0", "HOME", work.toString()));
-        assertThat(build.exitCode()).as(build.output()).isZero();
-        return binary;
     }
 }

@@ -3,7 +3,6 @@ package dev.egressproxy.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.testing.AccessLogCapture;
 import dev.egressproxy.testing.RawClient;
 import dev.egressproxy.testing.RecordingOrigin;
@@ -55,7 +54,7 @@ class ReportModeIT {
 
     @BeforeEach
     void reportMode() throws Exception {
-        proxy.server.apply(ConfigLoader.fromString(full(settings("report", ""))));
+        proxy.reload(settings("report", ""));
         origin.awaitQuiet(Duration.ofSeconds(5));
         origin.reset();
         log = new AccessLogCapture();
@@ -81,11 +80,6 @@ class ReportModeIT {
                 }
                 dns { servers = ["%s"], query-timeout = 2s }
                 """.formatted(mode, extraHosts, origin.port(), origin.port(), echo.port(), dns.address());
-    }
-
-    private static String full(String settings) {
-        return "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0 }\n admin { host = \"127.0.0.1\", port = 0 }\n"
-                + settings + "}\n";
     }
 
     private static RawClient.Head get(RawClient raw, String url) throws Exception {
@@ -139,7 +133,7 @@ class ReportModeIT {
         // Pasted into an enforcing allowlist, the entry lets the same request through as allowed.
         String pasted = hocon.body().lines().filter(l -> l.startsWith("\"")).map(l -> ", " + l)
                 .reduce("", String::concat);
-        proxy.server.apply(ConfigLoader.fromString(full(settings("enforce", pasted))));
+        proxy.reload(settings("enforce", pasted));
         assertThat(proxy.scrapeValue("egress_proxy_allowlist_enforced")).isEqualTo(1.0);
         try (RawClient raw = new RawClient(proxy.address())) {
             assertThat(get(raw, "http://unlisted.test/v2/blobs/sha256:1").status()).isEqualTo(200);
@@ -148,7 +142,7 @@ class ReportModeIT {
         awaitLogLine("target=unlisted.test:80", "decision=allowed reason=host_allowlisted rule=unlisted.test status=200");
 
         // Enforcing without it refuses the host again, at the next request.
-        proxy.server.apply(ConfigLoader.fromString(full(settings("enforce", ""))));
+        proxy.reload(settings("enforce", ""));
         try (RawClient raw = new RawClient(proxy.address())) {
             RawClient.Head head = get(raw, "http://unlisted.test/v2/blobs/sha256:1");
             assertThat(head.status()).isEqualTo(403);

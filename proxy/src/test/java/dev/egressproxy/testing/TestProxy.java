@@ -42,9 +42,19 @@ public final class TestProxy implements AutoCloseable {
         Assumptions.assumeTrue(!transport.equals("io_uring") || IoUring.isAvailable(),
                 () -> "io_uring is not available on this machine, so the io_uring transport run is skipped: "
                         + IoUring.unavailabilityCause());
-        String full = "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0 }\n"
-                + " admin { host = \"127.0.0.1\", port = 0 }\n transport = \"" + transport + "\"\n" + hocon + "\n}\n";
-        return new TestProxy(ConfigLoader.fromString(full), beforeStart);
+        return new TestProxy(ConfigLoader.fromString(wrapped(hocon)), beforeStart);
+    }
+
+    /** {@code hocon} inside {@code egress-proxy { }} with the listeners and transport every test proxy has. */
+    private static String wrapped(String hocon) {
+        return "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0 }\n"
+                + " admin { host = \"127.0.0.1\", port = 0 }\n transport = \""
+                + System.getProperty("egress.test.transport", "auto") + "\"\n" + hocon + "\n}\n";
+    }
+
+    /** Reloads the running proxy with {@code hocon} as {@link #start(String)} takes it; returns what needs a restart. */
+    public java.util.List<String> reload(String hocon) throws Exception {
+        return server.apply(ConfigLoader.fromString(wrapped(hocon)));
     }
 
     /**

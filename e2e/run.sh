@@ -1244,7 +1244,7 @@ EOF
     # Go prints only the reason phrase of a refused CONNECT; the proxy's is "proxy authentication required"
     check "9 wrong password: the client names the proxy's 407" says "registry.redhat.io/v2/\\\": proxy authentication required"
     eventually "9 access log: the wrong password got 407, nothing was dialled" \
-        log_has "$ACCESS_LOG" "$B0" "method=CONNECT target=registry\.redhat\.io:443 .*status=407 upstream=- "
+        log_has "$ACCESS_LOG" "$B0" "method=CONNECT target=registry\.redhat\.io:443 .*status=407 upstream=- error=bad_password "
     check "9 /metrics: egress_proxy_auth_failures_total >= 1" metric_cmp egress_proxy_auth_failures_total ge 1
 
     run_client s9-refused HTTPS_PROXY="$edge" "${SKOPEO[@]}" inspect "docker://$S9_DENIED_HOST/corp/tool:latest"

@@ -1165,7 +1165,7 @@ EOF
     local edge="https://$S9_USER:$S9_PASS@127.0.0.1:$ha_port"
 
     # --- the pulls ---
-    local A0 S0
+    local A0
     A0=$(log_lines "$ACCESS_LOG")
     run_client s9-skopeo HTTPS_PROXY="$edge" "${SKOPEO[@]}" copy "docker://registry.redhat.io/$OI_REF" "dir:$P/oi"
     check "9 skopeo copy through HAProxy, TLS and proxy auth succeeds" exits_zero
@@ -1216,17 +1216,17 @@ EOF
     }
     eventually "9 the access log's client is the PROXY header's address (the client HAProxy saw), not HAProxy's $S9_HAPROXY_SRC" client_from_header
     squid_saw() { # Squid tunnelled every CDN host the proxy sent it, as its user; no registry name
-        local want got h missing=
+        local want got h absent=
         want=$(tail -n +"$((A0 + 1))" "$ACCESS_LOG" | grep ' via=parent ' |
             grep -oE "target=$cdn_re:443" | cut -d= -f2 | sort -u)
         for h in $want; do
             grep -qE "TCP_TUNNEL/200 [0-9]+ CONNECT $(re "$h") $(re "$S9_PARENT_USER") HIER_DIRECT/127\.0\.0\.1 " "$SQUID_DIR/access.log" ||
-                missing+="$h "
+                absent+="$h "
         done
         got=$(grep -cE "CONNECT $cdn_re:443 $(re "$S9_PARENT_USER") " "$SQUID_DIR/access.log" || true)
         echo "evidence: Squid: $(grep -E "CONNECT cdn02\.quay\.io:443 " "$SQUID_DIR/access.log" | tail -n 1 | tr -s ' ' | cut -c1-200)"
         echo "evidence: Squid tunnelled $got CDN CONNECTs as $S9_PARENT_USER; hosts $(echo $want)"
-        [[ -z $missing ]] || { echo "Squid has no tunnel for: $missing"; return 1; }
+        [[ -z $absent ]] || { echo "Squid has no tunnel for: $absent"; return 1; }
         if grep -qE "CONNECT $reg_re" "$SQUID_DIR/access.log"; then echo "a registry name went through Squid"; return 1; fi
         [[ -n $want ]] && grep -q cdn02.quay.io <<<"$want"
     }

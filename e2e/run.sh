@@ -22,6 +22,7 @@
 #            6 strace: every TCP connect() of the client went to the proxy
 #            7 fast-fail with the shipped defaults: cdn02.quay.io blackholed, then back
 #            8 egress-proxy check image / check hosts: all allowed, cdn02 missing, cdn02 blackholed
+#            9 corporate edge: HAProxy (PROXY v2) -> TLS + proxy auth + policy -> CDN via a parent Squid
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,7 +40,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --keep) KEEP=1 ;;
         --no-netns) USE_NETNS=0 ;;
-        -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) [[ -z $JAR ]] || { echo "run.sh: only one JAR argument" >&2; exit 2; }; JAR=$1 ;;
     esac
@@ -126,7 +127,9 @@ cp "$BUILT_JAR" "$JAR"
 NS=
 PROXY_PID=
 P=
-HELPER_PIDS=()   # scenario 7's blackhole and relay
+HELPER_PIDS=()   # scenario 7's blackhole and relay, scenario 9's Squid and HAProxy
+SQUID_DIR=       # scenario 9: Squid's directory (outside $RUN, which the proxy user cannot enter)
+S9_NAT_RULE=()   # scenario 9: the iptables nat rule in the namespace, removed in cleanup
 
 # ---------------------------------------------------------------------------------------------
 # teardown
@@ -159,6 +162,8 @@ cleanup() {
     set +e
     stop_proxy
     stop_helpers
+    if [[ ${#S9_NAT_RULE[@]} -gt 0 ]]; then ip netns exec "$NS" iptables -t nat -D "${S9_NAT_RULE[@]}" 2>/dev/null; fi
+    if [[ -n $SQUID_DIR ]]; then rm -rf "$SQUID_DIR"; fi
     if [[ -d $RUN/world ]]; then "$HERE/world.sh" down "$RUN/world" >>"$RUN/world-down.log" 2>&1; fi
     if [[ -n $NS ]]; then ip netns del "$NS" 2>/dev/null; fi
     rm -f "$JAR"
@@ -237,7 +242,8 @@ EOF
 
 # start_proxy NAME ALLOWLIST_BODY [EXTRA_HOCON]: a fresh egress-proxy for one scenario; its
 # config, access log (stdout) and application log (stderr) are in $RUN/NAME/. Sets P,
-# PROXY_PORT, ADMIN_PORT, PROXY_URL, ACCESS_LOG.
+# PROXY_PORT, ADMIN_PORT, PROXY_URL, ACCESS_LOG. CONNECT_TO_CONF (optional) replaces the world's
+# connect-to file (scenario 9 pins only some names).
 start_proxy() {
     local name=$1 allow=$2 extra=${3:-} ports i
     stop_proxy
@@ -263,7 +269,7 @@ egress-proxy {
   reload { watch = false }
 }
 # the registry world's names -> its loopback ports
-include file("$WORLD_CONNECT_TO_CONF")
+include file("${CONNECT_TO_CONF:-$WORLD_CONNECT_TO_CONF}")
 $extra
 EOF
     # not through in_ns (a function): "$!" must be the JVM's pid (ip netns exec and env exec it)
@@ -1008,6 +1014,281 @@ if start_proxy s8-cdn02-blackhole "$ALLOW_FULL" \
     check "8 check hosts: cdn02.quay.io FAIL, timed out" says "connect timed out after ${CONNECT_TIMEOUT_S}s" "5 passed, 1 failed"
 fi
 scenario_end
+
+# =============================================================================================
+# 9: the corporate edge (issue 19): the new features together. skopeo and podman reach the proxy
+# through HAProxy (mode tcp, send-proxy-v2), over TLS (HTTPS_PROXY=https://user:pass@...), as an
+# authenticated user whose policy admits the registry and CDN names; the registry names go
+# direct (connect-to), the CDN names through a real parent Squid with Basic auth of its own.
+# Squid has no connect-to: it resolves the CDN names through its hosts_file to 127.0.0.1, and an
+# iptables nat rule in the namespace redirects 127.0.0.1:443 to the world's TLS port.
+S9_USER=corp-ci S9_PASS=ci-s3cret S9_POLICY=corp-edge
+S9_PARENT_USER=egress-parent S9_PARENT_PASS=parent-s3cret
+S9_HAPROXY_SRC=127.0.0.3   # HAProxy's own address towards the proxy; the clients come from 127.0.0.1
+S9_DENIED_HOST=registry.connect.redhat.com
+NCSA=/usr/lib/squid/basic_ncsa_auth
+scenario 9 "corporate edge: HAProxy (PROXY v2) -> TLS listener + proxy auth + policy -> CDN hosts via a parent Squid with auth"
+scenario9() {
+    local missing=() t
+    for t in squid haproxy htpasswd iptables; do PATH=$CLEAN_PATH command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+    [[ -x $NCSA ]] || missing+=("$NCSA")
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        skip "9 corporate edge: not installed: ${missing[*]} (scripts/install-test-deps.sh installs squid, haproxy and apache2-utils)"
+        return 0
+    fi
+    if [[ -z $NS ]]; then
+        skip "9 corporate edge: needs the private network namespace (Squid reaches the world through an iptables nat rule on 127.0.0.1:443, which must not touch this machine's firewall)"
+        return 0
+    fi
+    local d=$RUN/s9-setup ports squid_port ha_port
+    mkdir -p "$d"
+    mapfile -t ports < <(free_ports 2)
+    squid_port=${ports[0]} ha_port=${ports[1]}
+
+    # --- the parent: Squid with basic_ncsa_auth, names from its hosts_file ---
+    # Squid started as root runs as "proxy", which cannot enter $RUN (mode 0700): a directory of its own.
+    SQUID_DIR=$(mktemp -d /tmp/egress-e2e-squid.XXXXXX)
+    chmod 777 "$SQUID_DIR"
+    htpasswd -b -c -m "$SQUID_DIR/htpasswd" "$S9_PARENT_USER" "$S9_PARENT_PASS" 2>"$d/htpasswd-squid.log"
+    chmod 644 "$SQUID_DIR/htpasswd"
+    echo "127.0.0.1 $WORLD_CDN_NAMES" >"$SQUID_DIR/hosts"
+    cat >"$SQUID_DIR/squid.conf" <<EOF
+# generated by e2e/run.sh for scenario 9: the corporate parent proxy
+http_port 127.0.0.1:$squid_port
+visible_hostname corp-parent-squid
+pid_filename $SQUID_DIR/squid.pid
+cache_log $SQUID_DIR/cache.log
+access_log stdio:$SQUID_DIR/access.log squid
+hosts_file $SQUID_DIR/hosts
+dns_nameservers 127.0.0.1
+cache deny all
+cache_effective_user proxy
+coredump_dir $SQUID_DIR
+shutdown_lifetime 0 seconds
+connect_timeout 5 seconds
+auth_param basic program $NCSA $SQUID_DIR/htpasswd
+auth_param basic realm corp-parent
+acl SSL_ports port 443
+acl CONNECT method CONNECT
+acl authenticated proxy_auth REQUIRED
+http_access deny CONNECT !SSL_ports
+http_access allow authenticated
+http_access deny all
+EOF
+    S9_NAT_RULE=(OUTPUT -o lo -p tcp -d 127.0.0.1 --dport 443 -j REDIRECT --to-ports "$WORLD_TLS_PORT")
+    if ! ip netns exec "$NS" iptables -t nat -A "${S9_NAT_RULE[@]}" 2>"$d/iptables.log"; then
+        S9_NAT_RULE=()
+        fail "9 iptables nat rule in the namespace (127.0.0.1:443 -> :$WORLD_TLS_PORT): $(tr '\n' ' ' <"$d/iptables.log")"
+        return 0
+    fi
+    start_helper "$d/squid.out" squid -N -f "$SQUID_DIR/squid.conf" </dev/null
+    port_open() { in_ns "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1"; }
+    local i
+    for ((i = 0; i < 150; i++)); do port_open "$squid_port" 2>/dev/null && break; sleep 0.1; done
+    if ! port_open "$squid_port" 2>/dev/null; then
+        fail "9 Squid did not listen on 127.0.0.1:$squid_port within 15 s"
+        cat "$d/squid.out" "$SQUID_DIR/cache.log" 2>/dev/null | tail -n 8 | sed 's/^/      | /'
+        return 0
+    fi
+    note "parent Squid $(squid -v | sed -n 's/^Squid Cache: //p') on 127.0.0.1:$squid_port (basic auth, hosts_file; 127.0.0.1:443 -> :$WORLD_TLS_PORT by iptables nat in $NS)"
+
+    # --- the proxy: TLS listener (a certificate for 127.0.0.1 from the world's CA, which the
+    # clients trust), PROXY v2 from HAProxy's address only, bcrypt users, the user's policy, the
+    # parent for *.quay.io. Only the registry names are pinned: a pinned name always goes direct.
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/tls.key" -out "$d/tls.csr" \
+        -subj "/O=egress-proxy e2e/CN=127.0.0.1" 2>"$d/openssl.log" &&
+        openssl x509 -req -sha256 -days 2 -in "$d/tls.csr" -CA "$WORLD_RUNDIR/ca/ca.pem" -CAkey "$WORLD_RUNDIR/ca/ca.key" \
+            -set_serial "0x$(openssl rand -hex 12)" -out "$d/tls.crt" \
+            -extfile <(printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n') \
+            2>>"$d/openssl.log" || { fail "9 proxy certificate for 127.0.0.1: $(tail -n 2 "$d/openssl.log")"; return 0; }
+    htpasswd -b -c -B -C 10 "$d/users" "$S9_USER" "$S9_PASS" 2>"$d/htpasswd-users.log"
+    printf '%s\n' "$S9_PARENT_PASS" >"$d/parent.password"
+    chmod 600 "$d/parent.password"
+    local n hosts=
+    {
+        echo "# generated by e2e/run.sh for scenario 9: only the registry names are pinned"
+        echo "egress-proxy.destinations.connect-to {"
+        for n in $WORLD_REGISTRY_NAMES; do printf '  "%s:443" = "127.0.0.1:%s"\n' "$n" "$WORLD_TLS_PORT"; done
+        echo "}"
+    } >"$d/connect-to.conf"
+    for n in $ALL_NAMES; do hosts+="\"$n\", "; done
+    local extra
+    extra=$(cat <<EOF
+egress-proxy {
+  listen {
+    tls { certificate = "$d/tls.crt", private-key = "$d/tls.key" }
+    proxy-protocol = "v2"
+    proxy-protocol-from = ["$S9_HAPROXY_SRC/32"]   # HAProxy only
+  }
+  auth.basic.users-file = "$d/users"
+  # the pull's names are admitted by the user's policy alone: the top-level allowlist has none of them
+  policies = [
+    { name = "$S9_POLICY", users = ["$S9_USER"], allowlist { hosts = [${hosts%, }] } }
+  ]
+  upstream-proxy {
+    url = "http://127.0.0.1:$squid_port"
+    user = "$S9_PARENT_USER"
+    password-file = "$d/parent.password"
+    hosts = ["*.quay.io"]
+  }
+  destinations.allow-private = ["127.0.0.1/32"]   # the parent's address
+}
+EOF
+)
+    CONNECT_TO_CONF=$d/connect-to.conf start_proxy s9-corporate-edge 'presets = [], hosts = ["nothing-here.invalid"]' "$extra" ||
+        return 0
+    local proxy_port=$PROXY_PORT
+
+    # --- HAProxy in front: mode tcp, send-proxy-v2, from its own address ---
+    cat >"$P/haproxy.cfg" <<EOF
+# generated by e2e/run.sh for scenario 9: the L4 load balancer in front of the proxy
+global
+    log stdout format raw local0 info
+    pidfile $P/haproxy.pid
+defaults
+    mode tcp
+    log global
+    log-format "haproxy client=%ci:%cp frontend=%fi:%fp backend_src=%bi:%bp server=%si:%sp bytes_down=%B duration_ms=%Tt term=%ts"
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend corp_edge
+    bind 127.0.0.1:$ha_port
+    default_backend egress_proxy
+backend egress_proxy
+    server proxy 127.0.0.1:$proxy_port send-proxy-v2 source $S9_HAPROXY_SRC
+EOF
+    start_helper "$P/haproxy.log" haproxy -db -f "$P/haproxy.cfg" </dev/null
+    for ((i = 0; i < 100; i++)); do port_open "$ha_port" 2>/dev/null && break; sleep 0.1; done
+    port_open "$ha_port" 2>/dev/null || { fail "9 HAProxy did not listen on 127.0.0.1:$ha_port: $(tail -n 3 "$P/haproxy.log")"; return 0; }
+    note "$(haproxy -v | head -n 1 | cut -d' ' -f1-3) on 127.0.0.1:$ha_port -> proxy (TLS) 127.0.0.1:$proxy_port, send-proxy-v2, source $S9_HAPROXY_SRC"
+    local edge="https://$S9_USER:$S9_PASS@127.0.0.1:$ha_port"
+
+    # --- the pulls ---
+    local A0
+    A0=$(log_lines "$ACCESS_LOG")
+    run_client s9-skopeo HTTPS_PROXY="$edge" "${SKOPEO[@]}" copy "docker://registry.redhat.io/$OI_REF" "dir:$P/oi"
+    check "9 skopeo copy through HAProxy, TLS and proxy auth succeeds" exits_zero
+    check "9 skopeo: operator-index digests verified (sha256sum of the files)" \
+        verify_dir "$P/oi" "$WORLD_OPERATOR_INDEX_MANIFEST_DIGEST" "$WORLD_OPERATOR_INDEX_CONFIG_DIGEST" "$WORLD_OPERATOR_INDEX_LAYERS"
+    if [[ $PODMAN_OK == 1 ]]; then
+        podman_cmd s9-ubi
+        run_client s9-podman HTTPS_PROXY="$edge" "${PODMAN[@]}" pull "registry.access.redhat.com/$UBI_REF"
+        check "9 podman pull through HAProxy, TLS and proxy auth succeeds" exits_zero
+        check "9 podman: ubi-minimal digest, ID and layers verified" podman_verify s9-ubi "registry.access.redhat.com/$UBI_REF" \
+            "$WORLD_UBI_DIGEST" "$WORLD_UBI_CONFIG_DIGEST" "$UBI_CONFIG_FILE"
+    else
+        podman_skip "9 podman pull through the corporate edge"
+    fi
+    # The checks below read the access log from A0 to its end: they run before the hostile clients
+    # below, so it holds the two pulls only (tunnel lines are written when a tunnel closes).
+    local uq pq
+    uq=$(re "$S9_USER") pq=$(re "$S9_POLICY")
+    local cdn_re='cdn0?[0-9]*\.quay\.io' reg_re='registry\.(access\.)?redhat\.(io|com)'
+    eventually "9 access log: CDN tunnels by $S9_USER under policy $S9_POLICY went via the parent Squid" \
+        log_has "$ACCESS_LOG" "$A0" "user=$uq method=CONNECT target=$cdn_re:443 decision=allowed reason=host_allowlisted .* policy=$pq status=200 upstream=127\.0\.0\.1:$squid_port via=parent error=- sni=$cdn_re sni_check=ok "
+    check "9 access log: registry tunnels by $S9_USER under policy $S9_POLICY went direct (connect-to)" \
+        log_has "$ACCESS_LOG" "$A0" "user=$uq method=CONNECT target=$reg_re:443 decision=allowed reason=host_allowlisted .* policy=$pq status=200 upstream=127\.0\.0\.1:$WORLD_TLS_PORT error=- sni=$reg_re sni_check=ok "
+    routed_right() { # every CDN tunnel via the parent, every registry tunnel direct, nothing else
+        local seg bad cdn reg
+        seg=$(tail -n +"$((A0 + 1))" "$ACCESS_LOG")
+        cdn=$(grep -cE "target=$cdn_re:443 .* upstream=127\.0\.0\.1:$squid_port via=parent " <<<"$seg" || true)
+        reg=$(grep -cE "target=$reg_re:443 .* upstream=127\.0\.0\.1:$WORLD_TLS_PORT error=" <<<"$seg" || true)
+        bad=$(grep -vE "user=$uq method=CONNECT target=(($cdn_re:443 .* status=200 upstream=127\.0\.0\.1:$squid_port via=parent )|($reg_re:443 .* status=200 upstream=127\.0\.0\.1:$WORLD_TLS_PORT error=-))" <<<"$seg" || true)
+        echo "evidence: $cdn CDN tunnels via=parent (Squid 127.0.0.1:$squid_port), $reg registry tunnels direct, $(wc -l <<<"$seg") lines in all"
+        [[ -z $bad ]] || { echo "unexpected: $bad"; return 1; }
+        [[ $cdn -ge 2 && $reg -ge 2 ]]
+    }
+    eventually "9 access log: each tunnel took its route (CDN via the parent, registry direct), all by $S9_USER, all 200" routed_right
+    client_from_header() { # the client is the address in HAProxy's PROXY header (127.0.0.1:port), not HAProxy's own
+        local seg ports p bad=0 n=0
+        seg=$(tail -n +"$((A0 + 1))" "$ACCESS_LOG")
+        if grep -q "client=$(re "$S9_HAPROXY_SRC"):" <<<"$seg"; then echo "HAProxy's own address $S9_HAPROXY_SRC logged as the client"; return 1; fi
+        ports=$(grep -oE ' client=127\.0\.0\.1:[0-9]+ ' <<<"$seg" | cut -d: -f2 | tr -d ' ')
+        for p in $ports; do
+            n=$((n + 1))
+            grep -qE "^haproxy client=127\.0\.0\.1:$p frontend=127\.0\.0\.1:$ha_port backend_src=$(re "$S9_HAPROXY_SRC"):[0-9]+ " "$P/haproxy.log" ||
+                { echo "client port $p is not a client of HAProxy"; bad=1; }
+        done
+        echo "evidence: $n access-log clients, each 127.0.0.1:<port> = a client HAProxy logged; HAProxy dialled the proxy from $S9_HAPROXY_SRC"
+        echo "evidence: haproxy: $(grep -m 1 "^haproxy client=127\.0\.0\.1:${ports%%[[:space:]]*} " "$P/haproxy.log" | cut -c1-200)"
+        [[ $n -ge 4 && $bad == 0 ]]
+    }
+    eventually "9 the access log's client is the PROXY header's address (the client HAProxy saw), not HAProxy's $S9_HAPROXY_SRC" client_from_header
+    squid_saw() { # Squid tunnelled every CDN host the proxy sent it, as its user; no registry name
+        local want got h absent=
+        want=$(tail -n +"$((A0 + 1))" "$ACCESS_LOG" | grep ' via=parent ' |
+            grep -oE "target=$cdn_re:443" | cut -d= -f2 | sort -u)
+        for h in $want; do
+            grep -qE "TCP_TUNNEL/200 [0-9]+ CONNECT $(re "$h") $(re "$S9_PARENT_USER") HIER_DIRECT/127\.0\.0\.1 " "$SQUID_DIR/access.log" ||
+                absent+="$h "
+        done
+        got=$(grep -cE "CONNECT $cdn_re:443 $(re "$S9_PARENT_USER") " "$SQUID_DIR/access.log" || true)
+        echo "evidence: Squid: $(grep -E "CONNECT cdn02\.quay\.io:443 " "$SQUID_DIR/access.log" | tail -n 1 | tr -s ' ' | cut -c1-200)"
+        echo "evidence: Squid tunnelled $got CDN CONNECTs as $S9_PARENT_USER; hosts $(echo $want)"
+        [[ -z $absent ]] || { echo "Squid has no tunnel for: $absent"; return 1; }
+        if grep -qE "CONNECT $reg_re" "$SQUID_DIR/access.log"; then echo "a registry name went through Squid"; return 1; fi
+        [[ -n $want ]] && grep -q cdn02.quay.io <<<"$want"
+    }
+    eventually "9 Squid's access log: the CDN CONNECTs with its user $S9_PARENT_USER (TCP_TUNNEL/200), no registry name" squid_saw
+    check "9 /metrics: egress_proxy_parent_failures_total = 0" metric_cmp egress_proxy_parent_failures_total eq 0
+    check "9 /metrics: egress_proxy_sni_mismatch_total = 0 (sni-check = enforce, through the parent too)" metric_cmp egress_proxy_sni_mismatch_total eq 0
+
+    # --- hostile and refused ---
+    local B0
+    B0=$(log_lines "$ACCESS_LOG")
+    run_client s9-wrong-password HTTPS_PROXY="https://$S9_USER:not-the-password@127.0.0.1:$ha_port" "${SKOPEO[@]}" \
+        copy "docker://registry.redhat.io/$OI_REF" "dir:$P/wrong"
+    check "9 wrong password: skopeo fails (non-zero exit)" exits_nonzero
+    check "9 wrong password: failed fast (within ${FAST_FAIL_MAX_S} s)" within_ms $((FAST_FAIL_MAX_S * 1000))
+    # Go prints only the reason phrase of a refused CONNECT; the proxy's is "proxy authentication required"
+    check "9 wrong password: the client names the proxy's 407" says "registry.redhat.io/v2/\\\": proxy authentication required"
+    eventually "9 access log: the wrong password got 407, nothing was dialled" \
+        log_has "$ACCESS_LOG" "$B0" "method=CONNECT target=registry\.redhat\.io:443 .*status=407 upstream=- error=bad_password "
+    check "9 /metrics: egress_proxy_auth_failures_total >= 1" metric_cmp egress_proxy_auth_failures_total ge 1
+
+    run_client s9-refused HTTPS_PROXY="$edge" "${SKOPEO[@]}" inspect "docker://$S9_DENIED_HOST/corp/tool:latest"
+    check "9 a host outside the policy: skopeo fails fast" within_ms $((FAST_FAIL_MAX_S * 1000))
+    check "9 a host outside the policy: the client gives the proxy's reason" says "$S9_DENIED_HOST:443 is not in the egress allowlist"
+    eventually "9 access log: $S9_DENIED_HOST refused under policy $S9_POLICY (403)" \
+        log_has "$ACCESS_LOG" "$B0" "user=$uq method=CONNECT target=$(re "$S9_DENIED_HOST"):443 decision=denied reason=host_not_allowlisted .* policy=$pq status=403 "
+    denied_with_policy() {
+        admin_get /denied | "$PY" -c '
+import json, sys
+dest, policy = sys.argv[1:3]
+for e in json.load(sys.stdin).get("entries", []):
+    if e.get("destination") == dest and e.get("type") == "denied" and e.get("policy") == policy:
+        print("evidence: /denied " + json.dumps(e, sort_keys=True)[:280])
+        sys.exit(0)
+print("no /denied entry for", dest, "with policy", policy)
+sys.exit(1)' "$S9_DENIED_HOST:443" "$S9_POLICY"
+    }
+    check "9 /denied: $S9_DENIED_HOST:443 with \"policy\": \"$S9_POLICY\"" denied_with_policy
+    check "9 /metrics: egress_proxy_denied_total{policy=\"$S9_POLICY\",host=\"$S9_DENIED_HOST\"} >= 1" \
+        metric_cmp egress_proxy_denied_total ge 1 "policy=\"$S9_POLICY\"" "host=\"$S9_DENIED_HOST\""
+
+    # a client that skips HAProxy is not a trusted PROXY-protocol peer: closed at accept
+    run_client s9-bypass curl -sS --max-time 10 --proxy "https://127.0.0.1:$proxy_port" --proxy-user "$S9_USER:$S9_PASS" \
+        -o /dev/null "https://registry.redhat.io/v2/"
+    check "9 a client that bypasses HAProxy is closed without an answer (curl fails)" exits_nonzero
+    eventually "9 /metrics: egress_proxy_rejected_total{reason=\"proxy_protocol_untrusted\"} >= 1" \
+        metric_cmp egress_proxy_rejected_total ge 1 'reason="proxy_protocol_untrusted"'
+}
+scenario9
+stop_proxy
+stop_helpers
+if [[ ${#S9_NAT_RULE[@]} -gt 0 ]]; then
+    ip netns exec "$NS" iptables -t nat -D "${S9_NAT_RULE[@]}" 2>/dev/null || true
+    S9_NAT_RULE=()
+fi
+if [[ -n $SQUID_DIR ]]; then
+    cp "$SQUID_DIR/access.log" "$RUN/s9-corporate-edge/squid-access.log" 2>/dev/null || true
+    cp "$SQUID_DIR/cache.log" "$RUN/s9-corporate-edge/squid-cache.log" 2>/dev/null || true
+    rm -rf "$SQUID_DIR"
+    SQUID_DIR=
+fi
+scenario_end
+
 
 stop_proxy
 

@@ -963,6 +963,7 @@ RELAY
     fi
 fi
 stop_helpers
+scenario_end
 
 scenario 8 "egress-proxy check image and check hosts: the gap named before anyone pulls"
 CHECK=(java -jar "$JAR" check)

@@ -1096,12 +1096,15 @@ EOF
     # --- the proxy: TLS listener (a certificate for 127.0.0.1 from the world's CA, which the
     # clients trust), PROXY v2 from HAProxy's address only, bcrypt users, the user's policy, the
     # parent for *.quay.io. Only the registry names are pinned: a pinned name always goes direct.
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/tls.key" -out "$d/tls.csr" \
+    if ! { openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/tls.key" -out "$d/tls.csr" \
         -subj "/O=egress-proxy e2e/CN=127.0.0.1" 2>"$d/openssl.log" &&
         openssl x509 -req -sha256 -days 2 -in "$d/tls.csr" -CA "$WORLD_RUNDIR/ca/ca.pem" -CAkey "$WORLD_RUNDIR/ca/ca.key" \
             -set_serial "0x$(openssl rand -hex 12)" -out "$d/tls.crt" \
             -extfile <(printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n') \
-            2>>"$d/openssl.log" || { fail "9 proxy certificate for 127.0.0.1: $(tail -n 2 "$d/openssl.log")"; return 0; }
+            2>>"$d/openssl.log"; }; then
+        fail "9 proxy certificate for 127.0.0.1: $(tail -n 2 "$d/openssl.log")"
+        return 0
+    fi
     htpasswd -b -c -B -C 10 "$d/users" "$S9_USER" "$S9_PASS" 2>"$d/htpasswd-users.log"
     printf '%s\n' "$S9_PARENT_PASS" >"$d/parent.password"
     chmod 600 "$d/parent.password"
@@ -1226,7 +1229,7 @@ EOF
         done
         got=$(grep -cE "CONNECT $cdn_re:443 $(re "$S9_PARENT_USER") " "$SQUID_DIR/access.log" || true)
         echo "evidence: Squid: $(grep -E "CONNECT cdn02\.quay\.io:443 " "$SQUID_DIR/access.log" | tail -n 1 | tr -s ' ' | cut -c1-200)"
-        echo "evidence: Squid tunnelled $got CDN CONNECTs as $S9_PARENT_USER; hosts $(echo $want)"
+        echo "evidence: Squid tunnelled $got CDN CONNECTs as $S9_PARENT_USER; hosts ${want//$'\n'/ }"
         [[ -z $absent ]] || { echo "Squid has no tunnel for: $absent"; return 1; }
         if grep -qE "CONNECT $reg_re" "$SQUID_DIR/access.log"; then echo "a registry name went through Squid"; return 1; fi
         [[ -n $want ]] && grep -q cdn02.quay.io <<<"$want"

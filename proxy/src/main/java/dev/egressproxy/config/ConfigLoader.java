@@ -60,7 +60,8 @@ public final class ConfigLoader {
 
     /** The keys of {@link #ENV_KEYS} whose value is a list, given as comma-separated items. */
     private static final Set<String> LIST_KEYS = Set.of("allowlist.presets", "allowlist.hosts",
-            "destinations.allow-private", "clients.allow", "admin.clients.allow");
+            "destinations.allow-private", "clients.allow", "admin.clients.allow", "listen.proxy-protocol-from",
+            "upstream-proxy.bypass");
 
     private final List<String> problems = new ArrayList<>();
     private final Path presetDir;
@@ -88,6 +89,18 @@ public final class ConfigLoader {
         m.put("EGRESS_PROXY_LOG_FORMAT", "logging.format");
         m.put("EGRESS_PROXY_SHUTDOWN_GRACE", "shutdown.grace");
         m.put("EGRESS_PROXY_TRANSPORT", "transport");
+        // Paths, not contents: a users file, key or password mounted from a Secret stays out of
+        // the environment (and out of `ps e`, /proc/PID/environ and crash reports).
+        m.put("EGRESS_PROXY_USERS_FILE", "auth.basic.users-file");
+        m.put("EGRESS_PROXY_TLS_CERTIFICATE", "listen.tls.certificate");
+        m.put("EGRESS_PROXY_TLS_PRIVATE_KEY", "listen.tls.private-key");
+        m.put("EGRESS_PROXY_TLS_CLIENT_CA", "listen.tls.client-ca");
+        m.put("EGRESS_PROXY_PROXY_PROTOCOL", "listen.proxy-protocol");
+        m.put("EGRESS_PROXY_PROXY_PROTOCOL_FROM", "listen.proxy-protocol-from");
+        m.put("EGRESS_PROXY_UPSTREAM_PROXY_URL", "upstream-proxy.url");
+        m.put("EGRESS_PROXY_UPSTREAM_PROXY_USER", "upstream-proxy.user");
+        m.put("EGRESS_PROXY_UPSTREAM_PROXY_PASSWORD_FILE", "upstream-proxy.password-file");
+        m.put("EGRESS_PROXY_UPSTREAM_PROXY_BYPASS", "upstream-proxy.bypass");
         return java.util.Collections.unmodifiableMap(m);
     }
 

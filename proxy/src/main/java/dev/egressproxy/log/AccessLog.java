@@ -4,7 +4,6 @@ import dev.egressproxy.config.ProxyConfig.AccessLogFormat;
 import dev.egressproxy.policy.AddressText;
 import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
-import java.time.Instant;
 import java.util.Locale;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -97,7 +96,7 @@ public final class AccessLog {
         StringWriter out = new StringWriter(320);
         try (JsonGenerator g = JSON.createGenerator(ObjectWriteContext.empty(), out)) {
             g.writeStartObject();
-            g.writeStringProperty("ts", Instant.ofEpochMilli(r.startMillis).toString());
+            g.writeStringProperty("ts", Timestamps.iso(r.startMillis));
             g.writeStringProperty("id", r.id);
             g.writeStringProperty("client", r.client);
             if (!r.identity.isEmpty()) {

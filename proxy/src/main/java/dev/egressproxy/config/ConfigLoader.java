@@ -613,7 +613,7 @@ public final class ConfigLoader {
             List<String> users = List.of();
             List<String> identities = List.of();
             try {
-                clients = p.hasPath("clients") ? cidrList(p.getStringList("clients"), at + ".clients" + loc) : List.of();
+                clients = p.hasPath("clients") ? cidrs(p.getList("clients"), "policies[" + i + "].clients") : List.of();
                 users = p.hasPath("users") ? p.getStringList("users") : List.of();
                 identities = p.hasPath("identities") ? p.getStringList("identities") : List.of();
             } catch (com.typesafe.config.ConfigException e) {
@@ -641,18 +641,6 @@ public final class ConfigLoader {
             ProxyConfig.Allowlist allowlist = allowlist(block, "policies[" + i + "].allowlist", mode);
             if (problems.size() == before) {
                 out.add(new ProxyConfig.Policy(name, clients, users, identities, allowlist));
-            }
-        }
-        return out;
-    }
-
-    private List<CidrBlock> cidrList(List<String> texts, String where) {
-        List<CidrBlock> out = new ArrayList<>();
-        for (String t : texts) {
-            try {
-                out.add(CidrBlock.parse(t));
-            } catch (IllegalArgumentException e) {
-                problems.add(where + ": " + e.getMessage());
             }
         }
         return out;
@@ -761,8 +749,12 @@ public final class ConfigLoader {
     }
 
     private List<CidrBlock> cidrs(Config c, String path) {
+        return cidrs(c.getList(path), path);
+    }
+
+    /** {@code list} as CIDRs; {@code path} (below {@code egress-proxy}) names it in a problem. */
+    private List<CidrBlock> cidrs(ConfigList list, String path) {
         List<CidrBlock> out = new ArrayList<>();
-        ConfigList list = c.getList(path);
         for (int i = 0; i < list.size(); i++) {
             ConfigValue v = list.get(i);
             String where = ROOT + "." + path + "[" + i + "] (" + where(v.origin()) + ")";

@@ -29,8 +29,9 @@ public final class ClientIdentity {
     }
 
     /**
-     * The connection's identity: the one set on it, else its TCP peer with no certificate. A
-     * channel whose peer is not an IP socket (a test's embedded channel) gets the loopback address, port 0.
+     * The connection's identity: the one set on it, else its TCP peer with no certificate, which is
+     * then kept on the channel, so that the readers of every request share one instance. A channel
+     * whose peer is not an IP socket (a test's embedded channel) gets the loopback address, port 0.
      */
     public static ClientIdentity of(Channel channel) {
         ClientIdentity set = channel.attr(KEY).get();
@@ -39,7 +40,9 @@ public final class ClientIdentity {
         }
         InetSocketAddress peer = channel.remoteAddress() instanceof InetSocketAddress isa
                 ? isa : new InetSocketAddress(InetAddress.getLoopbackAddress(), 0);
-        return new ClientIdentity(peer, List.of());
+        ClientIdentity first = new ClientIdentity(peer, List.of());
+        ClientIdentity raced = channel.attr(KEY).setIfAbsent(first);
+        return raced == null ? first : raced;
     }
 
     /** Sets what {@link #of(Channel)} answers from now on for {@code channel}. */

@@ -53,13 +53,15 @@ public final class ListenerTls {
         if (!enabled || !tls.enabled()) {
             return;
         }
+        // The key belongs to the leaf certificate (the loader checks), so the chain and the CAs say
+        // whether anything changed; an unchanged reload keeps the context it has.
+        if (tls.chain().equals(built.chain()) && tls.clientCas().equals(built.clientCas())) {
+            return;
+        }
         try {
             current.set(build(tls));
-            boolean changed = !tls.chain().equals(built.chain()) || !tls.clientCas().equals(built.clientCas());
             built = tls;
-            if (changed) {
-                log.info("listen.tls reloaded: new connections get {}", describe(tls));
-            }
+            log.info("listen.tls reloaded: new connections get {}", describe(tls));
         } catch (SSLException | RuntimeException e) {
             log.error("listen.tls: the reloaded certificate ({}) cannot be used, new connections keep the previous one: {}",
                     tls.certificate(), e.toString());

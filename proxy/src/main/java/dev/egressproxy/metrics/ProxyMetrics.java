@@ -440,10 +440,17 @@ public final class ProxyMetrics {
     }
 
     private Counter failureCounter(String hostLabel, FailureCause cause) {
-        return failureCounters.computeIfAbsent(hostLabel + '\n' + cause.label(), k -> Counter.builder(UPSTREAM_FAILURES)
-                .description("Allowed destinations the proxy could not reach, by host (capped) and cause")
+        return hostCauseCounter(failureCounters, UPSTREAM_FAILURES,
+                "Allowed destinations the proxy could not reach, by host (capped) and cause", hostLabel, cause.label());
+    }
+
+    /** The counter {@code name{host, cause}} kept in {@code counters}, registered on first use. */
+    private Counter hostCauseCounter(Map<String, Counter> counters, String name, String description, String hostLabel,
+            String cause) {
+        return counters.computeIfAbsent(hostLabel + '\n' + cause, k -> Counter.builder(name)
+                .description(description)
                 .tag("host", hostLabel)
-                .tag("cause", cause.label())
+                .tag("cause", cause)
                 .register(registry));
     }
 
@@ -452,13 +459,9 @@ public final class ProxyMetrics {
      * destination's host (the parent is one, named in the answer and the log).
      */
     public void parentFailure(String host, ParentFailure failure) {
-        String hostLabel = parentHosts.label(host);
-        parentCounters.computeIfAbsent(hostLabel + '\n' + failure.label(), k -> Counter.builder(PARENT_FAILURES)
-                .description("Allowed destinations routed through the parent proxy (upstream-proxy) that could not be"
-                        + " reached through it, by destination host (capped) and cause")
-                .tag("host", hostLabel)
-                .tag("cause", failure.label())
-                .register(registry)).increment();
+        hostCauseCounter(parentCounters, PARENT_FAILURES, "Allowed destinations routed through the parent proxy"
+                + " (upstream-proxy) that could not be reached through it, by destination host (capped) and cause",
+                parentHosts.label(host), failure.label()).increment();
     }
 
     /** Records a name lookup that took {@code nanos} and ended with {@code result}. */

@@ -186,7 +186,7 @@ public final class HttpForwardHandler extends ChannelInboundHandlerAdapter {
         connecting = true;
         updateClientRead();
         Target target = started.request.target();
-        Future<Channel> f = services.connector().open(started.request.live(), target, Kind.HTTP,
+        Future<Channel> f = services.connector().open(started.request.live(), started.parent, target, Kind.HTTP,
                 ctx.channel().eventLoop(), this::upstreamInitializer);
         f.addListener((Future<Channel> done) -> {
             if (exchange != started || !ctx.channel().isActive()) {

@@ -58,6 +58,8 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
 
     private final ProxyServices services;
     private ProxyRequest request;
+    /** The parent proxy {@code upstream-proxy} routes the tunnel through, or null when it is dialled directly. */
+    private ProxyConfig.UpstreamProxy parent;
     private final ArrayDeque<ByteBuf> early = new ArrayDeque<>();
     private int earlyBytes;
     private boolean clientGone;
@@ -89,6 +91,7 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
 
     private void start(ChannelHandlerContext ctx, ProxyRequest pr) {
         request = pr;
+        parent = UpstreamConnector.parentFor(pr.live(), pr.target());
         ReferenceCountUtil.release(pr.request());
         Channel client = ctx.channel();
         ChannelPipeline p = ctx.pipeline();
@@ -103,8 +106,8 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
         removeIfPresent(p, PipelineNames.HEAD_GUARD);
         removeIfPresent(p, PipelineNames.REQUEST_POLICY);
 
-        Future<Channel> connect = services.connector().open(pr.live(), pr.target(), Kind.CONNECT, client.eventLoop(),
-                ChannelInboundHandlerAdapter::new);
+        Future<Channel> connect = services.connector().open(pr.live(), parent, pr.target(), Kind.CONNECT,
+                client.eventLoop(), ChannelInboundHandlerAdapter::new);
         connect.addListener((Future<Channel> f) -> {
             if (f.isSuccess()) {
                 connected(ctx, f.getNow());
@@ -126,7 +129,7 @@ public final class ConnectTunnelHandler extends ChannelInboundHandlerAdapter {
             return;
         }
         record.upstream(upstream.remoteAddress()).status(200);
-        if (UpstreamConnector.parentFor(request.live(), request.target()) != null) {
+        if (parent != null) {
             record.viaParent();
         }
         // The tunnels settings of the snapshot the CONNECT was decided under.

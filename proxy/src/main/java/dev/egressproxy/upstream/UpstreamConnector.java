@@ -109,14 +109,14 @@ public final class UpstreamConnector {
 
     /**
      * Opens the connection a decided request needs under {@code live}: to the destination itself
-     * ({@link #connect}), or, when {@link #parentFor} names a parent, to the parent. For a
-     * {@code CONNECT} the parent is asked for the tunnel first, so the channel returned carries
-     * the destination's bytes; for plain HTTP it is the parent's connection, to which the caller
-     * writes absolute-form requests with the parent's credentials.
+     * ({@link #connect}) when {@code parent} is null, else to the parent, which the caller got from
+     * {@link #parentFor} (once per request: it also marks the access log). For a {@code CONNECT}
+     * the parent is asked for the tunnel first, so the channel returned carries the destination's
+     * bytes; for plain HTTP it is the parent's connection, to which the caller writes absolute-form
+     * requests with the parent's credentials.
      */
-    public Future<Channel> open(ConfigSnapshot live, Target target, Kind kind, EventLoop loop,
-            Supplier<? extends ChannelHandler> handler) {
-        ProxyConfig.UpstreamProxy parent = parentFor(live, target);
+    public Future<Channel> open(ConfigSnapshot live, ProxyConfig.UpstreamProxy parent, Target target, Kind kind,
+            EventLoop loop, Supplier<? extends ChannelHandler> handler) {
         return parent == null ? connect(live, target, loop, handler) : viaParent(live, parent, target, kind, loop, handler);
     }
 

@@ -39,6 +39,9 @@ import javax.net.ssl.TrustManagerFactory;
  * idle TARGET COUNT[,COUNT] PROXY_PID   hold COUNT idle tunnels at once (growing to each count in
  *                                       turn), report the proxy's RSS growth per tunnel
  * startup PROXY_HOST:PORT TARGET -- CMD launch CMD, time until the first CONNECT is answered 200
+ * curve TARGET PLAN WINDOW SPANS WARM [LOG -- CMD]
+ *                                       load in phases (PLAN), counted per WINDOW seconds from the
+ *                                       moment CMD's port accepts: see {@link #curve}
  * </pre>
  *
  * TARGET is {@code proxy=HOST:PORT,echo=HOST:PORT,http=HOST:PORT[,auth=USER:PASSWORD][,tls=CERT.pem]};
@@ -60,6 +63,7 @@ public final class Bench {
             case "idle" -> idle(Target.parse(args[1]), Arrays.stream(args[2].split(",")).mapToInt(Integer::parseInt).toArray(),
                     Long.parseLong(args[3]));
             case "startup" -> startup(args);
+            case "curve" -> curve(args);
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -217,16 +221,46 @@ public final class Bench {
         return sb.toString();
     }
 
-    /** Latency samples in nanoseconds, one array per worker, merged at the end. */
+    /**
+     * Latency samples in nanoseconds, one array per worker, merged at the end. A timed instance (the
+     * curve mode) also keeps when each sample was taken ({@link System#nanoTime()}), to place it in
+     * its window.
+     */
     static final class Samples {
         private long[] values = new long[1 << 16];
+        private long[] at; // null unless timed
         private int size;
+
+        Samples() {
+        }
+
+        Samples(boolean timed) {
+            at = timed ? new long[values.length] : null;
+        }
 
         void add(long v) {
             if (size == values.length) {
                 values = Arrays.copyOf(values, size * 2);
+                if (at != null) {
+                    at = Arrays.copyOf(at, size * 2);
+                }
+            }
+            if (at != null) {
+                at[size] = System.nanoTime();
             }
             values[size++] = v;
+        }
+
+        int size() {
+            return size;
+        }
+
+        long value(int i) {
+            return values[i];
+        }
+
+        long at(int i) {
+            return at[i];
         }
 
         static long[] merge(List<Samples> all) {
@@ -320,13 +354,20 @@ public final class Bench {
     /** Runs {@code workers} threads until the deadline; fails if any worker fails. */
     static long[] runWorkers(int workers, long durationNanos, AtomicLong ops, Worker w) throws Exception {
         List<Samples> all = new ArrayList<>();
+        for (int i = 0; i < workers; i++) {
+            all.add(new Samples());
+        }
+        runWorkers(all, System.nanoTime() + durationNanos, ops, w);
+        return Samples.merge(all);
+    }
+
+    /** Runs a thread per element of {@code all} (its samples) until the deadline; fails if any worker fails. */
+    static void runWorkers(List<Samples> all, long deadline, AtomicLong ops, Worker w) throws Exception {
         List<Thread> threads = new ArrayList<>();
         AtomicLong errors = new AtomicLong();
         StringBuilder firstError = new StringBuilder();
-        long deadline = System.nanoTime() + durationNanos;
-        for (int i = 0; i < workers; i++) {
-            Samples s = new Samples();
-            all.add(s);
+        long durationNanos = Math.max(0, deadline - System.nanoTime());
+        for (Samples s : all) {
             Thread t = new Thread(() -> {
                 try {
                     w.run(s, ops, deadline);
@@ -347,7 +388,6 @@ public final class Bench {
         if (errors.get() > 0) {
             throw new IllegalStateException(errors.get() + " worker(s) failed, first: " + firstError);
         }
-        return Samples.merge(all);
     }
 
     /**
@@ -357,24 +397,41 @@ public final class Bench {
      * the "direct" limit and adding scheduling noise to every column.
      */
     static void connectRate(Target t, long duration, int workers) throws Exception {
+        Samples samples = new Samples();
+        CoreTime cores = new CoreTime();
+        long start = System.nanoTime();
+        long tunnels = connectLoop(t, workers, start + duration, samples, null);
+        double secs = (System.nanoTime() - start) / 1e9;
+        long[] lat = Samples.merge(List.of(samples));
+        result("connect-rate", "tunnels_per_s", tunnels / secs);
+        result("connect-rate", "setup_p50_ms", percentileMs(lat, 50));
+        result("connect-rate", "setup_p99_ms", percentileMs(lat, 99));
+        cores.report("connect-rate", "tunnel", tunnels, t.proxy != null);
+    }
+
+    /**
+     * The connect-rate loop: {@code workers} connections at once until the deadline, then waits for
+     * those still open to finish. Adds each setup latency to {@code setup} and, when {@code done} is
+     * not null, a sample to it for each completed exchange; returns the number completed.
+     */
+    static long connectLoop(Target t, int workers, long deadline, Samples setup, Samples done) throws Exception {
         byte[] connect = t.proxy == null ? null : t.connectRequest();
         SSLContext tls = t.proxy == null ? null : t.tls;
         InetSocketAddress to = t.proxy != null ? t.proxy : t.echo;
-        Samples samples = new Samples();
         long[] ops = {0};
-        CoreTime cores = new CoreTime();
-        long start = System.nanoTime();
-        long deadline = start + duration;
         try (Selector selector = Selector.open()) {
             for (int i = 0; i < workers; i++) {
                 ConnectLoop.open(selector, to, connect, tls);
             }
             selectUntilDone(selector, workers, deadline, " connection(s) still open 30 s after the end", key -> {
                 ConnectLoop c = (ConnectLoop) key.attachment();
-                if (!c.step(key, samples)) {
+                if (!c.step(key, setup)) {
                     return false;
                 }
                 ops[0]++;
+                if (done != null) {
+                    done.add(0);
+                }
                 c.close((SocketChannel) key.channel());
                 if (System.nanoTime() < deadline) {
                     ConnectLoop.open(selector, to, connect, tls);
@@ -383,12 +440,7 @@ public final class Bench {
                 return true;
             });
         }
-        double secs = (System.nanoTime() - start) / 1e9;
-        long[] lat = Samples.merge(List.of(samples));
-        result("connect-rate", "tunnels_per_s", ops[0] / secs);
-        result("connect-rate", "setup_p50_ms", percentileMs(lat, 50));
-        result("connect-rate", "setup_p99_ms", percentileMs(lat, 99));
-        cores.report("connect-rate", "tunnel", ops[0], t.proxy != null);
+        return ops[0];
     }
 
     /** What a ready key does; true when its connection is finished and leaves the loop. */
@@ -808,15 +860,29 @@ public final class Bench {
 
     static void http(Target t, long duration, int connections) throws Exception {
         AtomicLong ops = new AtomicLong();
+        CoreTime cores = new CoreTime();
+        long start = System.nanoTime();
+        AtomicLong reconnects = new AtomicLong();
+        long[] lat = runWorkers(connections, duration, ops, httpWorker(t, reconnects));
+        double secs = (System.nanoTime() - start) / 1e9;
+        result("http", "req_per_s", ops.get() / secs);
+        result("http", "p50_ms", percentileMs(lat, 50));
+        result("http", "p99_ms", percentileMs(lat, 99));
+        result("http", "reconnects_per_s", reconnects.get() / secs);
+        cores.report("http", "request", ops.get(), t.proxy != null);
+    }
+
+    /**
+     * One http connection's loop: GET with keep-alive until the deadline, each request's latency a
+     * sample; reconnects (and counts in {@code reconnects}) when the proxy closes between requests.
+     */
+    static Worker httpWorker(Target t, AtomicLong reconnects) {
         String target = t.http.getAddress().getHostAddress() + ":" + t.http.getPort();
         byte[] request = (t.proxy == null
                 ? "GET / HTTP/1.1\r\nHost: " + target + "\r\n\r\n"
                 : "GET http://" + target + "/ HTTP/1.1\r\nHost: " + target + "\r\n" + t.proxyAuthorization + "\r\n")
                         .getBytes(StandardCharsets.US_ASCII);
-        CoreTime cores = new CoreTime();
-        long start = System.nanoTime();
-        AtomicLong reconnects = new AtomicLong();
-        long[] lat = runWorkers(connections, duration, ops, (samples, count, deadline) -> {
+        return (samples, count, deadline) -> {
             Socket s = null;
             InputStream in = null;
             OutputStream out = null;
@@ -874,13 +940,7 @@ public final class Bench {
                     s.close();
                 }
             }
-        });
-        double secs = (System.nanoTime() - start) / 1e9;
-        result("http", "req_per_s", ops.get() / secs);
-        result("http", "p50_ms", percentileMs(lat, 50));
-        result("http", "p99_ms", percentileMs(lat, 99));
-        result("http", "reconnects_per_s", reconnects.get() / secs);
-        cores.report("http", "request", ops.get(), t.proxy != null);
+        };
     }
 
     static int contentLength(String head) {
@@ -970,6 +1030,256 @@ public final class Bench {
             }
             Files.deleteIfExists(log);
         }
+    }
+
+    /**
+     * One phase of a curve's plan: {@code connect-rate} or {@code http} with {@code workers}
+     * connections (the table's loops), for {@code duration} nanoseconds.
+     */
+    record Phase(String kind, int workers, long duration) {
+        /** {@code KIND:WORKERS:SECONDS[,KIND:WORKERS:SECONDS...]}, in order. */
+        static List<Phase> parse(String spec) {
+            List<Phase> plan = new ArrayList<>();
+            for (String part : spec.split(",")) {
+                String[] f = part.split(":");
+                if (f.length != 3 || !(f[0].equals("connect-rate") || f[0].equals("http"))) {
+                    throw new IllegalArgumentException("a phase is connect-rate|http:WORKERS:SECONDS, got " + part);
+                }
+                plan.add(new Phase(f[0], Integer.parseInt(f[1]), seconds(f[2])));
+            }
+            return plan;
+        }
+
+        /** What a window of this phase counts. */
+        String unit() {
+            return kind.equals("http") ? "requests" : "tunnels";
+        }
+    }
+
+    /**
+     * A phase as it ran: {@code latency} holds the setup latency of each tunnel (connect-rate) or
+     * the latency of each request (http), {@code done} one sample per completed tunnel or request;
+     * all timed. Set by the phase's thread, read after it is joined.
+     */
+    static final class PhaseRun {
+        final Phase phase;
+        final long start;
+        final long end;
+        final List<Samples> latency = new ArrayList<>();
+        final List<Samples> done = new ArrayList<>();
+        volatile Exception failure;
+
+        PhaseRun(Phase phase, long start) {
+            this.phase = phase;
+            this.start = start;
+            this.end = start + phase.duration;
+        }
+
+        /** Runs the phase's load until {@link #end}, in the calling thread. */
+        void run(Target t) throws Exception {
+            if (phase.kind.equals("connect-rate")) {
+                Samples setup = new Samples(true);
+                Samples tunnels = new Samples(true);
+                latency.add(setup);
+                done.add(tunnels);
+                connectLoop(t, phase.workers, end, setup, tunnels);
+            } else {
+                for (int i = 0; i < phase.workers; i++) {
+                    latency.add(new Samples(true));
+                }
+                done.addAll(latency); // a request is done when its latency is taken
+                runWorkers(latency, end, new AtomicLong(), httpWorker(t, new AtomicLong()));
+            }
+        }
+
+        /** Completed tunnels or requests in [from, to) and the p99 of the latencies taken then (NaN if none). */
+        double[] count(long from, long to) {
+            long n = 0;
+            for (Samples s : done) {
+                for (int i = 0; i < s.size(); i++) {
+                    if (s.at(i) >= from && s.at(i) < to) {
+                        n++;
+                    }
+                }
+            }
+            Samples in = new Samples();
+            for (Samples s : latency) {
+                for (int i = 0; i < s.size(); i++) {
+                    if (s.at(i) >= from && s.at(i) < to) {
+                        in.add(s.value(i));
+                    }
+                }
+            }
+            return new double[] {n, percentileMs(Samples.merge(List.of(in)), 99)};
+        }
+
+        /** When the first latency of this phase was taken (a CONNECT answered, a response read), or -1. */
+        long first() {
+            long first = Long.MAX_VALUE;
+            for (Samples s : latency) {
+                if (s.size() > 0) {
+                    first = Math.min(first, s.at(0));
+                }
+            }
+            return first == Long.MAX_VALUE ? -1 : first;
+        }
+    }
+
+    /**
+     * curve TARGET PLAN WINDOW SPANS WARM [LOG -- CMD...]: how a proxy serves a load that changes,
+     * window by window. PLAN is phases {@code KIND:WORKERS:SECONDS} run one after the other
+     * ({@code connect-rate:64:60}, {@code http:32:20,connect-rate:64:40}), each the table's loop
+     * of that name; every phase must last whole windows of WINDOW seconds.
+     *
+     * <p>First the load generator warms its own code: WARM seconds of each phase's load straight to
+     * the upstream, so that the first windows show the proxy starting, not the load generator. Then, with
+     * a CMD, it launches the proxy (output to LOG), tries a TCP connect to the proxy port every
+     * millisecond, and at the first that succeeds (the listener is open) takes the origin and starts
+     * the first phase; without a CMD (direct, or a proxy already running) the origin is the end of
+     * the warm-up. Each phase starts at its offset from the origin, whatever the previous one is
+     * still finishing, and stops opening connections at its end.
+     *
+     * <p>Prints {@code RESULT curve listen_ms} (exec to the port accepting) and {@code RESULT curve
+     * first_connect_ms} (exec to the first CONNECT answered 200, as the startup mode measures it but
+     * under this load; {@code first_request_ms} when the first phase is http), then per window
+     * {@code WINDOW <start_s> <tunnels|requests> <count> <per_s> <p99_ms>}: the tunnels (or
+     * requests) completed in the window, and the p99 of the setup latencies (or request latencies)
+     * taken in it, by the time each ended; "-" for a window without one. SPANS is
+     * {@code NAME:FROM:TO[,...]} (seconds from the origin, within one phase) or "-": each printed as
+     * {@code SPAN <name> <from_s> <to_s> <unit> <count> <per_s> <p99_ms>}, the p99 over all of the
+     * span's latencies.
+     */
+    static void curve(String[] args) throws Exception {
+        Target t = Target.parse(args[1]);
+        List<Phase> plan = Phase.parse(args[2]);
+        long window = seconds(args[3]);
+        String spans = args[4];
+        long warm = seconds(args[5]);
+        Path log = null;
+        List<String> command = List.of();
+        if (args.length > 6) {
+            if (args.length < 9 || !args[7].equals("--")) {
+                throw new IllegalArgumentException("curve TARGET PLAN WINDOW SPANS WARM [LOG -- CMD...]");
+            }
+            log = Path.of(args[6]);
+            command = Arrays.asList(args).subList(8, args.length);
+        }
+        for (Phase ph : plan) {
+            if (ph.duration % window != 0) {
+                throw new IllegalArgumentException("a phase of " + ph.duration / 1e9 + " s is not whole windows of "
+                        + window / 1e9 + " s");
+            }
+        }
+        if (warm > 0) {
+            Target direct = new Target(null, t.echo, t.http, "", null);
+            for (Phase ph : plan) {
+                new PhaseRun(new Phase(ph.kind, ph.workers, warm), System.nanoTime()).run(direct);
+            }
+        }
+
+        Process p = null;
+        long exec = 0;
+        long origin;
+        try {
+            if (!command.isEmpty()) {
+                ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile());
+                exec = System.nanoTime();
+                p = pb.start();
+                Process proxy = p;
+                // Also on an interrupt of the run (its SIGINT reaches the JVM too).
+                Runtime.getRuntime().addShutdownHook(new Thread(proxy::destroyForcibly));
+                origin = awaitListener(t.proxy, p, exec, log);
+                result("curve", "listen_ms", (origin - exec) / 1e6);
+            } else {
+                origin = System.nanoTime();
+            }
+
+            List<PhaseRun> phases = new ArrayList<>();
+            List<Thread> threads = new ArrayList<>();
+            long at = origin;
+            for (Phase ph : plan) {
+                PhaseRun run = new PhaseRun(ph, at);
+                phases.add(run);
+                for (long left; (left = run.start - System.nanoTime()) > 0; ) {
+                    java.util.concurrent.locks.LockSupport.parkNanos(left);
+                }
+                Thread th = new Thread(() -> {
+                    try {
+                        run.run(t);
+                    } catch (Exception e) {
+                        run.failure = e;
+                    }
+                }, "curve-" + ph.kind);
+                th.start();
+                threads.add(th);
+                at = run.end;
+            }
+            for (Thread th : threads) {
+                th.join();
+            }
+            for (PhaseRun run : phases) {
+                if (run.failure != null) {
+                    throw new IllegalStateException(run.phase.kind + " failed: " + run.failure
+                            + (log == null ? "" : "\n--- the proxy's output, last lines:\n" + tail(log, 20)), run.failure);
+                }
+            }
+            if (p != null && phases.get(0).first() >= 0) {
+                result("curve", phases.get(0).phase.kind.equals("http") ? "first_request_ms" : "first_connect_ms",
+                        (phases.get(0).first() - exec) / 1e6);
+            }
+            for (PhaseRun run : phases) {
+                for (long w = run.start; w < run.end; w += window) {
+                    double[] c = run.count(w, w + window);
+                    System.out.printf(Locale.ROOT, "WINDOW %.1f %s %d %.1f %s%n", (w - origin) / 1e9, run.phase.unit(),
+                            (long) c[0], c[0] / (window / 1e9), Double.isNaN(c[1]) ? "-" : String.format(Locale.ROOT, "%.3f", c[1]));
+                }
+            }
+            if (!spans.equals("-")) {
+                for (String span : spans.split(",")) {
+                    String[] f = span.split(":");
+                    long from = origin + seconds(f[1]);
+                    long to = origin + seconds(f[2]);
+                    PhaseRun run = phases.stream().filter(r -> from >= r.start && to <= r.end).findFirst()
+                            .orElseThrow(() -> new IllegalArgumentException("span " + span + " is not within one phase"));
+                    double[] c = run.count(from, to);
+                    System.out.printf(Locale.ROOT, "SPAN %s %s %s %s %d %.1f %s%n", f[0], f[1], f[2], run.phase.unit(),
+                            (long) c[0], c[0] / ((to - from) / 1e9), Double.isNaN(c[1]) ? "-" : String.format(Locale.ROOT, "%.3f", c[1]));
+                }
+            }
+        } finally {
+            if (p != null) {
+                p.destroy();
+                if (!p.waitFor(20, TimeUnit.SECONDS)) {
+                    p.destroyForcibly().waitFor();
+                }
+            }
+        }
+    }
+
+    /**
+     * Tries a TCP connect to the proxy port every millisecond until one succeeds; returns when it did
+     * (the listener is open). Fails if the proxy exits or 60 s pass first.
+     */
+    static long awaitListener(InetSocketAddress proxy, Process p, long exec, Path log) throws Exception {
+        long deadline = exec + TimeUnit.SECONDS.toNanos(60);
+        while (true) {
+            try (Socket s = new Socket()) {
+                s.connect(proxy, 1000);
+                return System.nanoTime();
+            } catch (IOException e) {
+                if (!p.isAlive() || System.nanoTime() > deadline) {
+                    String why = p.isAlive() ? "the port did not accept within 60 s: " + e
+                            : "the proxy exited with status " + p.exitValue() + " before its port accepted";
+                    throw new IllegalStateException(why + "\n--- its output, last lines:\n" + tail(log, 20));
+                }
+                java.util.concurrent.locks.LockSupport.parkNanos(1_000_000);
+            }
+        }
+    }
+
+    static String tail(Path file, int lines) throws IOException {
+        List<String> all = Files.readAllLines(file, StandardCharsets.ISO_8859_1);
+        return String.join("\n", all.subList(Math.max(0, all.size() - lines), all.size()));
     }
 
     static void readFully(InputStream in, byte[] buf) throws IOException {

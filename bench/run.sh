@@ -12,6 +12,8 @@
 #                [--scenarios LIST] [--proxies LIST]
 #   bench/run.sh --soak [--soak-minutes M] [--soak-tunnels N] [--soak-mix I:S:B] [--soak-out DIR]
 #                [--proxies LIST] [--jar PATH] [--no-netns] [--variant NAME:VAR=VALUE...]
+#   bench/run.sh --curves [--curve-seconds S] [--curves-out DIR] [--runs N] [--proxies LIST]
+#                [--jar PATH] [--no-netns] [--variant NAME:VAR=VALUE...]
 #
 # --quick   smoke version for CI: egress-proxy and direct only, ~1 s per scenario, 200 idle tunnels;
 #           asserts nothing about speed, fails if a scenario fails.
@@ -43,8 +45,20 @@
 #          soak.png (gnuplot). Results in --soak-out DIR (default /tmp/egress-soak-DATE). Not in
 #          CI; docs/performance.md, "Soak". --proxies egress,squid,tinyproxy[,egress-NAME] picks
 #          the proxies (default: all, with each --variant).
+# --curves  instead of the table: how fast each proxy is from the first second. Two curves per proxy,
+#          each from a fresh start of the proxy (as the table starts it), counted in 2 s windows from
+#          the moment its port accepts: cold start (connect-rate, 64 workers, for S seconds) and load
+#          switch (plain HTTP, 32 keep-alive connections, for the first third of S, then at once
+#          connect-rate for the rest). Prints tunnels/s (requests/s) and setup (request) p99 per
+#          window, exec to the port accepting and to the first CONNECT answered, and the targets of
+#          issue 21 against Squid; draws curves.png (gnuplot). --curve-seconds S (default 60, even,
+#          at least 4; the 10 s and 20 s spans of the targets scale with it), --curves-out DIR
+#          (default /tmp/egress-curves-DATE: each curve's load-generator output, curves.png),
+#          --runs N (default 1 here; the median per window), --proxies as for the table (default:
+#          egress, each --variant, squid, tinyproxy; direct is the harness's reference). Not in CI;
+#          docs/performance.md, "Cold start and change of load".
 # Needs: java 17, taskset (util-linux), squid and tinyproxy (apt-get install -y squid tinyproxy)
-# unless --quick, htpasswd (apt-get install -y apache2-utils) and openssl for egress-auth and egress-tls, gnuplot for --soak (apt-get install -y gnuplot-nox), and the built jar
+# unless --quick, htpasswd (apt-get install -y apache2-utils) and openssl for egress-auth and egress-tls, gnuplot for --soak and --curves (apt-get install -y gnuplot-nox), and the built jar
 # (mvn -B -q package -DskipTests). The proxies run a private copy of the jar (in the run's temporary
 # directory, removed at the end), so that a rebuild during a run cannot crash them.
 set -euo pipefail
@@ -54,6 +68,7 @@ root="$(dirname "$here")"
 original_args=("$@")
 quick=0
 runs=3
+runs_given=0
 profile=0
 jar="$root/proxy/target/egress-proxy.jar"
 variants=()
@@ -64,10 +79,13 @@ soak_mix=95:4:1
 soak_out=""
 proxies_opt=""
 scenarios_opt=startup,connect-rate,rr,bulk,http,idle
+curves=0
+curve_seconds=60
+curves_out=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1; runs=1 ;;
-    --runs) runs="$2"; shift ;;
+    --runs) runs="$2"; runs_given=1; shift ;;
     --jar) jar="$2"; shift ;;
     --no-netns) ;;
     --profile) profile=1 ;;
@@ -86,6 +104,11 @@ while [[ $# -gt 0 ]]; do
       [[ "${2:-}" =~ ^[0-9]+:[0-9]+:[0-9]+$ ]] || { echo "bench: --soak-mix IDLE:SLOW:BULK weights, got '${2:-}'" >&2; exit 64; }
       soak_mix="$2"; shift ;;
     --soak-out) soak_out="$2"; shift ;;
+    --curves) curves=1 ;;
+    --curve-seconds)
+      [[ "${2:-}" =~ ^[0-9]*[02468]$ && "${2:-0}" -ge 4 ]] || { echo "bench: --curve-seconds takes an even number of seconds, at least 4; got '${2:-}'" >&2; exit 64; }
+      curve_seconds="$2"; shift ;;
+    --curves-out) curves_out="$2"; shift ;;
     --proxies) proxies_opt="$2"; shift ;;
     --scenarios)
       [[ "${2:-}" =~ ^(startup|connect-rate|rr|bulk|http|idle)(,(startup|connect-rate|rr|bulk|http|idle))*$ ]] \
@@ -93,6 +116,7 @@ while [[ $# -gt 0 ]]; do
       scenarios_opt="$2"; shift ;;
     *) echo "usage: bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile] [--variant NAME:VAR=VALUE...] [--scenarios LIST] [--proxies LIST]" >&2
        echo "       bench/run.sh --soak [--soak-minutes M] [--soak-tunnels N] [--soak-mix I:S:B] [--soak-out DIR] [--proxies LIST] [--jar PATH] [--variant ...]" >&2
+       echo "       bench/run.sh --curves [--curve-seconds S] [--curves-out DIR] [--runs N] [--proxies LIST] [--jar PATH] [--variant ...]" >&2
        exit 64 ;;
   esac
   shift
@@ -107,6 +131,10 @@ need python3 "apt-get install -y python3"
 if [[ $profile -eq 1 ]]; then
   need perf "apt-get install -y linux-perf"
   need strace "apt-get install -y strace"
+fi
+if (( curves && (soak || quick) )); then
+  echo "bench: --curves is a run of its own; it does not go with --soak or --quick" >&2
+  exit 64
 fi
 soak_proxies=()
 if [[ $soak -eq 1 ]]; then
@@ -148,9 +176,11 @@ else
   if [[ $quick -eq 0 || -n "$proxies_opt" ]]; then
     if [[ -z "$proxies_opt" || ",$proxies_opt," == *",squid,"* ]]; then need squid "apt-get install -y squid"; fi
     if [[ -z "$proxies_opt" || ",$proxies_opt," == *",tinyproxy,"* ]]; then need tinyproxy "apt-get install -y tinyproxy"; fi
-    if [[ -z "$proxies_opt" || ",$proxies_opt," == *",egress-auth,"* ]]; then need htpasswd "apt-get install -y apache2-utils"; fi
-    if [[ -z "$proxies_opt" || ",$proxies_opt," == *",egress-tls,"* ]]; then need openssl "apt-get install -y openssl"; fi
+    # (the curves' default set has neither egress-auth nor egress-tls)
+    if [[ ( -z "$proxies_opt" && $curves -eq 0 ) || ",$proxies_opt," == *",egress-auth,"* ]]; then need htpasswd "apt-get install -y apache2-utils"; fi
+    if [[ ( -z "$proxies_opt" && $curves -eq 0 ) || ",$proxies_opt," == *",egress-tls,"* ]]; then need openssl "apt-get install -y openssl"; fi
   fi
+  if [[ $curves -eq 1 ]]; then need gnuplot "apt-get install -y gnuplot-nox"; fi
 fi
 # Whether scenario $1 is among --scenarios.
 want() { [[ ",$scenarios_opt," == *",$1,"* ]]; }
@@ -477,6 +507,79 @@ if [[ $soak -eq 1 ]]; then
   # The exit status is soak.py's: 1 when a proxy's verdict is FAIL.
   status=0
   run_soak || status=$?
+  exit "$status"
+fi
+
+# The curves (--curves): per proxy two curves, each from a fresh start of the proxy, run by the
+# load generator (Bench.java's curve mode), which launches the proxy itself so that it can count
+# from the exec and from the moment the port accepts: see bench/src/Bench.java and
+# docs/performance.md, "Cold start and change of load". The load switch changes load at a third
+# of the curve (20 s of 60), rounded to whole windows; the targets' spans (the first 10 s, the
+# last 20 s, at 60 s) scale with the curve's length, also to whole windows, at least one.
+run_curves() {
+  local window=2 proxy run curve t status=0 cmd=()
+  local switch_w=$(((curve_seconds * 20 + 30 * window) / (60 * window)))
+  local first_w=$(((curve_seconds * 10 + 30 * window) / (60 * window)))
+  local steady_w=$(((curve_seconds * 20 + 30 * window) / (60 * window)))
+  ((first_w >= 1)) || first_w=1
+  ((steady_w >= 1)) || steady_w=1
+  local switch_s=$((switch_w * window)) first_s=$((first_w * window)) steady_s=$((steady_w * window))
+  ((first_s <= curve_seconds - switch_s)) || first_s=$((curve_seconds - switch_s))
+  # The load generator warms its own code for this long per phase, straight to the upstream,
+  # before it launches the proxy (5 s at 60 s, at least 1).
+  local warm=$((curve_seconds / 12))
+  ((warm >= 1)) || warm=1
+  local cold_plan="connect-rate:64:$curve_seconds"
+  local switch_plan="http:32:$switch_s,connect-rate:64:$((curve_seconds - switch_s))"
+  local cold_spans="first:0:$first_s,steady:$((curve_seconds - steady_s)):$curve_seconds"
+  local switch_spans="http:0:$switch_s,tunnels_first:$switch_s:$((switch_s + first_s))"
+  curves_out="${curves_out:-/tmp/egress-curves-$(date -u +%Y%m%d-%H%M%S)}"
+  mkdir -p "$curves_out"
+  local started=$SECONDS
+  for run in $(seq 1 "$runs"); do
+    for proxy in "${curve_proxies[@]}"; do
+      t="$(target "$proxy")"
+      cmd=()
+      if [[ "$proxy" != direct ]]; then
+        # shellcheck disable=SC2207  # proxy_cmd prints the command line, split on purpose
+        cmd=("$work/curve-$proxy.log" -- $(proxy_cmd "$proxy"))
+      fi
+      for curve in cold switch; do
+        echo "== curves, run $run/$runs: $proxy, $curve" >&2
+        local plan=$cold_plan spans=$cold_spans
+        if [[ $curve == switch ]]; then plan=$switch_plan spans=$switch_spans; fi
+        if ! loadgen curve "$t" "$plan" "$window" "$spans" "$warm" "${cmd[@]}" \
+          > "$curves_out/$curve-$proxy-$run.out" 2> "$curves_out/$curve-$proxy-$run.err"; then
+          echo "bench: the $curve curve failed against $proxy:" >&2
+          cat "$curves_out/$curve-$proxy-$run.err" >&2
+          status=1
+        fi
+        # The proxy's output holds its access log (some 30 MB a curve); the load generator printed
+        # its last lines if the curve failed.
+        rm -f "$work/curve-$proxy.log"
+      done
+    done
+  done
+  echo
+  echo "egress-proxy curves: $runs run(s), $curve_seconds s per curve in ${window} s windows, proxy on CPU $PROXY_CPU, load on CPU $LOAD_CPU; the load generator warmed ${warm} s per phase before each start"
+  echo "network: $netns"
+  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(java -version 2>&1 | head -1)"
+  echo "egress-proxy: deploy/bin/egress-proxy, EGRESS_PROXY_HEAP=$EGRESS_PROXY_HEAP (-Xms=-Xmx), EGRESS_PROXY_GC=$EGRESS_PROXY_GC, EGRESS_PROXY_DIRECT_MEMORY=$EGRESS_PROXY_DIRECT_MEMORY, CDS archive; wall time $((SECONDS - started)) s"
+  for v in "${variants[@]}"; do echo "variant egress-${v%%:*}: ${v#*:}"; done
+  python3 "$here/curves.py" --png "$curves_out/curves.png" --proxies "$(IFS=,; echo "${curve_proxies[*]}")" \
+    --runs "$runs" --seconds "$curve_seconds" --window "$window" --switch "$switch_s" "$curves_out" || status=1
+  echo "results: $curves_out (curves.png, each curve's load-generator output)"
+  return "$status"
+}
+if [[ $curves -eq 1 ]]; then
+  if [[ -n "$proxies_opt" ]]; then
+    curve_proxies=("${table_proxies[@]}")
+  else
+    curve_proxies=(egress "${extra[@]}" squid tinyproxy)
+  fi
+  if [[ $runs_given -eq 0 ]]; then runs=1; fi
+  status=0
+  run_curves || status=$?
   exit "$status"
 fi
 

@@ -106,7 +106,10 @@ while [[ $# -gt 0 ]]; do
     --soak-out) soak_out="$2"; shift ;;
     --curves) curves=1 ;;
     --curve-seconds)
-      [[ "${2:-}" =~ ^[0-9]*[02468]$ && "${2:-0}" -ge 4 ]] || { echo "bench: --curve-seconds takes an even number of seconds, at least 4; got '${2:-}'" >&2; exit 64; }
+      if ! [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || (( $2 % 2 != 0 || $2 < 4 )); then
+        echo "bench: --curve-seconds takes an even number of seconds, at least 4; got '${2:-}'" >&2
+        exit 64
+      fi
       curve_seconds="$2"; shift ;;
     --curves-out) curves_out="$2"; shift ;;
     --proxies) proxies_opt="$2"; shift ;;

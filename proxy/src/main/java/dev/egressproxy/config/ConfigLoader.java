@@ -223,7 +223,8 @@ public final class ConfigLoader {
                 memoryBudget(c));
         // A read is at most 64 KiB (Netty's receive buffer), so a larger minimum would never splice.
         ProxyConfig.Relay relay = new ProxyConfig.Relay(bool(c, "relay.splice"),
-                bytes(c, "relay.splice-after", 0, Integer.MAX_VALUE), bytes(c, "relay.splice-min-read", 0, 64 * 1024));
+                bytes(c, "relay.splice-after", 0, Integer.MAX_VALUE), bytes(c, "relay.splice-min-read", 0, 64 * 1024),
+                bytes(c, "relay.notsent-lowat", 0, 64 * 1024 * 1024));
         ProxyConfig.Tunnels tunnels = tunnels(c);
         ProxyConfig.Metrics metrics = new ProxyConfig.Metrics(intAtLeast(c, "metrics.max-host-labels", 1),
                 intAtLeast(c, "metrics.denied-report-size", 1));

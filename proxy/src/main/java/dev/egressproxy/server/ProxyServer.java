@@ -228,7 +228,7 @@ public final class ProxyServer implements AutoCloseable {
         resolvers = new DnsResolvers(config.dns(), transport.datagramChannel(), transport.socketChannel());
         // What the open-file limit allows, measured with the event loops and resolvers open.
         fds = FdBudget.ofThisProcess(config.limits().maxConnections());
-        UpstreamConnector connector = new UpstreamConnector(config.limits(), metrics, resolvers,
+        UpstreamConnector connector = new UpstreamConnector(config.limits(), config.relay().notsentLowat(), metrics, resolvers,
                 transport.socketChannel(), upstreamChannels, fds);
         status.fastFail(connector.fastFail());
         metrics.setConnectionsLimit(fds.maxConnections());
@@ -270,6 +270,10 @@ public final class ProxyServer implements AutoCloseable {
                 .childOption(ChannelOption.WRITE_BUFFER_WATER_MARK,
                         new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
                 .childHandler(initializer);
+        ChannelOption<Long> notSentLowAt = Channels.notSentLowAt(transport.socketChannel());
+        if (notSentLowAt != null && config.relay().notsentLowat() > 0) {
+            b.childOption(notSentLowAt, (long) config.relay().notsentLowat());
+        }
         // The admin listener comes up first so that /healthz answers and /readyz says 503 until
         // the proxy listener is bound.
         if (config.admin().enabled()) {

@@ -9,6 +9,7 @@ import dev.egressproxy.policy.AddressText;
 import dev.egressproxy.policy.Kind;
 import dev.egressproxy.policy.PolicyEngine;
 import dev.egressproxy.policy.Target;
+import dev.egressproxy.util.Channels;
 import dev.egressproxy.util.EpollInterest;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.PooledByteBufAllocator;
@@ -70,14 +71,19 @@ public final class UpstreamConnector {
     private final ChannelGroup channels;
     private final ProxyConfig.Limits startLimits;
     private final FdBudget fds;
+    /** TCP_NOTSENT_LOWAT of every upstream socket: null where the transport cannot set it or it is 0. */
+    private final ChannelOption<Long> notSentLowAt;
+    private final long notsentLowat;
     private final FastFail fastFail = new FastFail();
 
     /**
      * @param startLimits the buffer limits every upstream channel gets (fixed at start; a reload
      *     reports them as needing a restart)
+     * @param notsentLowat {@code relay.notsent-lowat}: the unsent bytes an upstream socket queues (0:
+     *     the kernel's setting)
      * @param fds the open-file budget, which a second connect attempt beside a pending one must fit
      */
-    public UpstreamConnector(ProxyConfig.Limits startLimits, ProxyMetrics metrics,
+    public UpstreamConnector(ProxyConfig.Limits startLimits, int notsentLowat, ProxyMetrics metrics,
             DnsResolvers resolvers, Class<? extends SocketChannel> channelClass, ChannelGroup channels, FdBudget fds) {
         this.fds = fds;
         this.metrics = metrics;
@@ -85,6 +91,8 @@ public final class UpstreamConnector {
         this.channelFactory = new ReflectiveChannelFactory<>(channelClass);
         this.channels = channels;
         this.startLimits = startLimits;
+        this.notSentLowAt = notsentLowat > 0 ? Channels.notSentLowAt(channelClass) : null;
+        this.notsentLowat = notsentLowat;
         metrics.watchFastFail(fastFail::downHosts);
     }
 
@@ -410,6 +418,9 @@ public final class UpstreamConnector {
                     .option(ChannelOption.WRITE_BUFFER_WATER_MARK,
                             new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
                     .handler(handler.get());
+            if (notSentLowAt != null) {
+                b.option(notSentLowAt, notsentLowat);
+            }
             log.debug("connecting to {} at {} (attempt {} of {})", target.authority(), AddressText.of(address.getAddress()),
                     next, addresses.size());
             ChannelFuture connect = b.connect(address);

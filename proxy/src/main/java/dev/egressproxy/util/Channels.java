@@ -7,9 +7,14 @@ import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.ChannelOption;
 import io.netty.channel.ChannelOutboundBuffer;
+import io.netty.channel.epoll.EpollChannelOption;
+import io.netty.channel.epoll.EpollSocketChannel;
 import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.netty.channel.socket.SocketChannel;
+import io.netty.channel.uring.IoUringChannelOption;
+import io.netty.channel.uring.IoUringSocketChannel;
 import io.netty.util.ReferenceCountUtil;
 import java.io.IOException;
 import java.util.concurrent.TimeUnit;
@@ -23,6 +28,20 @@ public final class Channels {
     private static final long LINGER_BYTES = 1024 * 1024;
 
     private Channels() {
+    }
+
+    /**
+     * The TCP_NOTSENT_LOWAT option of sockets of {@code socketChannel}'s transport ({@code
+     * relay.notsent-lowat}): epoll's or io_uring's; null on NIO, which cannot set it.
+     */
+    public static ChannelOption<Long> notSentLowAt(Class<? extends SocketChannel> socketChannel) {
+        if (EpollSocketChannel.class.isAssignableFrom(socketChannel)) {
+            return EpollChannelOption.TCP_NOTSENT_LOWAT;
+        }
+        if (IoUringSocketChannel.class.isAssignableFrom(socketChannel)) {
+            return IoUringChannelOption.TCP_NOTSENT_LOWAT;
+        }
+        return null;
     }
 
     /**

@@ -11,6 +11,8 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.Socket;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -283,6 +285,62 @@ class TunnelFaultsIT {
             assertThat(originStopped).as("the upstream stays open while the client still reads").isNotDone();
             assertThat(idleProxy.scrapeValue("egress_proxy_tunnels_active")).isEqualTo(1);
         }
+    }
+
+    @Test
+    void stalledClientIsQueuedAtMostNotsentLowatUnsentBytesInTheKernel() throws Exception {
+        String transport = System.getProperty("egress.test.transport", "auto");
+        Assumptions.assumeFalse(transport.equals("nio"),
+                "NIO cannot set TCP_NOTSENT_LOWAT: relay.notsent-lowat does nothing there");
+        try (TestProxy unlimited = TestProxy.start(TestProxy.relaySettings(relay) + """
+                allowlist.hosts = ["origin.test:7000"]
+                destinations.connect-to { "origin.test:7000" = "127.0.0.1:%d" }
+                relay.notsent-lowat = 0
+                """.formatted(origin.port()))) {
+            long bounded = queuedTowardsStalledClient(proxy);
+            long kernelDefault = queuedTowardsStalledClient(unlimited);
+            // In flight: at most the client's 64 KiB window; unsent: relay.notsent-lowat (128 KiB)
+            // and the last write that crossed it (a splice chunk or a read, 64 KiB at most).
+            assertThat(bounded).as("bytes queued in the proxy's socket towards a client that stopped reading")
+                    .isLessThanOrEqualTo(64 * 1024 + 128 * 1024 + 64 * 1024);
+            assertThat(kernelDefault).as("the same with relay.notsent-lowat = 0 (the kernel grows the send buffer)")
+                    .isGreaterThan(2 * bounded);
+        }
+    }
+
+    /**
+     * Opens a download to a client with a 64 KiB receive buffer that reads 64 KiB and then stops,
+     * and returns what the proxy's socket towards it holds once that stops growing: the send
+     * queue (in flight and unsent) the kernel reports in /proc/net/tcp.
+     */
+    private long queuedTowardsStalledClient(TestProxy through) throws Exception {
+        try (RawClient c = tunnel(through, 'D')) {
+            c.socket.setReceiveBufferSize(64 * 1024);
+            assertThat(readPattern(c.in(), 0, 65536)).isEqualTo(65536);
+            long[] last = {-1, 0};
+            return await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(200)).until(() -> {
+                long now = sendQueue(through.port(), c.socket.getLocalPort());
+                last[1] = now == last[0] ? last[1] + 1 : 0;
+                last[0] = now;
+                return now;
+            }, now -> last[1] >= 5 && now > 0);
+        }
+    }
+
+    /** tx_queue of the TCP socket from {@code localPort} to {@code remotePort} on loopback. */
+    private static long sendQueue(int localPort, int remotePort) throws IOException {
+        String local = String.format(":%04X ", localPort);
+        String remote = String.format(":%04X ", remotePort);
+        // Netty's native sockets are IPv6 ones that also speak IPv4 (tcp6, ::ffff:127.0.0.1).
+        for (String table : new String[] {"/proc/net/tcp", "/proc/net/tcp6"}) {
+            for (String line : Files.readAllLines(Path.of(table))) {
+                String[] f = line.trim().split("\\s+");
+                if (f.length > 4 && (f[1] + " ").endsWith(local) && (f[2] + " ").endsWith(remote)) {
+                    return Long.parseLong(f[4].substring(0, f[4].indexOf(':')), 16);
+                }
+            }
+        }
+        throw new AssertionError("no socket from port " + localPort + " to " + remotePort + " in /proc/net/tcp{,6}");
     }
 
     @Test

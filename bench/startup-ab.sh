@@ -103,5 +103,5 @@ for name in "${names[@]}"; do
   awk -v n="$name" '$3 == n { print $4 }' "$work/starts.txt" | sort -n | awk -v n="$name" '
     { v[NR] = $1 }
     END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-          printf "  %-12s median %5d ms  (%d-%d)\n", n, m, v[1], v[NR] }'
+          printf "  %-18s median %5d ms  (%d-%d)\n", n, m, v[1], v[NR] }'
 done

@@ -4,17 +4,25 @@
 # alike, each through deploy/bin/egress-proxy with its own class-data-sharing archive, the proxy
 # pinned to CPU 1 and the probe and upstream to CPU 0 (as in bench/run.sh's startup scenario).
 #
-#   bench/startup-ab.sh [--starts N] NAME:JAR[:JAVA_OPTS] ...
+#   bench/startup-ab.sh [--starts N] NAME:JAR[:[VAR=VALUE ...] JAVA_OPTS] ...
 #
 # NAME labels a candidate; JAR is an egress-proxy.jar (build another commit into its own tree and
 # point here); JAVA_OPTS (optional, may contain spaces and colons) go into EGRESS_PROXY_JAVA_OPTS,
-# after the launcher's own flags, so they override them. Prints every start, then per candidate
-# the median and the range. Each candidate runs a private copy of its jar (removed at the end), so
-# that a rebuild during the run cannot crash a proxy. Example, the shipped build (the launcher raises C1's compile
-# thresholds tenfold) against itself with the JVM's usual C1 thresholds:
+# after the launcher's own flags, so they override them. Leading VAR=VALUE words there, as in a
+# shell's environment prefix, are set in that candidate's launcher's environment instead: JAVA_HOME
+# picks the JVM, EGRESS_PROXY_CDS=off runs without an archive (none is built for it), or any other
+# variable the launcher reads (values without spaces). Each candidate's archive (a CDS archive, or
+# on JDK 25 an AOT cache) is built first, and the time that took is printed. Prints every start,
+# then per candidate the median and the range. Each candidate runs a private copy of its jar
+# (removed at the end), so that a rebuild during the run cannot crash a proxy. Examples, the
+# shipped build (the launcher raises C1's compile thresholds tenfold) against itself with the
+# JVM's usual C1 thresholds, then JDK 17 against JDK 25, each with and without its archive:
 #
 #   bench/startup-ab.sh shipped:proxy/target/egress-proxy.jar \
 #       usual:proxy/target/egress-proxy.jar:"-XX:Tier3InvocationThreshold=200 -XX:Tier3MinInvocationThreshold=100 -XX:Tier3CompileThreshold=2000 -XX:Tier3BackEdgeThreshold=60000"
+#   jar=proxy/target/egress-proxy.jar j25=JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64
+#   bench/startup-ab.sh jdk17-cds:$jar jdk17-nocds:$jar:EGRESS_PROXY_CDS=off \
+#       jdk25-nocache:$jar:"$j25 EGRESS_PROXY_CDS=off" jdk25-aot:$jar:$j25
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,14 +32,20 @@ if [[ "${1:-}" == --starts ]]; then
   starts="$2"
   shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: bench/startup-ab.sh [--starts N] NAME:JAR[:JAVA_OPTS] ..." >&2; exit 64; }
-names=() jars=() opts=()
+[[ $# -ge 1 ]] || { echo "usage: bench/startup-ab.sh [--starts N] NAME:JAR[:[VAR=VALUE ...] JAVA_OPTS] ..." >&2; exit 64; }
+names=() jars=() opts=() envs=()
 for c in "$@"; do
-  [[ "$c" =~ ^([a-z0-9_-]+):([^:]+)(:(.*))?$ ]] || { echo "startup-ab: expected NAME:JAR[:JAVA_OPTS], got '$c'" >&2; exit 64; }
+  [[ "$c" =~ ^([a-z0-9_-]+):([^:]+)(:(.*))?$ ]] || { echo "startup-ab: expected NAME:JAR[:[VAR=VALUE ...] JAVA_OPTS], got '$c'" >&2; exit 64; }
   [[ -f "${BASH_REMATCH[2]}" ]] || { echo "startup-ab: no jar at ${BASH_REMATCH[2]}" >&2; exit 2; }
   names+=("${BASH_REMATCH[1]}")
   jars+=("$(readlink -f "${BASH_REMATCH[2]}")")
-  opts+=("${BASH_REMATCH[4]}")
+  rest="${BASH_REMATCH[4]}" vars=""
+  while [[ "$rest" =~ ^[[:space:]]*([A-Z_][A-Z0-9_]*=[^[:space:]]*)[[:space:]]*(.*)$ ]]; do
+    vars+="${BASH_REMATCH[1]} "
+    rest="${BASH_REMATCH[2]}"
+  done
+  opts+=("$rest")
+  envs+=("$vars")
 done
 
 work="$(mktemp -d /tmp/egress-startup-ab.XXXXXX)"
@@ -50,9 +64,19 @@ done
 
 javac -d "$work/classes" "$here/src/Bench.java"
 export EGRESS_PROXY_HEAP=256m EGRESS_PROXY_DIRECT_MEMORY=256m EGRESS_PROXY_GC=serial
+# candidate_env I: the environment of candidate I's launcher, as arguments to env(1).
+candidate_env() {
+  local vars
+  read -ra vars <<<"${envs[$1]}"
+  printf '%s\0' EGRESS_PROXY_JAR="${jars[$1]}" EGRESS_PROXY_CDS_ARCHIVE="$work/${names[$1]}.archive" \
+    EGRESS_PROXY_JAVA_OPTS="${opts[$1]}" "${vars[@]}"
+}
 for i in "${!names[@]}"; do
-  EGRESS_PROXY_JAR="${jars[$i]}" EGRESS_PROXY_CDS_ARCHIVE="$work/${names[$i]}.jsa" EGRESS_PROXY_JAVA_OPTS="${opts[$i]}" \
-    taskset -c 1 "$root/deploy/bin/egress-proxy" --build-cds-archive > /dev/null
+  [[ " ${envs[$i]}" != *" EGRESS_PROXY_CDS=off "* ]] || continue
+  mapfile -d '' -t e < <(candidate_env "$i")
+  t0="$(date +%s%N)"
+  env "${e[@]}" taskset -c 1 "$root/deploy/bin/egress-proxy" --build-cds-archive > /dev/null
+  echo "built ${names[$i]}'s archive in $(( ($(date +%s%N) - t0) / 1000000 )) ms (on CPU 1)"
 done
 
 taskset -c 0 java -cp "$work/classes" Bench upstream 18080 18081 > "$work/upstream.log" 2>&1 &
@@ -66,8 +90,8 @@ done
 target=proxy=127.0.0.1:13128,echo=127.0.0.1:18080,http=127.0.0.1:18081
 for n in $(seq 1 "$starts"); do
   for i in "${!names[@]}"; do
-    ms="$(EGRESS_PROXY_JAR="${jars[$i]}" EGRESS_PROXY_CDS_ARCHIVE="$work/${names[$i]}.jsa" EGRESS_PROXY_JAVA_OPTS="${opts[$i]}" \
-      taskset -c 0 java -cp "$work/classes" Bench startup "$target" -- \
+    mapfile -d '' -t e < <(candidate_env "$i")
+    ms="$(env "${e[@]}" taskset -c 0 java -cp "$work/classes" Bench startup "$target" -- \
       taskset -c 1 "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" \
       | awk '$1 == "RESULT" && $3 == "first_connect_ms" { printf "%d", $4 }')"
     echo "start $n ${names[$i]} $ms ms"
@@ -79,5 +103,5 @@ for name in "${names[@]}"; do
   awk -v n="$name" '$3 == n { print $4 }' "$work/starts.txt" | sort -n | awk -v n="$name" '
     { v[NR] = $1 }
     END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-          printf "  %-12s median %5d ms  (%d-%d)\n", n, m, v[1], v[NR] }'
+          printf "  %-18s median %5d ms  (%d-%d)\n", n, m, v[1], v[NR] }'
 done

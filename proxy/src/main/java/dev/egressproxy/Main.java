@@ -34,6 +34,7 @@ import org.slf4j.LoggerFactory;
  * java -jar egress-proxy.jar --version
  * java -jar egress-proxy.jar [--config FILE] check hosts|image ...   see {@link CheckCommand}
  * java -XX:ArchiveClassesAtExit=FILE -jar egress-proxy.jar --cds-training   see {@link ClassDataTraining}
+ * java -XX:AOTCacheOutput=FILE -jar egress-proxy.jar --cds-training SECONDS   (JDK 25 and later)
  * </pre>
  */
 public final class Main {
@@ -86,7 +87,14 @@ public final class Main {
                     return 0;
                 }
                 case "--cds-training" -> {
-                    return ClassDataTraining.run(out, err);
+                    if (i + 1 == args.length) {
+                        return ClassDataTraining.run(out, err);
+                    }
+                    if (i + 2 == args.length && args[i + 1].matches("[0-9]{1,3}")) {
+                        return ClassDataTraining.run(Duration.ofSeconds(Integer.parseInt(args[i + 1])), out, err);
+                    }
+                    err.println("--cds-training takes at most one argument, the seconds of load after its rounds");
+                    return EXIT_USAGE;
                 }
                 case "--help", "-h" -> {
                     usage(out);
@@ -200,7 +208,8 @@ public final class Main {
         s.println("  --check-config FILE  validate FILE and print the resulting allowlist, then exit");
         s.println("  check hosts          dial every allowlisted host from this machine as the proxy would (check --help)");
         s.println("  check image REF      walk a pull of REF through a running proxy and name the hosts it needs");
-        s.println("  --cds-training       exercise the proxy on loopback and exit (for -XX:ArchiveClassesAtExit)");
+        s.println("  --cds-training [S]   exercise the proxy on loopback and exit (for -XX:ArchiveClassesAtExit);");
+        s.println("                       with S, S more seconds of load (for the method profiles of -XX:AOTCacheOutput)");
         s.println("environment overrides: " + String.join(", ", ConfigLoader.ENV_KEYS.keySet()));
     }
 

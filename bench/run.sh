@@ -293,7 +293,7 @@ proxy_cmd() {
     egress-no-cds) echo taskset -c "$PROXY_CPU" env EGRESS_PROXY_CDS=off "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     egress-auth) echo taskset -c "$PROXY_CPU" env EGRESS_BENCH_AUTH_USERS_FILE="$work/users" "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     egress-tls) echo taskset -c "$PROXY_CPU" env EGRESS_BENCH_TLS_CERTIFICATE="$work/proxy.crt" EGRESS_BENCH_TLS_PRIVATE_KEY="$work/proxy.key" "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
-    egress-*) echo taskset -c "$PROXY_CPU" env $(variant_env "${1#egress-}") "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
+    egress-*) echo taskset -c "$PROXY_CPU" env $(variant_env "${1#egress-}") EGRESS_PROXY_CDS_ARCHIVE="$(variant_archive "${1#egress-}")" "$root/deploy/bin/egress-proxy" --config "$here/config/egress-proxy.conf" ;;
     squid) echo taskset -c "$PROXY_CPU" squid -N -f "$work/squid.conf" ;;
     tinyproxy) echo taskset -c "$PROXY_CPU" tinyproxy -d -c "$work/tinyproxy.conf" ;;
   esac
@@ -305,6 +305,15 @@ variant_env() {
     if [[ "${v%%:*}" == "$1" ]]; then echo "${v#*:}" | tr ',' ' '; fi
   done
 }
+variant_archive() { echo "$work/egress-$1.archive"; }
+# Each --variant gets an archive of its own, built here with its environment: one that runs another
+# JVM (JAVA_HOME, a JDK 25 AOT cache) or other JVM flags cannot use the shipped one, and a start
+# that had to build its own would count the build in its start-up.
+for v in "${variants[@]}"; do
+  # shellcheck disable=SC2046  # the variant's VAR=VALUE words, split on purpose
+  taskset -c "$PROXY_CPU" env $(variant_env "${v%%:*}") EGRESS_PROXY_CDS_ARCHIVE="$(variant_archive "${v%%:*}")" \
+    "$root/deploy/bin/egress-proxy" --build-cds-archive >&2 || true
+done
 proxy_port() { case "$1" in egress*) echo 13128 ;; squid) echo 13129 ;; tinyproxy) echo 13130 ;; esac; }
 
 proxy_pid=""

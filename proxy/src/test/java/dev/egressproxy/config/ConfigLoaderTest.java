@@ -48,7 +48,7 @@ class ConfigLoaderTest {
                 new ProxyConfig.Timeouts(Duration.ofSeconds(10), Duration.ofSeconds(30), Duration.ofMinutes(5),
                         Duration.ofMillis(250)));
         assertThat(config.limits().maxRequestHead()).isEqualTo(32 * 1024);
-        assertThat(config.relay()).isEqualTo(new ProxyConfig.Relay(true, 64 * 1024, 16 * 1024, 128 * 1024));
+        assertThat(config.relay()).isEqualTo(new ProxyConfig.Relay(true, 64 * 1024, 16 * 1024, 512 * 1024));
         assertThat(config.logging().accessFormat()).isEqualTo(ProxyConfig.AccessLogFormat.TEXT);
         assertThat(config.tunnels()).isEqualTo(new ProxyConfig.Tunnels(ProxyConfig.SniCheckMode.REPORT, Set.of(443),
                 Duration.ofSeconds(10)));

@@ -270,8 +270,8 @@ public final class ProxyServer implements AutoCloseable {
                 .childOption(ChannelOption.WRITE_BUFFER_WATER_MARK,
                         new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
                 .childHandler(initializer);
-        ChannelOption<Long> notSentLowAt = Channels.notSentLowAt(transport.socketChannel());
-        if (notSentLowAt != null && config.relay().notsentLowat() > 0) {
+        ChannelOption<Long> notSentLowAt = Channels.notSentLowAt(transport.socketChannel(), config.relay().notsentLowat());
+        if (notSentLowAt != null) {
             b.childOption(notSentLowAt, (long) config.relay().notsentLowat());
         }
         // The admin listener comes up first so that /healthz answers and /readyz says 503 until

@@ -91,7 +91,7 @@ public final class UpstreamConnector {
         this.channelFactory = new ReflectiveChannelFactory<>(channelClass);
         this.channels = channels;
         this.startLimits = startLimits;
-        this.notSentLowAt = notsentLowat > 0 ? Channels.notSentLowAt(channelClass) : null;
+        this.notSentLowAt = Channels.notSentLowAt(channelClass, notsentLowat);
         this.notsentLowat = notsentLowat;
         metrics.watchFastFail(fastFail::downHosts);
     }

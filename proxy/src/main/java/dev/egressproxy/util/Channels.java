@@ -31,10 +31,14 @@ public final class Channels {
     }
 
     /**
-     * The TCP_NOTSENT_LOWAT option of sockets of {@code socketChannel}'s transport ({@code
-     * relay.notsent-lowat}): epoll's or io_uring's; null on NIO, which cannot set it.
+     * The TCP_NOTSENT_LOWAT option that sets {@code relay.notsent-lowat} = {@code bytes} on sockets
+     * of {@code socketChannel}'s transport (epoll's or io_uring's); null when there is nothing to
+     * set: {@code bytes} is 0 (the kernel's setting), or the transport is NIO, which cannot set it.
      */
-    public static ChannelOption<Long> notSentLowAt(Class<? extends SocketChannel> socketChannel) {
+    public static ChannelOption<Long> notSentLowAt(Class<? extends SocketChannel> socketChannel, int bytes) {
+        if (bytes <= 0) {
+            return null;
+        }
         if (EpollSocketChannel.class.isAssignableFrom(socketChannel)) {
             return EpollChannelOption.TCP_NOTSENT_LOWAT;
         }

@@ -56,6 +56,8 @@ class TunnelFaultsIT {
     static volatile CompletableFuture<Long> originResetAt;
     static volatile CompletableFuture<long[]> originReceived;
     static volatile CompletableFuture<long[]> originStopped;
+    /** The settings of every proxy here: the relay mode and the origin. */
+    static String common;
     static TestProxy proxy;
     static TestProxy idleProxy;
 
@@ -64,7 +66,7 @@ class TunnelFaultsIT {
     @BeforeParameterizedClassInvocation
     static void start(String relay) throws Exception {
         origin = TcpServer.of(TunnelFaultsIT::serve);
-        String common = TestProxy.relaySettings(relay) + """
+        common = TestProxy.relaySettings(relay) + """
                 allowlist.hosts = ["origin.test:7000"]
                 destinations.connect-to { "origin.test:7000" = "127.0.0.1:%d" }
                 """.formatted(origin.port());
@@ -292,11 +294,7 @@ class TunnelFaultsIT {
         String transport = System.getProperty("egress.test.transport", "auto");
         Assumptions.assumeFalse(transport.equals("nio"),
                 "NIO cannot set TCP_NOTSENT_LOWAT: relay.notsent-lowat does nothing there");
-        try (TestProxy unlimited = TestProxy.start(TestProxy.relaySettings(relay) + """
-                allowlist.hosts = ["origin.test:7000"]
-                destinations.connect-to { "origin.test:7000" = "127.0.0.1:%d" }
-                relay.notsent-lowat = 0
-                """.formatted(origin.port()))) {
+        try (TestProxy unlimited = TestProxy.start(common + "timeouts.idle = 30s\nrelay.notsent-lowat = 0\n")) {
             long bounded = queuedTowardsStalledClient(proxy);
             long kernelDefault = queuedTowardsStalledClient(unlimited);
             // In flight: at most the client's 64 KiB window; unsent: relay.notsent-lowat (512 KiB)

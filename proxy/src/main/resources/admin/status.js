@@ -104,9 +104,15 @@
     setText('transport', s.transport);
 
     const allowlist = s.allowlist || { presets: [], entries: [] };
-    const report = allowlist.mode === 'report';
-    $('report-mode').hidden = !report;
-    setText('mode', allowlist.mode ? 'allowlist.mode = ' + allowlist.mode : '');
+    const policies = s.policies || [];
+    // Each allowlist has its own mode: the top-level one and every policy's.
+    const reporting = (allowlist.mode === 'report' ? ['the top-level allowlist'] : [])
+      .concat(policies.filter((p) => p.mode === 'report')
+        .map((p) => 'policy "' + p.name + '"'));
+    $('report-mode').hidden = reporting.length === 0;
+    setText('report-which', reporting.join(', '));
+    setText('mode', allowlist.mode ? 'allowlist.mode = ' + allowlist.mode
+      + (policies.length ? ' (top level; each policy has its own, below)' : '') : '');
 
     const cfg = s.config || {};
     setText('config-file', cfg.file || 'shipped defaults (no file)');
@@ -163,6 +169,47 @@
       cell(tr, e.entry, 'mono');
       cell(tr, e.source === 'preset' ? 'preset ' + e.preset : 'allowlist.hosts');
     });
+
+    $('policies-part').hidden = policies.length === 0;
+    fill('policies', null, policies, (tr, p) => {
+      // A policy's mode, presets and entries are fields of the policy itself.
+      const entries = p.entries || [];
+      cell(tr, p.name, 'mono');
+      cell(tr, [['clients', p.clients], ['users', p.users], ['identities', p.identities]]
+        .filter(([, v]) => v && v.length).map(([k, v]) => k + ' ' + v.join(', ')).join('; '), 'mono');
+      cell(tr, p.mode);
+      cell(tr, (p.presets && p.presets.length ? 'presets ' + p.presets.join(', ') + '; ' : '')
+        + entries.map((e) => e.entry).join(', '), 'mono');
+    });
+  }
+
+  /**
+   * The entries to add, one quoted HOCON string per line (a HOCON quoted string is a JSON string):
+   * the top-level allowlist's first, then each policy's under a comment naming it.
+   */
+  function suggestions(refused) {
+    const byPolicy = new Map();
+    for (const d of refused) {
+      const entry = entryFor(d);
+      if (entry == null) {
+        continue;
+      }
+      const policy = typeof d.policy === 'string' && d.policy ? d.policy : 'default';
+      if (!byPolicy.has(policy)) {
+        byPolicy.set(policy, new Set());
+      }
+      byPolicy.get(policy).add(entry);
+    }
+    const names = [...byPolicy.keys()]
+      .sort((a, b) => (a === 'default' ? -1 : b === 'default' ? 1 : a.localeCompare(b)));
+    const lines = [];
+    for (const name of names) {
+      if (name !== 'default') {
+        lines.push('# policy ' + JSON.stringify(name) + ': into its allowlist.hosts in egress-proxy.policies');
+      }
+      lines.push(...[...byPolicy.get(name)].sort().map((e) => JSON.stringify(e)));
+    }
+    return lines;
   }
 
   function renderDenied(report, now) {
@@ -176,20 +223,20 @@
       cell(tr, d.destination, 'mono');
       cell(tr, wouldOnly ? 'would be denied (report mode)' : 'denied');
       cell(tr, d.reason);
+      cell(tr, d.policy || '');
       cell(tr, d.count, 'num');
       ago(cell(tr, ''), d.first_seen, now);
       ago(cell(tr, ''), d.last_seen, now);
       cell(tr, d.last_client, 'mono');
     });
-    const entries = [...new Set(refused.map(entryFor).filter((e) => e != null))].sort();
-    // A HOCON quoted string is a JSON string.
-    const text = entries.map((e) => JSON.stringify(e)).join('\n');
+    const lines = suggestions(refused);
+    const text = lines.join('\n');
     const box = $('suggested');
     if (box.value !== text) {
       box.value = text;
-      box.rows = Math.min(Math.max(entries.length, 1), 12);
+      box.rows = Math.min(Math.max(lines.length, 1), 12);
     }
-    $('copy').disabled = entries.length === 0;
+    $('copy').disabled = lines.length === 0;
   }
 
   async function getJson(path) {

@@ -46,7 +46,7 @@ public final class ProxyMetrics {
      * let through that enforcing would refuse, by host (capped) and refusal reason.
      */
     public static final String WOULD_DENY = "egress.proxy.would.deny";
-    /** {@code egress_proxy_allowlist_enforced}: 1 when allowlist.mode is enforce, 0 in report mode. */
+    /** {@code egress_proxy_allowlist_enforced}: 1 when every allowlist (top level, policies) enforces, 0 when one reports. */
     public static final String ALLOWLIST_ENFORCED = "egress.proxy.allowlist.enforced";
     /** {@code egress_proxy_sni_mismatch_total{host,reason}}: tunnels whose ClientHello failed the SNI check, by CONNECT host (capped). */
     public static final String SNI_MISMATCH = "egress.proxy.sni.mismatch";

@@ -10,6 +10,7 @@ import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestDnsServer;
 import dev.egressproxy.testing.TestProxy;
 import java.io.InputStream;
+import java.net.InetAddress;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -210,6 +211,77 @@ class ReportModeIT {
                 .isEqualTo(reported);
         awaitLogLine("decision=denied reason=malformed_request");
         awaitLogLine("decision=denied reason=origin_form_request");
+    }
+
+    /**
+     * The mode is per allowlist: a policy in report mode lets its clients reach an unlisted host
+     * (counted and listed under its own name), while the enforcing default refuses the same request
+     * from every other client; and the other way round, an enforcing policy refuses its clients
+     * while the default only reports.
+     */
+    @Test
+    void eachPolicyKeepsItsOwnMode() throws Exception {
+        String trial = """
+                policies = [ { name = trial, clients = ["127.0.0.2/32"], allowlist { mode = %s, hosts = ["listed.test"] } } ]
+                """;
+        InetAddress second = InetAddress.getByName("127.0.0.2");
+        try (TestProxy perPolicy = TestProxy.start(settings("enforce", "") + trial.formatted("report"))) {
+            try (RawClient raw = new RawClient(perPolicy.address(), second)) {
+                assertThat(get(raw, "http://unlisted.test/trial").status()).isEqualTo(200);
+            }
+            try (RawClient raw = new RawClient(perPolicy.address())) {
+                RawClient.Head head = get(raw, "http://unlisted.test/default");
+                assertThat(head.status()).isEqualTo(403);
+                assertThat(head.header("x-egress-proxy-reason")).isEqualTo("host_not_allowlisted");
+            }
+            // Only the request of the report-mode policy reached the origin.
+            assertThat(origin.requests()).singleElement()
+                    .satisfies(r -> assertThat(r.requestLine()).isEqualTo("GET /trial HTTP/1.1"));
+            assertThat(perPolicy.scrapeValue(
+                    "egress_proxy_would_deny_total{host=\"unlisted.test\",policy=\"trial\",reason=\"host_not_allowlisted\"}"))
+                    .isEqualTo(1.0);
+            assertThat(perPolicy.scrapeValue(
+                    "egress_proxy_denied_total{host=\"unlisted.test\",policy=\"default\",reason=\"host_not_allowlisted\"}"))
+                    .isEqualTo(1.0);
+            assertThat(perPolicy.scrapeValue(
+                    "egress_proxy_denied_total{host=\"unlisted.test\",policy=\"trial\",reason=\"host_not_allowlisted\"}"))
+                    .isEqualTo(-1.0);
+            // One allowlist that only reports is enough for the alert's gauge to say "not enforcing".
+            assertThat(perPolicy.scrapeValue("egress_proxy_allowlist_enforced")).isEqualTo(0.0);
+            awaitLogLine("client=127.0.0.2:", "target=unlisted.test:80", "decision=would_deny", "policy=trial status=200");
+            awaitLogLine("client=127.0.0.1:", "target=unlisted.test:80", "decision=denied");
+
+            String denied = perPolicy.admin("/denied").body();
+            assertThat(denied).contains("\"enforced\":false,\"entry\":\"unlisted.test\",\"policy\":\"trial\"")
+                    .contains("\"enforced\":true,\"entry\":\"unlisted.test\",\"policy\":\"default\"");
+            String hocon = perPolicy.admin("/denied?format=hocon").body();
+            int trialSection = hocon.indexOf("# For policy \"trial\"");
+            assertThat(trialSection).as(hocon).isPositive();
+            assertThat(hocon.substring(0, trialSection)).contains("(denied host_not_allowlisted)\n\"unlisted.test\"");
+            assertThat(hocon.substring(trialSection)).contains("(would_deny host_not_allowlisted)\n\"unlisted.test\"");
+            assertThat(perPolicy.admin("/status").body()).contains("\"name\" : \"trial\"");
+        }
+        origin.reset();
+
+        try (TestProxy perPolicy = TestProxy.start(settings("report", "") + trial.formatted("enforce"))) {
+            try (RawClient raw = new RawClient(perPolicy.address(), second)) {
+                RawClient.Head head = get(raw, "http://unlisted.test/trial");
+                assertThat(head.status()).isEqualTo(403);
+                assertThat(head.header("x-egress-proxy-reason")).isEqualTo("host_not_allowlisted");
+            }
+            try (RawClient raw = new RawClient(perPolicy.address())) {
+                assertThat(get(raw, "http://unlisted.test/default").status()).isEqualTo(200);
+            }
+            assertThat(origin.requests()).singleElement()
+                    .satisfies(r -> assertThat(r.requestLine()).isEqualTo("GET /default HTTP/1.1"));
+            assertThat(perPolicy.scrapeValue(
+                    "egress_proxy_denied_total{host=\"unlisted.test\",policy=\"trial\",reason=\"host_not_allowlisted\"}"))
+                    .isEqualTo(1.0);
+            assertThat(perPolicy.scrapeValue(
+                    "egress_proxy_would_deny_total{host=\"unlisted.test\",policy=\"default\",reason=\"host_not_allowlisted\"}"))
+                    .isEqualTo(1.0);
+            awaitLogLine("client=127.0.0.2:", "target=unlisted.test:80", "decision=denied", "policy=trial status=403");
+        }
     }
 
     @Test

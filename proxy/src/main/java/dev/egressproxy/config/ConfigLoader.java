@@ -64,6 +64,8 @@ public final class ConfigLoader {
             "upstream-proxy.bypass");
 
     private final List<String> problems = new ArrayList<>();
+    /** The {@code check-samples} of the presets in use (the shipped quay-cdn names its CDN hosts). */
+    private final Set<String> presetSamples = new LinkedHashSet<>();
     private final Path presetDir;
 
     private ConfigLoader(Path presetDir) {
@@ -253,7 +255,10 @@ public final class ConfigLoader {
             problems.add(ROOT + ".transport (" + where(c.getValue("transport").origin()) + "): '" + transport
                     + "' is not one of auto, epoll, io_uring, nio");
         }
-        ProxyConfig.Check check = new ProxyConfig.Check(samples(c.getList("check.samples"), allowlist.entries()));
+        Set<String> samples = new LinkedHashSet<>(samples(c.getList("check.samples"), "check.samples",
+                allowlist.entries()));
+        samples.addAll(presetSamples);
+        ProxyConfig.Check check = new ProxyConfig.Check(List.copyOf(samples));
         int ioThreads = intAtLeast(c, "io-threads", 0);
         boolean watch = bool(c, "reload.watch");
         ProxyConfig.Upstream upstream = new ProxyConfig.Upstream(new ProxyConfig.FastFail(
@@ -684,7 +689,12 @@ public final class ConfigLoader {
                     + (presetDir != null ? " (also looked in " + presetDir + ")" : ""));
             return List.of();
         }
-        return entries(preset.getList("hosts"), "allowlist.presets." + name);
+        List<AllowlistEntry> entries = entries(preset.getList("hosts"), "allowlist.presets." + name);
+        if (preset.hasPath("check-samples")) {
+            presetSamples.addAll(samples(preset.getList("check-samples"), "allowlist.presets." + name + ".check-samples",
+                    entries));
+        }
+        return entries;
     }
 
     private List<AllowlistEntry> entries(ConfigList list, String path) {
@@ -709,11 +719,11 @@ public final class ConfigLoader {
      * {@code check.samples}: host names, each under a wildcard entry of the allowlist (an exact
      * entry is checked as it is; a name no entry covers would check nothing the proxy allows).
      */
-    private List<String> samples(ConfigList list, List<AllowlistEntry> entries) {
+    private List<String> samples(ConfigList list, String path, List<AllowlistEntry> entries) {
         List<String> out = new ArrayList<>();
         for (int i = 0; i < list.size(); i++) {
             ConfigValue v = list.get(i);
-            String where = ROOT + ".check.samples[" + i + "] (" + where(v.origin()) + ")";
+            String where = ROOT + "." + path + "[" + i + "] (" + where(v.origin()) + ")";
             if (v.valueType() != ConfigValueType.STRING) {
                 problems.add(where + ": expected a host name such as \"cdn01.quay.io\"");
                 continue;

@@ -131,6 +131,37 @@ class ConfigLoaderTest {
         ProxyConfig config = ConfigLoader.fromString("egress-proxy.allowlist.presets = [quay-cdn]");
 
         assertThat(texts(config)).containsExactly("registry.redhat.io", "registry.access.redhat.com", "*.quay.io");
+        // check hosts dials today's CDN hosts for the wildcard instead of skipping it.
+        assertThat(config.check().samples()).containsExactly("cdn.quay.io", "cdn01.quay.io", "cdn02.quay.io",
+                "cdn03.quay.io");
+    }
+
+    @Test
+    void checkSamplesOfTheConfigComeFirstAndThoseOfPresetsAreAddedOnce() throws Exception {
+        ProxyConfig config = ConfigLoader.fromString("""
+                egress-proxy {
+                  allowlist.presets = [quay-cdn]
+                  check.samples = ["cdn05.quay.io", "cdn01.quay.io"]
+                }
+                """);
+
+        assertThat(config.check().samples()).containsExactly("cdn05.quay.io", "cdn01.quay.io", "cdn.quay.io",
+                "cdn02.quay.io", "cdn03.quay.io");
+    }
+
+    @Test
+    void aPresetsCheckSampleMustBeUnderOneOfItsWildcardEntries() throws Exception {
+        Path file = write("egress-proxy.conf", "egress-proxy.allowlist.presets = [mirror]\n");
+        write("presets/mirror.conf", """
+                hosts = ["*.cdn.corp.example", "mirror.corp.example"]
+                check-samples = ["eu.cdn.corp.example", "mirror.corp.example"]
+                """);
+
+        ConfigException e = catchThrowableOfType(ConfigException.class, () -> ConfigLoader.load(file, Map.of()));
+
+        assertThat(e.problems()).singleElement().asString()
+                .contains("egress-proxy.allowlist.presets.mirror.check-samples[1]")
+                .contains("'mirror.corp.example' is under no wildcard entry of the allowlist");
     }
 
     @Test

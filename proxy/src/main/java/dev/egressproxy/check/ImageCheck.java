@@ -52,12 +52,17 @@ final class ImageCheck {
     private final List<ImageResult.Step> steps = new ArrayList<>();
     private String authorization;
 
-    ImageCheck(ImageRef image, ProxyAddress proxy, AuthFile auth, SSLContext ssl, String platform, Duration timeout) {
+    /**
+     * @param ssl the trust for the registry, its token service and its CDNs
+     * @param proxySsl the trust for the proxy's certificate, used when {@code proxy} is {@code https://}
+     */
+    ImageCheck(ImageRef image, ProxyAddress proxy, AuthFile auth, SSLContext ssl, SSLContext proxySsl, String platform,
+            Duration timeout) {
         this.image = image;
         this.proxy = proxy;
         this.auth = auth;
         this.platform = platform;
-        this.http = new ProxiedHttp(proxy, ssl, timeout);
+        this.http = new ProxiedHttp(proxy, ssl, proxySsl, timeout);
     }
 
     /** A host as the pull saw it so far. */
@@ -82,7 +87,7 @@ final class ImageCheck {
     ImageResult run() throws IOException {
         try {
             walk();
-        } catch (ProxiedHttp.ProxyDown e) {
+        } catch (ProxiedHttp.ProxyFailed e) {
             steps.add(new ImageResult.Step("proxy", false, e.getMessage()));
         }
         List<String> needs = new ArrayList<>();
@@ -329,7 +334,11 @@ final class ImageCheck {
         ProxiedHttp.Response r;
         try {
             r = http.send(method, uri, headers, maxBody);
-        } catch (ProxiedHttp.ProxyDown e) {
+        } catch (ProxiedHttp.ProxyFailed e) {
+            // Not the host's doing: the proxy is named in the "proxy" step instead.
+            if (--h.requests == 0) {
+                hosts.remove(authority);
+            }
             throw e;
         } catch (ProxiedHttp.TlsFailed e) {
             h.verdict = ImageResult.ProxyVerdict.FAILED;

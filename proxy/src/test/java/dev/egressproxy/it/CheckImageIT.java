@@ -499,8 +499,8 @@ class CheckImageIT {
         assertThat(r.out()).contains("FAIL  proxy: the proxy at http://carol:***@127.0.0.1:" + authProxy.port()
                 + " refused the credentials of user carol: 407 proxy authentication required (auth_required) for registry.test:5000")
                 .doesNotContain("wrong-pass").doesNotContain("pull needs registry.test");
-        // The registry is not blamed: it was never asked, so it is not in the table.
-        assertThat(r.out().lines().filter(l -> l.startsWith("registry.test:5000"))).isEmpty();
+        // The registry is not blamed: it was never asked, so there is no host table at all.
+        assertThat(r.out()).doesNotContain("HOST ").doesNotContain("registry.test:5000  ");
         assertThat(registry.seen).isEmpty();
         await().atMost(Duration.ofSeconds(10)).until(() -> authFailures("bad_password") == before + 1);
 
@@ -546,6 +546,17 @@ class CheckImageIT {
             assertThat(plain.out()).contains("FAIL  proxy: the proxy at http://carol:***@127.0.0.1:" + tlsProxy.port()
                     + " gave no HTTP answer to CONNECT registry.test:5000: ")
                     .contains("(if its port speaks TLS, listen.tls, write the proxy as https://127.0.0.1:" + tlsProxy.port() + ")");
+
+            // A port that wants a client certificate: the check has none to present, and says so in the proxy step.
+            try (TestProxy mutual = TestProxy.start(world(List.of("registry.test:5000"),
+                    "listen.tls { certificate = \"" + cert.cert() + "\", private-key = \"" + cert.key() + "\", client-ca = \""
+                            + pki.caCert() + "\" }\n"))) {
+                Run noCert = checkImage("registry.test:5000/team/app:v1", "https://127.0.0.1:" + mutual.port(), "--proxy-cacert",
+                        pki.caCert().toString());
+                assertThat(noCert.status()).isEqualTo(CheckCommand.EXIT_FAILED);
+                assertThat(line(noCert.out(), "FAIL  proxy: ")).contains("https://127.0.0.1:" + mutual.port())
+                        .containsAnyOf("certificate_required", "bad_certificate", "handshake_failure");
+            }
 
             Run misuse = checkImage("registry.test:5000/team/app:v1", via(proxy), "--proxy-cacert", pki.caCert().toString());
             assertThat(misuse.status()).isEqualTo(CheckCommand.EXIT_USAGE);

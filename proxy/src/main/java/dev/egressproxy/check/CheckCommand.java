@@ -141,6 +141,7 @@ public final class CheckCommand {
         String proxy = null;
         Path authFile = null;
         Path caFile = null;
+        Path proxyCaFile = null;
         String platform = null;
         Duration timeout = Duration.ofSeconds(60);
         boolean json = false;
@@ -148,7 +149,7 @@ public final class CheckCommand {
             String a = args.get(i);
             switch (a) {
                 case "--json" -> json = true;
-                case "--proxy", "--authfile", "--platform", "--ca-file", "--timeout" -> {
+                case "--proxy", "--authfile", "--platform", "--ca-file", "--proxy-cacert", "--timeout" -> {
                     if (i + 1 >= args.size()) {
                         err.println("egress-proxy check image: " + a + " needs an argument");
                         return EXIT_USAGE;
@@ -158,6 +159,7 @@ public final class CheckCommand {
                         case "--proxy" -> proxy = v;
                         case "--authfile" -> authFile = Path.of(v);
                         case "--ca-file" -> caFile = Path.of(v);
+                        case "--proxy-cacert" -> proxyCaFile = Path.of(v);
                         case "--platform" -> platform = v;
                         default -> {
                             timeout = parseDuration(v);
@@ -200,13 +202,21 @@ public final class CheckCommand {
             if (caFile != null && !Files.isReadable(caFile)) {
                 throw new IllegalArgumentException("--ca-file " + caFile + " is not a readable file");
             }
+            if (proxyCaFile != null && !Files.isReadable(proxyCaFile)) {
+                throw new IllegalArgumentException("--proxy-cacert " + proxyCaFile + " is not a readable file");
+            }
+            if (proxyCaFile != null && !proxyAddress.tls()) {
+                throw new IllegalArgumentException("--proxy-cacert is for a proxy that speaks TLS: write it as https://"
+                        + proxyAddress.authority());
+            }
         } catch (IllegalArgumentException e) {
             err.println("egress-proxy check image: " + e.getMessage());
             return EXIT_USAGE;
         }
         try {
             AuthFile auth = authFile != null ? AuthFile.read(authFile) : AuthFile.none();
-            ImageResult result = new ImageCheck(image, proxyAddress, auth, ProxiedHttp.trust(caFile), platform, timeout).run();
+            ImageResult result = new ImageCheck(image, proxyAddress, auth, ProxiedHttp.trust(caFile), ProxiedHttp.trust(proxyCaFile),
+                    platform, timeout).run();
             if (json) {
                 CheckJson.image(result, out);
             } else {
@@ -246,12 +256,17 @@ public final class CheckCommand {
 
     public static void usage(PrintStream s) {
         s.println("usage: egress-proxy check hosts [--config FILE] [--json] [--timeout D] [--ca-file PEM | --insecure]");
-        s.println("       egress-proxy check image REF [--proxy URL] [--authfile FILE] [--platform OS/ARCH] [--ca-file PEM]");
-        s.println("                                    [--timeout D] [--json]");
+        s.println("       egress-proxy check image REF [--proxy URL] [--proxy-cacert PEM] [--authfile FILE] [--platform OS/ARCH]");
+        s.println("                                    [--ca-file PEM] [--timeout D] [--json]");
         s.println("  hosts  from this machine, resolve, connect to and (TLS ports) handshake with every allowlisted host,");
         s.println("         as the proxy would dial it (its DNS, connect-to, address policy and connect timeout)");
         s.println("  image  walk a registry pull of REF through a running egress-proxy (--proxy, else HTTPS_PROXY,");
-        s.println("         else http://127.0.0.1:3128) without downloading a blob, and name every host it needs");
+        s.println("         else http://127.0.0.1:3128) without downloading a blob, and name every host it needs;");
+        s.println("         URL: http://host:port, or https://host:port for a TLS proxy port (its CA: --proxy-cacert,");
+        s.println("         else the JDK's trust store), with USER:PASSWORD@ for a proxy that wants a login;");
+        s.println("         --authfile: a containers auth.json (its \"auth\" entries; no credential helpers);");
+        s.println("         --platform: only that platform's manifest of a list (default: every platform);");
+        s.println("         --ca-file: the CAs of the registry and CDN certificates (default: the JDK's trust store)");
         s.println("exit status: 0 all passed, 1 a check failed, 2 the configuration does not load, 64 wrong arguments");
     }
 }

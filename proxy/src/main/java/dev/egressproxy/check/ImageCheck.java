@@ -39,7 +39,8 @@ final class ImageCheck {
             "application/vnd.docker.distribution.manifest.v2+json");
     private static final int MAX_REDIRECTS = 5;
     private static final int MAX_DOCUMENT = 4 * 1024 * 1024;
-    private static final Pattern PARAM = Pattern.compile("(\\w+)=\"([^\"]*)\"");
+    // auth-param = token "=" ( token / quoted-string ), RFC 9110 11.2; registries send both forms.
+    private static final Pattern PARAM = Pattern.compile("(\\w+)\\s*=\\s*(?:\"((?:[^\"\\\\]|\\\\.)*)\"|([^\\s,\"]+))");
     private static final JsonFactory JSON = new JsonFactory();
 
     private final ImageRef image;
@@ -51,12 +52,17 @@ final class ImageCheck {
     private final List<ImageResult.Step> steps = new ArrayList<>();
     private String authorization;
 
-    ImageCheck(ImageRef image, ProxyAddress proxy, AuthFile auth, SSLContext ssl, String platform, Duration timeout) {
+    /**
+     * @param ssl the trust for the registry, its token service and its CDNs
+     * @param proxySsl the trust for the proxy's certificate, used when {@code proxy} is {@code https://}
+     */
+    ImageCheck(ImageRef image, ProxyAddress proxy, AuthFile auth, SSLContext ssl, SSLContext proxySsl, String platform,
+            Duration timeout) {
         this.image = image;
         this.proxy = proxy;
         this.auth = auth;
         this.platform = platform;
-        this.http = new ProxiedHttp(proxy, ssl, timeout);
+        this.http = new ProxiedHttp(proxy, ssl, proxySsl, timeout);
     }
 
     /** A host as the pull saw it so far. */
@@ -81,7 +87,7 @@ final class ImageCheck {
     ImageResult run() throws IOException {
         try {
             walk();
-        } catch (ProxiedHttp.ProxyDown e) {
+        } catch (ProxiedHttp.ProxyFailed e) {
             steps.add(new ImageResult.Step("proxy", false, e.getMessage()));
         }
         List<String> needs = new ArrayList<>();
@@ -161,48 +167,71 @@ final class ImageCheck {
         }
     }
 
-    /** Follows the {@code WWW-Authenticate} challenge of the ping: a Bearer token, or Basic credentials. */
+    /**
+     * Follows the {@code WWW-Authenticate} challenge of the ping: a Bearer token from its realm
+     * (anonymous, or with the auth file's login as Basic credentials and {@code account}, as
+     * containers/image asks), or the login itself for a Basic challenge. A ping that offers both
+     * is answered with the token, as podman does.
+     */
     private boolean authenticate(ProxiedHttp.Response ping) throws IOException {
-        String challenge = ping.header("www-authenticate");
-        String basic = auth.basic(image.registry());
-        if (challenge == null) {
+        List<String> challenges = ping.headers("www-authenticate");
+        AuthFile.Login login = auth.login(image.registry(), image.repository());
+        if (challenges.isEmpty()) {
             steps.add(new ImageResult.Step("/v2/ ping", false, "401 without WWW-Authenticate"));
             return false;
         }
-        if (challenge.regionMatches(true, 0, "Basic", 0, 5)) {
-            if (basic == null) {
-                steps.add(new ImageResult.Step("/v2/ ping", false, "the registry wants credentials (Basic); pass --authfile"));
+        String bearer = challenges.stream().filter(c -> scheme(c, "Bearer")).findFirst().orElse(null);
+        if (bearer == null && challenges.stream().anyMatch(c -> scheme(c, "Basic"))) {
+            if (login == null) {
+                steps.add(new ImageResult.Step("/v2/ ping", false, "401: the registry wants credentials (Basic) and "
+                        + (auth == AuthFile.none() ? "no --authfile was given" : "the auth file has none for " + image.registry())));
                 return false;
             }
-            authorization = "Basic " + basic;
-            steps.add(new ImageResult.Step("/v2/ ping", true, "401, Basic credentials from the auth file"));
+            authorization = login.basic();
+            steps.add(new ImageResult.Step("/v2/ ping", true, "401, Basic credentials of " + login.user() + " from the auth file"));
             return true;
         }
-        Map<String, String> params = new LinkedHashMap<>();
-        Matcher m = PARAM.matcher(challenge);
-        while (m.find()) {
-            params.put(m.group(1).toLowerCase(Locale.ROOT), m.group(2));
-        }
-        String realm = params.get("realm");
-        if (!challenge.regionMatches(true, 0, "Bearer", 0, 6) || realm == null) {
-            steps.add(new ImageResult.Step("/v2/ ping", false, "unsupported challenge: " + challenge));
+        if (bearer == null) {
+            steps.add(new ImageResult.Step("/v2/ ping", false, "unsupported challenge: " + String.join(", ", challenges)));
             return false;
         }
-        steps.add(new ImageResult.Step("/v2/ ping", true, "401, token from " + URI.create(realm).getHost()));
+        Map<String, String> params = new LinkedHashMap<>();
+        Matcher m = PARAM.matcher(bearer.substring("Bearer".length()));
+        while (m.find()) {
+            params.putIfAbsent(m.group(1).toLowerCase(Locale.ROOT),
+                    m.group(2) != null ? m.group(2).replaceAll("\\\\(.)", "$1") : m.group(3));
+        }
+        String realm = params.get("realm");
+        URI realmUri;
+        try {
+            realmUri = realm == null ? null : URI.create(realm);
+        } catch (IllegalArgumentException e) {
+            realmUri = null;
+        }
+        if (realmUri == null || realmUri.getHost() == null
+                || !("https".equalsIgnoreCase(realmUri.getScheme()) || "http".equalsIgnoreCase(realmUri.getScheme()))) {
+            steps.add(new ImageResult.Step("/v2/ ping", false, "the Bearer challenge names no http(s) realm: " + bearer));
+            return false;
+        }
+        steps.add(new ImageResult.Step("/v2/ ping", true, "401, token from " + realmUri.getHost()));
         StringBuilder url = new StringBuilder(realm).append(realm.contains("?") ? "&" : "?");
         if (params.containsKey("service")) {
             url.append("service=").append(URLEncoder.encode(params.get("service"), StandardCharsets.UTF_8)).append('&');
         }
+        if (login != null) {
+            url.append("account=").append(URLEncoder.encode(login.user(), StandardCharsets.UTF_8)).append('&');
+        }
         url.append("scope=").append(URLEncoder.encode("repository:" + image.repository() + ":pull", StandardCharsets.UTF_8));
-        Map<String, String> headers = basic == null ? Map.of() : Map.of("Authorization", "Basic " + basic);
+        Map<String, String> headers = login == null ? Map.of() : Map.of("Authorization", login.basic());
         ProxiedHttp.Response r = request("auth", "GET", URI.create(url.toString()), headers, 1024 * 1024);
         if (r == null) {
-            steps.add(new ImageResult.Step("token", false, "token service not reached"));
+            steps.add(new ImageResult.Step("token", false, "token service " + authority(realmUri) + " not reached"));
             return false;
         }
         if (r.status() != 200) {
-            steps.add(new ImageResult.Step("token", false, URI.create(realm).getHost() + " answered " + r.status() + " " + r.reason()
-                    + (basic == null ? " (anonymous; pass --authfile if the registry needs a login)" : "")));
+            steps.add(new ImageResult.Step("token", false, realmUri.getHost() + " answered " + r.status() + " " + r.reason()
+                    + (login == null ? " (anonymous; pass --authfile if the registry needs a login)"
+                            : " (with the credentials of " + login.user() + " from the auth file)")));
             return false;
         }
         String token = tokenOf(r.body());
@@ -211,8 +240,15 @@ final class ImageCheck {
             return false;
         }
         authorization = "Bearer " + token;
-        steps.add(new ImageResult.Step("token", true, basic == null ? "anonymous" : "with the auth file's credentials"));
+        steps.add(new ImageResult.Step("token", true, login == null ? "anonymous" : "with the credentials of " + login.user()
+                + " from the auth file"));
         return true;
+    }
+
+    private static boolean scheme(String challenge, String scheme) {
+        String c = challenge.trim();
+        return c.regionMatches(true, 0, scheme, 0, scheme.length())
+                && (c.length() == scheme.length() || Character.isWhitespace(c.charAt(scheme.length())));
     }
 
     private Manifest manifest(String reference, String what) throws IOException {
@@ -260,7 +296,7 @@ final class ImageCheck {
             Map<String, String> headers = new LinkedHashMap<>();
             headers.put("Range", "bytes=0-0");
             // Credentials go to the registry only, never to the CDN it redirects to (as clients do).
-            if (authorization != null && uri.getHost().equalsIgnoreCase(URI.create("https://" + image.registry()).getHost())) {
+            if (authorization != null && authority.equals(authority(URI.create("https://" + image.registry())))) {
                 headers.put("Authorization", authorization);
             }
             ProxiedHttp.Response r = request(hop == 0 ? "registry" : "blob", "GET", uri, headers, 1);
@@ -298,7 +334,11 @@ final class ImageCheck {
         ProxiedHttp.Response r;
         try {
             r = http.send(method, uri, headers, maxBody);
-        } catch (ProxiedHttp.ProxyDown e) {
+        } catch (ProxiedHttp.ProxyFailed e) {
+            // Not the host's doing: the proxy is named in the "proxy" step instead.
+            if (--h.requests == 0) {
+                hosts.remove(authority);
+            }
             throw e;
         } catch (ProxiedHttp.TlsFailed e) {
             h.verdict = ImageResult.ProxyVerdict.FAILED;

@@ -16,6 +16,17 @@ final class ImageReport {
         for (ImageResult.Step s : r.steps()) {
             out.println((s.ok() ? "ok    " : "FAIL  ") + s.what() + ": " + s.detail());
         }
+        if (!r.hosts().isEmpty()) {
+            hostTable(r, out);
+        }
+        out.println();
+        r.needs().forEach(out::println);
+        out.println(r.pullWorks() ? "PASS: a pull of " + r.image() + " through " + r.proxy() + " would work"
+                : "FAIL: a pull of " + r.image() + " through " + r.proxy() + " would fail");
+    }
+
+    /** One row per host the pull reached (none when the proxy itself failed, as for a 407). */
+    private static void hostTable(ImageResult r, PrintStream out) {
         List<String[]> rows = new ArrayList<>();
         rows.add(new String[] {"HOST", "ROLES", "PROXY", "ANSWERS", "REQUESTS", "DETAIL"});
         for (ImageResult.HostUse h : r.hosts()) {
@@ -37,9 +48,5 @@ final class ImageReport {
             }
             out.println(line.toString().stripTrailing());
         }
-        out.println();
-        r.needs().forEach(out::println);
-        out.println(r.pullWorks() ? "PASS: a pull of " + r.image() + " through " + r.proxy() + " would work"
-                : "FAIL: a pull of " + r.image() + " through " + r.proxy() + " would fail");
     }
 }

@@ -36,11 +36,17 @@ final class ProxiedHttp {
 
     private final ProxyAddress proxy;
     private final SSLContext ssl;
+    private final SSLContext proxySsl;
     private final int timeoutMillis;
 
-    ProxiedHttp(ProxyAddress proxy, SSLContext ssl, Duration timeout) {
+    /**
+     * @param ssl the trust for the registries and CDNs (TLS inside the tunnels)
+     * @param proxySsl the trust for the proxy's own certificate when {@code proxy} is {@code https://}
+     */
+    ProxiedHttp(ProxyAddress proxy, SSLContext ssl, SSLContext proxySsl, Duration timeout) {
         this.proxy = proxy;
         this.ssl = ssl;
+        this.proxySsl = proxySsl;
         this.timeoutMillis = (int) Math.min(Integer.MAX_VALUE, timeout.toMillis());
     }
 
@@ -70,11 +76,15 @@ final class ProxiedHttp {
         }
     }
 
-    /** The proxy itself could not be reached. */
-    static final class ProxyDown extends IOException {
+    /**
+     * The proxy itself cannot be used, whatever the destination: it cannot be reached, TLS with it
+     * failed, it does not speak HTTP, or it refused the check's proxy credentials (407, or an
+     * authentication {@code 429}/{@code 503}).
+     */
+    static final class ProxyFailed extends IOException {
         private static final long serialVersionUID = 1L;
 
-        ProxyDown(String message) {
+        ProxyFailed(String message) {
             super(message);
         }
     }
@@ -90,29 +100,36 @@ final class ProxiedHttp {
 
     Response send(String method, URI uri, Map<String, String> headers, int maxBody) throws IOException {
         boolean https = "https".equalsIgnoreCase(uri.getScheme());
-        String host = uri.getHost();
+        // URI.getHost() keeps the brackets of an IPv6 literal.
+        String host = uri.getHost().replaceAll("^\\[|\\]$", "");
         int port = uri.getPort() > 0 ? uri.getPort() : https ? 443 : 80;
         String authority = (host.contains(":") ? "[" + host + "]" : host) + ":" + port;
-        Socket socket = new Socket();
+        Socket socket = connectToProxy();
         try {
-            try {
-                socket.connect(new InetSocketAddress(proxy.host(), proxy.port()), timeoutMillis);
-            } catch (IOException e) {
-                throw new ProxyDown("cannot connect to the proxy at " + proxy + ": " + e.getMessage());
-            }
-            socket.setSoTimeout(timeoutMillis);
-            String hostHeader = port == (https ? 443 : 80) ? host : authority;
+            String hostHeader = port == (https ? 443 : 80) ? (host.contains(":") ? "[" + host + "]" : host) : authority;
+            String proxyAuthorization = proxy.proxyAuthorization();
             String target;
             InputStream in;
             OutputStream out;
             if (https) {
                 OutputStream raw = socket.getOutputStream();
-                raw.write(("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n")
-                        .getBytes(StandardCharsets.US_ASCII));
+                raw.write(("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n"
+                        + (proxyAuthorization == null ? "" : "Proxy-Authorization: " + proxyAuthorization + "\r\n") + "\r\n")
+                        .getBytes(StandardCharsets.UTF_8));
                 raw.flush();
                 InputStream rawIn = socket.getInputStream();
-                Response connect = readResponse(rawIn, "CONNECT", 16 * 1024, true);
+                Response connect;
+                try {
+                    connect = readResponse(rawIn, "CONNECT", 16 * 1024, true);
+                } catch (SocketTimeoutException e) {
+                    throw e;
+                } catch (IOException e) {
+                    throw new ProxyFailed("the proxy at " + proxy + " gave no HTTP answer to CONNECT " + authority + ": " + e.getMessage()
+                            + (proxy.tls() ? "" : " (if its port speaks TLS, listen.tls, write the proxy as https://"
+                                    + proxy.authority() + ")"));
+                }
                 if (connect.status() != 200) {
+                    refusedByProxy(connect, authority);
                     return connect;
                 }
                 SSLSocket tls = (SSLSocket) ssl.getSocketFactory().createSocket(socket, host, port, true);
@@ -136,17 +153,83 @@ final class ProxiedHttp {
             req.append(method).append(' ').append(target.isEmpty() ? "/" : target).append(" HTTP/1.1\r\n");
             req.append("Host: ").append(hostHeader).append("\r\n");
             req.append("User-Agent: egress-proxy-check\r\n");
+            if (!https && proxyAuthorization != null) {
+                // Plain HTTP goes to the proxy in absolute form: the request itself carries the proxy's credentials.
+                req.append("Proxy-Authorization: ").append(proxyAuthorization).append("\r\n");
+            }
             headers.forEach((k, v) -> req.append(k).append(": ").append(v).append("\r\n"));
             req.append("Connection: close\r\n\r\n");
             out.write(req.toString().getBytes(StandardCharsets.UTF_8));
             out.flush();
             Response r = readResponse(in, method, maxBody, false);
-            return https ? r : new Response(r.status(), r.reason(), r.headers(), r.body(), r.header(REASON_HEADER) != null);
+            if (https) {
+                return r;
+            }
+            Response plain = new Response(r.status(), r.reason(), r.headers(), r.body(), r.header(REASON_HEADER) != null);
+            if (plain.fromProxy()) {
+                refusedByProxy(plain, authority);
+            }
+            return plain;
         } catch (SocketTimeoutException e) {
             throw new SocketTimeoutException("no answer within " + HostCheck.human(Duration.ofMillis(timeoutMillis)));
         } finally {
             socket.close();
         }
+    }
+
+    /** A connection to the proxy, TLS already done when it is an {@code https://} proxy. */
+    private Socket connectToProxy() throws IOException {
+        Socket socket = new Socket();
+        try {
+            try {
+                socket.connect(new InetSocketAddress(proxy.host(), proxy.port()), timeoutMillis);
+            } catch (IOException e) {
+                throw new ProxyFailed("cannot connect to the proxy at " + proxy + ": " + e.getMessage());
+            }
+            socket.setSoTimeout(timeoutMillis);
+            if (!proxy.tls()) {
+                return socket;
+            }
+            SSLSocket tls = (SSLSocket) proxySsl.getSocketFactory().createSocket(socket, proxy.host(), proxy.port(), true);
+            SSLParameters params = tls.getSSLParameters();
+            // The proxy's certificate must name the host of the proxy URL, as curl and Go check it.
+            params.setEndpointIdentificationAlgorithm("HTTPS");
+            tls.setSSLParameters(params);
+            try {
+                tls.startHandshake();
+            } catch (SocketTimeoutException e) {
+                throw new ProxyFailed("TLS with the proxy at " + proxy + ": no handshake within "
+                        + HostCheck.human(Duration.ofMillis(timeoutMillis)));
+            } catch (IOException e) {
+                String text = HostCheck.tlsText(e, proxy.host());
+                throw new ProxyFailed("TLS with the proxy at " + proxy + " failed: " + text
+                        + (text.startsWith("certificate not trusted") ? "; pass the proxy's CA with --proxy-cacert" : ""));
+            }
+            return tls;
+        } catch (IOException | RuntimeException e) {
+            socket.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Throws when the proxy's own answer is about the check's proxy credentials, which no other
+     * destination would change: 407, and the 429 and 503 of its authentication.
+     */
+    private void refusedByProxy(Response r, String target) throws ProxyFailed {
+        String code = r.header(REASON_HEADER);
+        boolean authFailure = r.status() == 407 || (code != null && code.startsWith("auth_"));
+        if (!authFailure) {
+            return;
+        }
+        String answer = r.status() + " " + r.reason() + (code == null ? "" : " (" + code + ")");
+        if (r.status() != 407) {
+            throw new ProxyFailed("the proxy at " + proxy + " answered " + answer + " for " + target);
+        }
+        throw new ProxyFailed(proxy.user() == null
+                ? "the proxy at " + proxy + " wants a user name and password: " + answer + " for " + target
+                        + "; write them in the proxy URL, --proxy http://USER:PASSWORD@" + proxy.authority()
+                : "the proxy at " + proxy + " refused the credentials of user " + proxy.user() + ": " + answer + " for " + target);
     }
 
     private static Response readResponse(InputStream in, String method, int maxBody, boolean fromProxy) throws IOException {

@@ -31,12 +31,19 @@ public final class TestCerts {
 
     /** Generates the key pair and certificate into {@code dir}. */
     public static TestCerts generate(Path dir) throws Exception {
+        return generate(dir, List.of());
+    }
+
+    /** The same, for {@link #NAMES} and {@code moreNames} (such as test hosts of a registry's token service). */
+    public static TestCerts generate(Path dir, List<String> moreNames) throws Exception {
         Path ks = dir.resolve("server.p12");
         Path pem = dir.resolve("ca.pem");
         String keytool = Path.of(System.getProperty("java.home"), "bin", "keytool").toString();
+        List<String> names = new ArrayList<>(NAMES);
+        names.addAll(moreNames);
         StringBuilder san = new StringBuilder("SAN=");
-        for (int i = 0; i < NAMES.size(); i++) {
-            san.append(i == 0 ? "" : ",").append("dns:").append(NAMES.get(i));
+        for (int i = 0; i < names.size(); i++) {
+            san.append(i == 0 ? "" : ",").append("dns:").append(names.get(i));
         }
         san.append(",ip:127.0.0.1");
         run(keytool, "-genkeypair", "-alias", "server", "-keyalg", "EC", "-groupname", "secp256r1",

@@ -208,6 +208,8 @@ public final class Main {
         s.println("  --check-config FILE  validate FILE and print the resulting allowlist, then exit");
         s.println("  check hosts          dial every allowlisted host from this machine as the proxy would (check --help)");
         s.println("  check image REF      walk a pull of REF through a running proxy and name the hosts it needs");
+        s.println("                       (--proxy http[s]://[user:pass@]host:port, --proxy-cacert, --authfile, --platform;");
+        s.println("                       check --help)");
         s.println("  --cds-training [S]   exercise the proxy on loopback and exit (for -XX:ArchiveClassesAtExit);");
         s.println("                       with S, S more seconds of load (for the method profiles of -XX:AOTCacheOutput)");
         s.println("environment overrides: " + String.join(", ", ConfigLoader.ENV_KEYS.keySet()));

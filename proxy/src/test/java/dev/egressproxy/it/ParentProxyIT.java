@@ -3,6 +3,9 @@ package dev.egressproxy.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import dev.egressproxy.config.ConfigLoader;
+import dev.egressproxy.server.ConfigReloader;
+import dev.egressproxy.server.ProxyServer;
 import dev.egressproxy.testing.AccessLogCapture;
 import dev.egressproxy.testing.Origin;
 import dev.egressproxy.testing.Processes;
@@ -12,8 +15,11 @@ import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestCerts;
 import dev.egressproxy.testing.TestDnsServer;
 import dev.egressproxy.testing.TestProxy;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.ByteArrayOutputStream;
 import java.io.InputStream;
+import java.net.InetSocketAddress;
 import java.net.ProxySelector;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -22,6 +28,7 @@ import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 import java.util.Base64;
 import java.util.List;
@@ -39,7 +46,8 @@ import org.junit.jupiter.api.io.TempDir;
  * destination goes direct, the parent gets our credentials and never the client's, and a parent's
  * 407, 403 or absence reaches the client as 502 naming both hops. The allowlist refuses before
  * any parent is contacted. A scripted parent checks the CONNECT the proxy sends and that bytes it
- * sends behind its 200 reach the client.
+ * sends behind its 200 reach the client. A rotated {@code password-file} is picked up by the file
+ * watch and used by the next tunnel.
  */
 class ParentProxyIT {
 
@@ -64,6 +72,7 @@ class ParentProxyIT {
     static TestProxy wrongPasswordProxy;
     static TestProxy downProxy;
     static TestProxy scriptedProxy;
+    static String common;
     static String registry;
     static String web;
 
@@ -89,7 +98,7 @@ class ParentProxyIT {
         Path wrong = Files.writeString(dir.resolve("wrong.password"), "not-the-password\n");
         tls = HttpClient.newBuilder().sslContext(certs.clientContext()).version(HttpClient.Version.HTTP_1_1)
                 .connectTimeout(Duration.ofSeconds(5));
-        String common = """
+        common = """
                 allowlist.hosts = ["%s", "%s", "denied.test", "127.0.0.1/32:%d"]
                 destinations.allow-private = ["127.0.0.0/8"]
                 dns { servers = ["%s"], query-timeout = 2s }
@@ -155,7 +164,11 @@ class ParentProxyIT {
     }
 
     private static RawClient.Head connect(TestProxy through, String authority) throws Exception {
-        try (RawClient raw = new RawClient(through.address())) {
+        return connect(through.address(), authority);
+    }
+
+    private static RawClient.Head connect(InetSocketAddress through, String authority) throws Exception {
+        try (RawClient raw = new RawClient(through)) {
             raw.send("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n");
             return raw.readHead();
         }
@@ -277,6 +290,62 @@ class ParentProxyIT {
         // The destination itself did not fail: the direct-failure metric stays quiet.
         assertThat(downProxy.admin("/metrics").body())
                 .doesNotContain("egress_proxy_upstream_failures_total{cause=\"refused\",host=\"registry.redhat.io\"} 1");
+    }
+
+    @Test
+    void rotatedPasswordFileIsUsedByTheNextTunnelWithoutASignal() throws Exception {
+        // The password in a Secret volume of its own (password -> ..data/password), first a wrong one.
+        Path secret = Files.createDirectories(dir.resolve("parent-secret"));
+        swapData(secret, "..2025_01_01_00_00_00.1", "not-the-password\n");
+        Path passwordFile = Files.createSymbolicLink(secret.resolve("password"), Path.of("..data", "password"));
+        Path conf = Files.createDirectories(dir.resolve("parent-conf"));
+        Path file = conf.resolve("egress-proxy.conf");
+        Files.writeString(file, "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0 }\n admin.enabled = false\n"
+                + " transport = \"" + System.getProperty("egress.test.transport", "auto") + "\"\n" + common
+                + "upstream-proxy { url = \"" + authSquid.url() + "\", user = \"" + USER + "\", password-file = \""
+                + passwordFile + "\" }\n}\n");
+        PrometheusMeterRegistry meters = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        ProxyServer server = new ProxyServer(ConfigLoader.load(file, Map.of()), meters, "test").start();
+        try (ConfigReloader reloader = new ConfigReloader(file, Map.of(), server, server.metrics()).watch()) {
+            String answered407 = "parent proxy 127.0.0.1:" + authSquid.port() + " answered 407 for " + registry;
+            assertThat(connect(server.proxyAddress(), registry).reason()).isEqualTo(answered407);
+
+            long tunnelsBefore = squidTunnels();
+            // The kubelet's update of the Secret: Squid accepts the next tunnel's credentials.
+            swapData(secret, "..2025_01_02_00_00_00.2", PASSWORD + "\n");
+            await("new password in use").atMost(Duration.ofSeconds(15))
+                    .until(() -> connect(server.proxyAddress(), registry).status() == 200);
+            // The new snapshot is in force a moment before the reload is recorded as applied.
+            await().atMost(Duration.ofSeconds(5)).until(() -> server.status().lastReload() != null
+                    && server.status().lastReload().applied());
+            // Squid's own log: a tunnel it opened for our user (logged when it ends).
+            await().atMost(Duration.ofSeconds(10)).until(() -> squidTunnels() > tunnelsBefore);
+
+            // The next rotation is applied as well (the watch goes on after the first).
+            swapData(secret, "..2025_01_03_00_00_00.3", "rotated-away\n");
+            await("rotated-away password in use").atMost(Duration.ofSeconds(15))
+                    .until(() -> answered407.equals(connect(server.proxyAddress(), registry).reason()));
+            await().atMost(Duration.ofSeconds(5))
+                    .until(() -> meters.get("egress.proxy.config.reloads").tag("result", "success").counter().count() == 2.0);
+            assertThat(meters.get("egress.proxy.config.reloads").tag("result", "failure").counter().count()).isZero();
+        } finally {
+            server.close();
+            meters.close();
+        }
+    }
+
+    /** Tunnels to the registry Squid with authentication opened for {@link #USER}. */
+    private static long squidTunnels() throws java.io.IOException {
+        return authSquid.accessLog().stream().filter(l -> l.contains("TCP_TUNNEL/200") && l.contains("CONNECT " + registry)
+                && l.contains(" " + USER + " ")).count();
+    }
+
+    /** Writes {@code password} in a new timestamped directory and renames a {@code ..data_tmp} link over {@code ..data}. */
+    private static void swapData(Path secret, String version, String password) throws java.io.IOException {
+        Path target = Files.createDirectories(secret.resolve(version));
+        Files.writeString(target.resolve("password"), password);
+        Path tmp = Files.createSymbolicLink(secret.resolve("..data_tmp"), target.getFileName());
+        Files.move(tmp, secret.resolve("..data"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
     }
 
     @Test

@@ -351,8 +351,8 @@ public final class ConfigLoader {
             return ProxyConfig.UpstreamProxy.NONE;
         }
         return new ProxyConfig.UpstreamProxy(address, user.isEmpty() ? null : user, user.isEmpty() ? null : password,
-                hosts.all(), new dev.egressproxy.policy.Allowlist(hosts.entries()), bypass.all(),
-                new dev.egressproxy.policy.Allowlist(bypass.entries()));
+                user.isEmpty() ? null : Path.of(passwordFile), hosts.all(), new dev.egressproxy.policy.Allowlist(hosts.entries()),
+                bypass.all(), new dev.egressproxy.policy.Allowlist(bypass.entries()));
     }
 
     /** A list of allowlist patterns where "*" alone stands for every destination. */

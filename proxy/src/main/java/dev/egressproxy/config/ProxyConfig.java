@@ -133,19 +133,20 @@ public record ProxyConfig(
      * @param address the parent's {@code host:port} (a name is resolved when it is dialled)
      * @param user the parent's user name, or null when the parent gets no credentials
      * @param password read from {@code password-file}; null exactly when {@code user} is
+     * @param passwordFile where {@code password} was read (the reloader watches it); null exactly when {@code user} is
      */
-    public record UpstreamProxy(Target address, String user, String password, boolean allHosts,
+    public record UpstreamProxy(Target address, String user, String password, Path passwordFile, boolean allHosts,
             dev.egressproxy.policy.Allowlist hosts, boolean bypassAll, dev.egressproxy.policy.Allowlist bypass) {
 
         /** No parent: every destination is dialled directly. */
-        public static final UpstreamProxy NONE = new UpstreamProxy(null, null, null, false,
+        public static final UpstreamProxy NONE = new UpstreamProxy(null, null, null, null, false,
                 new dev.egressproxy.policy.Allowlist(List.of()), false, new dev.egressproxy.policy.Allowlist(List.of()));
 
         public UpstreamProxy {
             Objects.requireNonNull(hosts, "hosts");
             Objects.requireNonNull(bypass, "bypass");
-            if ((user == null) != (password == null)) {
-                throw new IllegalArgumentException("user and password go together");
+            if ((user == null) != (password == null) || (user == null) != (passwordFile == null)) {
+                throw new IllegalArgumentException("user, password and password file go together");
             }
         }
 

@@ -14,7 +14,9 @@ import java.nio.file.WatchKey;
 import java.nio.file.WatchService;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -30,15 +32,19 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Reloads the configuration file when it changes (a watch on its directory, on
- * {@code presets/} beside it and on the directory of {@code auth.basic.users-file}) or on request (SIGHUP). A new config that does not validate is
- * refused and the running one stays in force; either way the outcome is logged, counted in
+ * {@code presets/} beside it and on the directories of the other files the configuration reads:
+ * {@code auth.basic.users-file}, the {@code listen.tls} certificate, private key and client CA, and
+ * {@code upstream-proxy.password-file}) or on request (SIGHUP). A new config that does not validate
+ * (a half-written certificate, a key that is not the certificate's) is refused and the running one
+ * stays in force, its TLS context included; either way the outcome is logged, counted in
  * {@code config_reloads_total{result}} and recorded for {@code /status} (with the refusal's
- * message). Watching the directory rather than the file is what makes Kubernetes ConfigMap
- * updates work: the kubelet swaps a {@code ..data} symlink, and the file itself never sees a write.
+ * message). Watching the directory rather than the file is what makes Kubernetes ConfigMap and
+ * Secret updates work: the kubelet swaps a {@code ..data} symlink, and the file itself never sees a write.
  *
  * <p>Only events that can change what is loaded count: the config file's own name, {@code ..data}
- * (and the first element of the file's symlink target, if it is one), {@code presets} itself, and
- * in {@code presets/} the files of the presets in use. Anything else written beside the config (a
+ * (and the first element of the file's symlink target, if it is one), {@code presets} itself, in
+ * {@code presets/} the files of the presets in use, and in the directory of each other file read
+ * the same three names for that file. Anything else written beside the config (a
  * log file, an editor's swap file) is ignored: it once re-armed the wait on every write and kept a
  * reload from ever happening. A relevant change is checked once no further relevant event came for
  * {@value #QUIET_MILLIS} ms, so an editor's several writes make one reload, but never later than
@@ -72,8 +78,13 @@ public final class ConfigReloader implements AutoCloseable {
      * reload (whose presets are unknown), null for all of them.
      */
     private volatile Set<String> presetFiles;
-    /** The users file of the configuration in force ({@code auth.basic.users-file}), or null. */
-    private volatile Path usersFile;
+    /**
+     * The files besides the config and its presets that the configuration in force reads (users
+     * file, TLS files, parent password file), absolute; part of the digest.
+     */
+    private volatile List<Path> readFiles;
+    /** For each directory of {@link #readFiles}, the names in it whose change can change one of them. */
+    private volatile Map<Path, Set<String>> readFileNames;
     private final Set<Path> watchedDirs = new HashSet<>();
     /** A check is scheduled (guarded by this). */
     private boolean armed;
@@ -88,13 +99,68 @@ public final class ConfigReloader implements AutoCloseable {
         this.server = server;
         this.metrics = metrics;
         this.presetFiles = presetFiles(server.liveConfig());
-        this.usersFile = usersFile(server.liveConfig());
+        watchFilesOf(server.liveConfig());
         this.lastDigest = digest();
         server.status().configFile(this.file);
     }
 
-    private static Path usersFile(ProxyConfig config) {
-        return config.auth().enabled() ? config.auth().users().path().toAbsolutePath() : null;
+    /**
+     * The files {@code config} was read from besides the config file and its presets: they are
+     * watched and digested like it, as a Secret's rotated certificate or password must apply
+     * without a signal.
+     */
+    private static List<Path> readFiles(ProxyConfig config) {
+        List<Path> files = new ArrayList<>();
+        if (config.auth().enabled()) {
+            files.add(config.auth().users().path());
+        }
+        ProxyConfig.ListenTls tls = config.listen().tls();
+        if (tls.enabled()) {
+            files.add(tls.certificate());
+            files.add(tls.privateKey());
+            if (tls.clientCa() != null) {
+                files.add(tls.clientCa());
+            }
+        }
+        if (config.upstreamProxy().passwordFile() != null) {
+            files.add(config.upstreamProxy().passwordFile());
+        }
+        return files.stream().map(Path::toAbsolutePath).distinct().toList();
+    }
+
+    /**
+     * Takes the files of {@code config} as the ones to digest and watch (their directories are
+     * registered by {@link #registerReadFileDirs}).
+     */
+    private void watchFilesOf(ProxyConfig config) {
+        List<Path> files = readFiles(config);
+        Map<Path, Set<String>> names = new HashMap<>();
+        for (Path f : files) {
+            names.computeIfAbsent(f.getParent(), d -> new HashSet<>()).addAll(linkNames(f));
+        }
+        names.replaceAll((d, n) -> Set.copyOf(n));
+        readFileNames = Map.copyOf(names);
+        readFiles = files;
+    }
+
+    /**
+     * The names in {@code f}'s directory whose change can change what {@code f} reads: its own
+     * name, {@code ..data}, and the first element of its target if it is a symlink through a
+     * directory beside it ({@code ..data/tls.crt}, or a hand-made {@code current/tls.crt}).
+     */
+    private static Set<String> linkNames(Path f) {
+        Set<String> names = new HashSet<>(List.of(f.getFileName().toString(), CONFIG_MAP_DATA));
+        try {
+            if (Files.isSymbolicLink(f)) {
+                Path target = Files.readSymbolicLink(f);
+                if (!target.isAbsolute() && target.getNameCount() > 1) {
+                    names.add(target.getName(0).toString());
+                }
+            }
+        } catch (IOException | UnsupportedOperationException e) {
+            // Its own name and ..data still count.
+        }
+        return names;
     }
 
     private static Set<String> presetFiles(ProxyConfig config) {
@@ -106,20 +172,15 @@ public final class ConfigReloader implements AutoCloseable {
         if (file == null) {
             return this;
         }
-        Set<String> names = new HashSet<>(List.of(file.getFileName().toString(), CONFIG_MAP_DATA, PRESETS));
-        if (Files.isSymbolicLink(file)) {
-            // A file reached through a link in the same directory (a ConfigMap's "..data/x.conf",
-            // or a hand-made "current/x.conf") changes when that link is swapped.
-            Path target = Files.readSymbolicLink(file);
-            if (!target.isAbsolute() && target.getNameCount() > 1) {
-                names.add(target.getName(0).toString());
-            }
-        }
+        // A file reached through a link in the same directory (a ConfigMap's "..data/x.conf",
+        // or a hand-made "current/x.conf") changes when that link is swapped.
+        Set<String> names = new HashSet<>(linkNames(file));
+        names.add(PRESETS);
         watchedNames = Set.copyOf(names);
         watcher = file.getFileSystem().newWatchService();
         register(file.getParent());
         register(presetsDir());
-        registerUsersDir();
+        registerReadFileDirs();
         watchThread = new Thread(this::watchLoop, "egress-config-watch");
         watchThread.setDaemon(true);
         watchThread.start();
@@ -132,18 +193,19 @@ public final class ConfigReloader implements AutoCloseable {
     }
 
     /**
-     * Watches the directory of the users file too (a Kubernetes Secret mounted elsewhere swaps its
-     * {@code ..data} link the same way as a ConfigMap).
+     * Watches the directories of the users file, the TLS files and the parent's password file too (a
+     * Kubernetes Secret mounted elsewhere swaps its {@code ..data} link the same way as a ConfigMap).
      */
-    private void registerUsersDir() {
-        Path users = usersFile;
-        if (users == null || watcher == null) {
+    private void registerReadFileDirs() {
+        if (watcher == null) {
             return;
         }
-        try {
-            register(users.getParent());
-        } catch (IOException e) {
-            log.warn("cannot watch {}: {}; send SIGHUP after changing the users file", users.getParent(), e.toString());
+        for (Path f : readFiles) {
+            try {
+                register(f.getParent());
+            } catch (IOException e) {
+                log.warn("cannot watch {}: {}; send SIGHUP after changing {}", f.getParent(), e.toString(), f);
+            }
         }
     }
 
@@ -180,9 +242,8 @@ public final class ConfigReloader implements AutoCloseable {
             return true; // events were lost: look
         }
         String name = event.context().toString();
-        Path users = usersFile;
-        if (users != null && users.getParent().equals(key.watchable())
-                && (name.equals(users.getFileName().toString()) || name.equals(CONFIG_MAP_DATA))) {
+        Set<String> read = readFileNames.get((Path) key.watchable());
+        if (read != null && read.contains(name)) {
             return true;
         }
         if (file.getParent().equals(key.watchable())) {
@@ -195,6 +256,10 @@ public final class ConfigReloader implements AutoCloseable {
                 }
             }
             return watchedNames.contains(name) && (!name.equals(PRESETS) || usesPresets());
+        }
+        if (!presetsDir().equals(key.watchable())) {
+            // The directory of a file read by an earlier configuration: not this one's.
+            return false;
         }
         Set<String> files = presetFiles;
         return files == null || files.contains(name);
@@ -274,8 +339,10 @@ public final class ConfigReloader implements AutoCloseable {
         lastDigest = digest;
         presetFiles = presetFiles(next);
         List<String> restart = server.apply(next);
-        usersFile = usersFile(next);
-        registerUsersDir();
+        // The digest taken above covered the previous files: if these differ, the next relevant
+        // event reloads once more (harmless) rather than missing a change made during the load.
+        watchFilesOf(next);
+        registerReadFileDirs();
         metrics.configReload(true);
         server.status().reloadApplied(trigger, restart);
         log.info("configuration reloaded ({}) from {}: allowlist {} entries", trigger,
@@ -286,7 +353,10 @@ public final class ConfigReloader implements AutoCloseable {
         return true;
     }
 
-    /** A digest of the config file and the presets beside it, to tell real changes from noise. */
+    /**
+     * A digest of the config file, the presets beside it and the other files the configuration in
+     * force reads, to tell real changes from noise.
+     */
     private byte[] digest() {
         if (file == null) {
             return new byte[0];
@@ -294,9 +364,9 @@ public final class ConfigReloader implements AutoCloseable {
         try {
             MessageDigest md = MessageDigest.getInstance("SHA-256");
             md.update(readOrEmpty(file));
-            Path users = usersFile;
-            if (users != null) {
-                md.update(readOrEmpty(users));
+            for (Path f : readFiles) {
+                md.update(f.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                md.update(readOrEmpty(f));
             }
             Path presets = file.getParent().resolve("presets");
             if (Files.isDirectory(presets)) {

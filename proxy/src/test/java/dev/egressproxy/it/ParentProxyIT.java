@@ -3,6 +3,9 @@ package dev.egressproxy.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import dev.egressproxy.config.ConfigLoader;
+import dev.egressproxy.server.ConfigReloader;
+import dev.egressproxy.server.ProxyServer;
 import dev.egressproxy.testing.AccessLogCapture;
 import dev.egressproxy.testing.Origin;
 import dev.egressproxy.testing.Processes;
@@ -12,8 +15,11 @@ import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestCerts;
 import dev.egressproxy.testing.TestDnsServer;
 import dev.egressproxy.testing.TestProxy;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.ByteArrayOutputStream;
 import java.io.InputStream;
+import java.net.InetSocketAddress;
 import java.net.ProxySelector;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -22,6 +28,7 @@ import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 import java.util.Base64;
 import java.util.List;
@@ -37,9 +44,11 @@ import org.junit.jupiter.api.io.TempDir;
  * HTTP go through it (Squid's access log shows them, the origin receives them), names routed to it
  * are resolved by Squid only (its hosts file; the proxy's DNS server never hears them), a bypassed
  * destination goes direct, the parent gets our credentials and never the client's, and a parent's
- * 407, 403 or absence reaches the client as 502 naming both hops. The allowlist refuses before
- * any parent is contacted. A scripted parent checks the CONNECT the proxy sends and that bytes it
- * sends behind its 200 reach the client.
+ * 407, 403 or absence reaches the client as 502 naming both hops; a parent that accepts and stays
+ * silent, or a blackholed one, as 504 at the connect timeout. The allowlist refuses before any
+ * parent is contacted. A scripted parent checks the CONNECT the proxy sends and that bytes it
+ * sends behind its 200 reach the client. A rotated {@code password-file} is picked up by the file
+ * watch and used by the next tunnel.
  */
 class ParentProxyIT {
 
@@ -58,12 +67,20 @@ class ParentProxyIT {
     static Squid authSquid;
     static TcpServer scriptedParent;
     static final List<String> scriptedHeads = new CopyOnWriteArrayList<>();
+    /** Accepts, reads the CONNECT and never answers. */
+    static TcpServer silentParent;
+    static final List<String> silentReads = new CopyOnWriteArrayList<>();
+    /** Never accepts: its backlog is full, so a connect hangs. */
+    static TcpServer blackholeParent;
     static HttpClient.Builder tls;
     static TestProxy proxy;
     static TestProxy authProxy;
     static TestProxy wrongPasswordProxy;
     static TestProxy downProxy;
     static TestProxy scriptedProxy;
+    static TestProxy silentProxy;
+    static TestProxy blackholeProxy;
+    static String common;
     static String registry;
     static String web;
 
@@ -85,11 +102,19 @@ class ParentProxyIT {
         squid = Squid.open(squidHosts, "denied.test");
         authSquid = Squid.withAuth(squidHosts, USER, PASSWORD);
         scriptedParent = TcpServer.of(ParentProxyIT::scriptedParent);
+        silentParent = TcpServer.of((s, server) -> {
+            InputStream in = s.getInputStream();
+            byte[] buf = new byte[4096];
+            for (int n; (n = in.read(buf)) > 0; ) {
+                silentReads.add(new String(buf, 0, n, StandardCharsets.ISO_8859_1));
+            }
+        });
+        blackholeParent = TcpServer.blackhole();
         Path good = Files.writeString(dir.resolve("parent.password"), PASSWORD + "\n");
         Path wrong = Files.writeString(dir.resolve("wrong.password"), "not-the-password\n");
         tls = HttpClient.newBuilder().sslContext(certs.clientContext()).version(HttpClient.Version.HTTP_1_1)
                 .connectTimeout(Duration.ofSeconds(5));
-        String common = """
+        common = """
                 allowlist.hosts = ["%s", "%s", "denied.test", "127.0.0.1/32:%d"]
                 destinations.allow-private = ["127.0.0.0/8"]
                 dns { servers = ["%s"], query-timeout = 2s }
@@ -110,17 +135,25 @@ class ParentProxyIT {
         scriptedProxy = TestProxy.start(common + """
                 upstream-proxy { url = "http://127.0.0.1:%d", user = "%s", password-file = "%s" }
                 """.formatted(scriptedParent.port(), USER, good));
+        silentProxy = TestProxy.start(common + """
+                upstream-proxy.url = "http://127.0.0.1:%d"
+                """.formatted(silentParent.port()));
+        blackholeProxy = TestProxy.start(common + """
+                upstream-proxy.url = "http://127.0.0.1:%d"
+                """.formatted(blackholeParent.port()));
     }
 
     @AfterAll
     static void stop() throws Exception {
         for (AutoCloseable c : new AutoCloseable[] {proxy, authProxy, wrongPasswordProxy, downProxy, scriptedProxy,
-                squid, authSquid, scriptedParent, dns, tlsOrigin, httpOrigin}) {
+                silentProxy, blackholeProxy, squid, authSquid, scriptedParent, silentParent, blackholeParent, dns, tlsOrigin,
+                httpOrigin}) {
             if (c != null) {
                 c.close();
             }
         }
         assertThat(scriptedParent.errors).isEmpty();
+        assertThat(silentParent.errors).isEmpty();
     }
 
     /**
@@ -155,7 +188,11 @@ class ParentProxyIT {
     }
 
     private static RawClient.Head connect(TestProxy through, String authority) throws Exception {
-        try (RawClient raw = new RawClient(through.address())) {
+        return connect(through.address(), authority);
+    }
+
+    private static RawClient.Head connect(InetSocketAddress through, String authority) throws Exception {
+        try (RawClient raw = new RawClient(through)) {
             raw.send("CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n");
             return raw.readHead();
         }
@@ -277,6 +314,130 @@ class ParentProxyIT {
         // The destination itself did not fail: the direct-failure metric stays quiet.
         assertThat(downProxy.admin("/metrics").body())
                 .doesNotContain("egress_proxy_upstream_failures_total{cause=\"refused\",host=\"registry.redhat.io\"} 1");
+    }
+
+    @Test
+    void parentThatAcceptsButNeverAnswersTheConnectIs504NamingBothHopsAtTheConnectTimeout() throws Exception {
+        try (AccessLogCapture log = new AccessLogCapture()) {
+            long start = System.nanoTime();
+            RawClient.Head head = connect(silentProxy, registry);
+            Duration took = Duration.ofNanos(System.nanoTime() - start);
+
+            assertThat(head.status()).isEqualTo(504);
+            assertThat(head.reason()).isEqualTo("parent proxy 127.0.0.1:" + silentParent.port()
+                    + " did not answer the CONNECT within 2s (connect timeout) for " + registry);
+            assertThat(head.header("X-Egress-Proxy-Reason")).isEqualTo("parent_timeout");
+            // timeouts.connect = 2s: not before it, and not much after it.
+            assertThat(took).isBetween(Duration.ofMillis(1900), Duration.ofSeconds(5));
+            // The parent did get the CONNECT: it was its silence that timed out.
+            assertThat(String.join("", silentReads)).startsWith("CONNECT " + registry + " HTTP/1.1\r\n");
+            assertThat(accessLine(log, registry)).contains(" method=CONNECT ", " status=504 ",
+                    " upstream=127.0.0.1:" + silentParent.port() + " ", " via=parent ", " error=parent_timeout ");
+        }
+        assertThat(silentProxy.scrapeValue(
+                "egress_proxy_parent_failures_total{cause=\"timeout\",host=\"registry.redhat.io\"}")).isEqualTo(1);
+        // The destination did not fail: upstream_failures_total (its series registered at zero for
+        // the allowlisted host) is for direct connections only.
+        assertThat(silentProxy.scrapeValue(
+                "egress_proxy_upstream_failures_total{cause=\"timeout\",host=\"registry.redhat.io\"}")).isZero();
+        assertThat(silentProxy.admin("/denied").body()).contains(registry).contains("parent_timeout");
+    }
+
+    @Test
+    void blackholedParentIs504NamingBothHopsAtTheConnectTimeoutAndThenFastFails() throws Exception {
+        try (AccessLogCapture log = new AccessLogCapture()) {
+            long start = System.nanoTime();
+            RawClient.Head head = connect(blackholeProxy, registry);
+            Duration took = Duration.ofNanos(System.nanoTime() - start);
+
+            assertThat(head.status()).isEqualTo(504);
+            assertThat(head.reason()).isEqualTo("parent proxy 127.0.0.1:" + blackholeParent.port()
+                    + " did not answer within 2s (connect timeout), for " + registry);
+            assertThat(head.header("X-Egress-Proxy-Reason")).isEqualTo("parent_timeout");
+            assertThat(took).isBetween(Duration.ofMillis(1900), Duration.ofSeconds(5));
+            // No connection to the parent, so no upstream address in the line; via says which hop failed.
+            assertThat(accessLine(log, registry)).contains(" method=CONNECT ", " status=504 ", " via=parent ",
+                    " error=parent_timeout ");
+        }
+        assertThat(blackholeProxy.scrapeValue(
+                "egress_proxy_parent_failures_total{cause=\"timeout\",host=\"registry.redhat.io\"}")).isEqualTo(1);
+        assertThat(blackholeProxy.scrapeValue(
+                "egress_proxy_upstream_failures_total{cause=\"timeout\",host=\"registry.redhat.io\"}")).isZero();
+
+        // The parent's address is now in fast-fail (upstream.fast-fail.timeouts = 1): the next
+        // request through it is answered at once, still naming both hops.
+        long start = System.nanoTime();
+        RawClient.Head again = connect(blackholeProxy, web);
+        assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(1));
+        assertThat(again.status()).isEqualTo(504);
+        assertThat(again.reason()).startsWith("parent proxy 127.0.0.1:" + blackholeParent.port()).endsWith("for " + web);
+        assertThat(again.header("X-Egress-Proxy-Reason")).isEqualTo("parent_timeout");
+        assertThat(blackholeProxy.scrapeValue("egress_proxy_upstream_fast_fail{host=\"127.0.0.1\"}")).isEqualTo(1);
+        assertThat(blackholeProxy.scrapeValue(
+                "egress_proxy_parent_failures_total{cause=\"unreachable_recently\",host=\"web.parent.test\"}")).isEqualTo(1);
+    }
+
+    /** The access-log line of the CONNECT to {@code authority}, once it is written. */
+    private static String accessLine(AccessLogCapture log, String authority) {
+        String target = " target=" + authority + " ";
+        await().atMost(Duration.ofSeconds(10)).until(() -> log.lines().stream().anyMatch(l -> l.contains(target)));
+        return log.lines().stream().filter(l -> l.contains(target)).findFirst().orElseThrow();
+    }
+
+    @Test
+    void rotatedPasswordFileIsUsedByTheNextTunnelWithoutASignal() throws Exception {
+        // The password in a Secret volume of its own (password -> ..data/password), first a wrong one.
+        Path secret = Files.createDirectories(dir.resolve("parent-secret"));
+        swapData(secret, "..2025_01_01_00_00_00.1", "not-the-password\n");
+        Path passwordFile = Files.createSymbolicLink(secret.resolve("password"), Path.of("..data", "password"));
+        Path conf = Files.createDirectories(dir.resolve("parent-conf"));
+        Path file = conf.resolve("egress-proxy.conf");
+        Files.writeString(file, "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0 }\n admin.enabled = false\n"
+                + " transport = \"" + System.getProperty("egress.test.transport", "auto") + "\"\n" + common
+                + "upstream-proxy { url = \"" + authSquid.url() + "\", user = \"" + USER + "\", password-file = \""
+                + passwordFile + "\" }\n}\n");
+        PrometheusMeterRegistry meters = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        ProxyServer server = new ProxyServer(ConfigLoader.load(file, Map.of()), meters, "test").start();
+        try (ConfigReloader reloader = new ConfigReloader(file, Map.of(), server, server.metrics()).watch()) {
+            String answered407 = "parent proxy 127.0.0.1:" + authSquid.port() + " answered 407 for " + registry;
+            assertThat(connect(server.proxyAddress(), registry).reason()).isEqualTo(answered407);
+
+            long tunnelsBefore = squidTunnels();
+            // The kubelet's update of the Secret: Squid accepts the next tunnel's credentials.
+            swapData(secret, "..2025_01_02_00_00_00.2", PASSWORD + "\n");
+            await("new password in use").atMost(Duration.ofSeconds(15))
+                    .until(() -> connect(server.proxyAddress(), registry).status() == 200);
+            // The new snapshot is in force a moment before the reload is recorded as applied.
+            await().atMost(Duration.ofSeconds(5)).until(() -> server.status().lastReload() != null
+                    && server.status().lastReload().applied());
+            // Squid's own log: a tunnel it opened for our user (logged when it ends).
+            await().atMost(Duration.ofSeconds(10)).until(() -> squidTunnels() > tunnelsBefore);
+
+            // The next rotation is applied as well (the watch goes on after the first).
+            swapData(secret, "..2025_01_03_00_00_00.3", "rotated-away\n");
+            await("rotated-away password in use").atMost(Duration.ofSeconds(15))
+                    .until(() -> answered407.equals(connect(server.proxyAddress(), registry).reason()));
+            await().atMost(Duration.ofSeconds(5))
+                    .until(() -> meters.get("egress.proxy.config.reloads").tag("result", "success").counter().count() == 2.0);
+            assertThat(meters.get("egress.proxy.config.reloads").tag("result", "failure").counter().count()).isZero();
+        } finally {
+            server.close();
+            meters.close();
+        }
+    }
+
+    /** Tunnels to the registry Squid with authentication opened for {@link #USER}. */
+    private static long squidTunnels() throws java.io.IOException {
+        return authSquid.accessLog().stream().filter(l -> l.contains("TCP_TUNNEL/200") && l.contains("CONNECT " + registry)
+                && l.contains(" " + USER + " ")).count();
+    }
+
+    /** Writes {@code password} in a new timestamped directory and renames a {@code ..data_tmp} link over {@code ..data}. */
+    private static void swapData(Path secret, String version, String password) throws java.io.IOException {
+        Path target = Files.createDirectories(secret.resolve(version));
+        Files.writeString(target.resolve("password"), password);
+        Path tmp = Files.createSymbolicLink(secret.resolve("..data_tmp"), target.getFileName());
+        Files.move(tmp, secret.resolve("..data"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
     }
 
     @Test

@@ -52,8 +52,9 @@ import org.junit.jupiter.api.io.TempDir;
  *
  * <p>Three proxies: {@code tls} (server certificate only, splice on from the first byte, a 2 s
  * handshake and head timeout), {@code mutual} (client certificates from the {@code clients} CA
- * required) and {@code limited} (one connection per client); the rotation test starts its own
- * from a file so that it can reload it.
+ * required) and {@code limited} (one connection per client); the rotation tests start their own
+ * from a file so that they can reload it, by hand or by the file watch (the certificate rewritten
+ * in place, or swapped with a Kubernetes Secret's {@code ..data} link).
  */
 class TlsListenerIT {
 
@@ -331,6 +332,151 @@ class TlsListenerIT {
             registry.close();
         }
         assertThat(originTargets()).contains("/before-rotation", "/after-rotation", "/still-open", "/after-refused-reload");
+    }
+
+    @Test
+    void watchedCertificateRewrittenInPlaceServesNewHandshakesAndABrokenKeyKeepsTheOldOne() throws Exception {
+        Path secret = Files.createDirectories(dir.resolve("in-place-secret"));
+        Path cert = Files.copy(proxyCert.cert(), secret.resolve("tls.crt"));
+        Path key = Files.copy(proxyCert.key(), secret.resolve("tls.key"));
+        TestPki.Issued next = proxyCa.server("proxy-in-place-next");
+        try (WatchedProxy p = WatchedProxy.start("in-place", cert, key);
+                RawClient open = tunnel(p.server.proxyAddress())) {
+            assertThat(presented(p)).isEqualTo("CN=egress-proxy proxy");
+
+            // A key that does not parse: the reload is refused, new handshakes keep the certificate.
+            Files.writeString(key, "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n");
+            await("refused reload").atMost(Duration.ofSeconds(15)).until(p::lastRefused);
+            assertThat(p.reloads("failure")).isEqualTo(1.0);
+            assertThat(p.server.status().lastReload().error()).contains("listen.tls.private-key").contains(key.toString());
+            assertThat(presented(p)).isEqualTo("CN=egress-proxy proxy");
+            assertThat(echo(open, "after the refusal")).isEqualTo("after the refusal");
+
+            // The new pair, written in place: new handshakes present it once the watch reloaded.
+            Files.copy(next.cert(), cert, StandardCopyOption.REPLACE_EXISTING);
+            Files.copy(next.key(), key, StandardCopyOption.REPLACE_EXISTING);
+            await("rotated certificate served").atMost(Duration.ofSeconds(15))
+                    .until(() -> presented(p).equals("CN=egress-proxy proxy-in-place-next"));
+            // The new context is in force a moment before the reload is recorded as applied.
+            await().atMost(Duration.ofSeconds(5)).until(() -> p.server.status().lastReload().applied());
+            // The tunnel opened over the old certificate goes on.
+            assertThat(echo(open, "after the rotation")).isEqualTo("after the rotation");
+            assertThat(subject(open)).isEqualTo("CN=egress-proxy proxy");
+        }
+    }
+
+    @Test
+    void secretDataSwapRotatesTheCertificateAndAMismatchedPairIsRefused() throws Exception {
+        // A Secret volume as the kubelet lays it out: tls.crt -> ..data/tls.crt, ..data -> ..<timestamp>.
+        Path secret = Files.createDirectories(dir.resolve("swap-secret"));
+        Path first = Files.createDirectories(secret.resolve("..2025_01_01_00_00_00.1"));
+        Files.copy(proxyCert.cert(), first.resolve("tls.crt"));
+        Files.copy(proxyCert.key(), first.resolve("tls.key"));
+        Files.createSymbolicLink(secret.resolve("..data"), first.getFileName());
+        Path cert = Files.createSymbolicLink(secret.resolve("tls.crt"), Path.of("..data", "tls.crt"));
+        Path key = Files.createSymbolicLink(secret.resolve("tls.key"), Path.of("..data", "tls.key"));
+        TestPki.Issued next = proxyCa.server("proxy-swap-next");
+        try (WatchedProxy p = WatchedProxy.start("swap", cert, key);
+                RawClient open = tunnel(p.server.proxyAddress())) {
+            assertThat(presented(p)).isEqualTo("CN=egress-proxy proxy");
+
+            swapData(secret, "..2025_01_02_00_00_00.2", next.cert(), next.key());
+            await("swapped certificate served").atMost(Duration.ofSeconds(15))
+                    .until(() -> presented(p).equals("CN=egress-proxy proxy-swap-next"));
+            await().atMost(Duration.ofSeconds(5)).until(() -> p.reloads("success") == 1.0);
+            assertThat(echo(open, "after the swap")).isEqualTo("after the swap");
+            assertThat(subject(open)).isEqualTo("CN=egress-proxy proxy");
+
+            // A half-done pair (the old certificate with the new key) is refused as a whole.
+            swapData(secret, "..2025_01_03_00_00_00.3", proxyCert.cert(), next.key());
+            await("refused reload").atMost(Duration.ofSeconds(15)).until(p::lastRefused);
+            assertThat(p.reloads("failure")).isEqualTo(1.0);
+            assertThat(p.server.status().lastReload().error()).contains("is not the key of the certificate");
+            assertThat(presented(p)).isEqualTo("CN=egress-proxy proxy-swap-next");
+            assertThat(echo(open, "after the refusal")).isEqualTo("after the refusal");
+        }
+    }
+
+    /** Writes a new timestamped directory and renames a {@code ..data_tmp} link over {@code ..data}, as the kubelet does. */
+    private static void swapData(Path secret, String version, Path cert, Path key) throws IOException {
+        Path target = Files.createDirectories(secret.resolve(version));
+        Files.copy(cert, target.resolve("tls.crt"));
+        Files.copy(key, target.resolve("tls.key"));
+        Path tmp = Files.createSymbolicLink(secret.resolve("..data_tmp"), target.getFileName());
+        Files.move(tmp, secret.resolve("..data"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    }
+
+    /** A proxy whose TLS listener reads {@code cert} and {@code key}, from a config file of its own, watched. */
+    private record WatchedProxy(ProxyServer server, PrometheusMeterRegistry registry, ConfigReloader reloader)
+            implements AutoCloseable {
+
+        static WatchedProxy start(String name, Path cert, Path key) throws Exception {
+            Path conf = Files.createDirectories(dir.resolve(name + "-conf"));
+            Path file = conf.resolve("egress-proxy.conf");
+            Files.writeString(file, "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0\n"
+                    + "  tls { certificate = \"" + cert + "\", private-key = \"" + key + "\" } }\n"
+                    + " admin.enabled = false\n transport = \"" + System.getProperty("egress.test.transport", "auto") + "\"\n"
+                    + " allowlist.hosts = [\"echo.test:7000\"]\n"
+                    + " destinations.connect-to { \"echo.test:7000\" = \"127.0.0.1:" + echo.port() + "\" }\n}\n");
+            PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+            ProxyServer server = new ProxyServer(ConfigLoader.load(file, Map.of()), registry, "test").start();
+            try {
+                return new WatchedProxy(server, registry, new ConfigReloader(file, Map.of(), server, server.metrics()).watch());
+            } catch (IOException | RuntimeException e) {
+                server.close();
+                registry.close();
+                throw e;
+            }
+        }
+
+        /** Whether the last reload was refused (recorded for /status after it was counted). */
+        boolean lastRefused() {
+            return server.status().lastReload() != null && !server.status().lastReload().applied();
+        }
+
+        double reloads(String result) {
+            return registry.get("egress.proxy.config.reloads").tag("result", result).counter().count();
+        }
+
+        @Override
+        public void close() {
+            reloader.close();
+            server.close();
+            registry.close();
+        }
+    }
+
+    /** The subject of the certificate a new TLS handshake with {@code p} presents. */
+    private static String presented(WatchedProxy p) throws Exception {
+        try (SSLSocket socket = tlsSocket(p.server.proxyAddress(), null, proxyCa.caCert())) {
+            socket.startHandshake();
+            return ((X509Certificate) socket.getSession().getPeerCertificates()[0]).getSubjectX500Principal().getName();
+        }
+    }
+
+    /** The subject of the certificate {@code client}'s handshake got. */
+    private static String subject(RawClient client) throws Exception {
+        SSLSocket socket = (SSLSocket) client.socket;
+        return ((X509Certificate) socket.getSession().getPeerCertificates()[0]).getSubjectX500Principal().getName();
+    }
+
+    /** A tunnel to the echo server over a TLS connection to {@code proxy}. */
+    private static RawClient tunnel(InetSocketAddress proxy) throws Exception {
+        RawClient raw = new RawClient(tlsSocket(proxy, null, proxyCa.caCert()));
+        try {
+            raw.send("CONNECT echo.test:7000 HTTP/1.1\r\nHost: echo.test:7000\r\n\r\n");
+            assertThat(raw.readHead().status()).isEqualTo(200);
+            return raw;
+        } catch (IOException | AssertionError e) {
+            raw.close();
+            throw e;
+        }
+    }
+
+    /** Sends {@code text} through the tunnel and reads back as many bytes. */
+    private static String echo(RawClient tunnel, String text) throws IOException {
+        tunnel.send(text);
+        return new String(tunnel.readExactly(text.length()), StandardCharsets.US_ASCII);
     }
 
     // ------------------------------------------------------------------ helpers

@@ -11,6 +11,7 @@ import dev.egressproxy.testing.Processes;
 import dev.egressproxy.testing.RawClient;
 import dev.egressproxy.testing.RawResponse;
 import dev.egressproxy.testing.RecordingOrigin;
+import dev.egressproxy.testing.Required;
 import dev.egressproxy.testing.TestProxy;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -106,7 +107,7 @@ class ProxyProtocolIT {
 
         static Haproxy start(Path dir, int proxyPort) throws Exception {
             Path bin = Path.of("/usr/sbin/haproxy");
-            Assumptions.assumeTrue(Files.isExecutable(bin),
+            Required.program(Files.isExecutable(bin),
                     "haproxy is not installed (Debian package haproxy; scripts/install-test-deps.sh installs it)");
             Files.createDirectories(dir);
             int[] ports = Processes.twoFreePorts();

@@ -1,11 +1,11 @@
 package dev.egressproxy.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.testing.Processes;
 import dev.egressproxy.testing.RawClient;
+import dev.egressproxy.testing.Required;
 import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestProxy;
 import java.nio.file.Files;
@@ -64,7 +64,7 @@ class StatusPageIT {
 
     @Test
     void pageShowsRefusalsAndUnreachableHostsAsTextAndOffersTheEntriesToAdd() throws Exception {
-        assumeTrue(Files.isExecutable(CHROMIUM) && Files.isExecutable(CHROMEDRIVER),
+        Required.program(Files.isExecutable(CHROMIUM) && Files.isExecutable(CHROMEDRIVER),
                 "StatusPageIT needs Debian's chromium and chromium-driver (" + CHROMIUM + ", " + CHROMEDRIVER
                         + "), which scripts/install-test-deps.sh installs; they are absent here, so the browser test is skipped");
         int closed = Processes.freePort();

@@ -125,7 +125,8 @@ class ProxyAuthIT {
             r = null;
         }
         if (Required.programOrStandIn(r != null && r.exitCode() == 0, r == null
-                ? "htpasswd is not installed (scripts/install-test-deps.sh installs apache2-utils), so the bcrypt line comes from the library"
+                ? "htpasswd is not installed (scripts/install-test-deps.sh installs apache2-utils),"
+                        + " so the bcrypt line comes from the library"
                 : "htpasswd -nbB failed (exit " + r.exitCode() + "): " + r.output().strip())) {
             return r.output().strip();
         }

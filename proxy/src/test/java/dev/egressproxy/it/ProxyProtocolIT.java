@@ -39,12 +39,13 @@ import org.springframework.security.crypto.bcrypt.BCrypt;
 /**
  * {@code listen.proxy-protocol} behind a real HAProxy (Debian's {@code haproxy}, mode tcp, one
  * frontend with {@code send-proxy-v2} and one with {@code send-proxy}), started and stopped here
- * on free loopback ports. Clients reach HAProxy from 127.0.0.2, .3 and .6 while HAProxy itself
- * connects from 127.0.0.1, so the address in the header differs from the TCP peer: the access
- * log, {@code clients.allow}, the per-client limit, {@code /denied}, the choice among {@code
- * policies} by {@code clients} and the proxy-authentication failure limit must all go by the
- * header (those last two on proxies and HAProxies of their own). Hostile headers are written by hand straight to the proxy; each must be refused and closed with
- * nothing reaching the origin, and the proxy must go on serving.
+ * on free loopback ports. Clients reach HAProxy from 127.0.0.2, .3, .6, .7, .8 and .9 while HAProxy
+ * itself connects from 127.0.0.1, so the address in the header differs from the TCP peer: the
+ * access log, {@code clients.allow}, the per-client limit, {@code /denied}, the choice among
+ * {@code policies} by {@code clients} and the proxy-authentication failure limit must all go by the
+ * header (those last two on proxies and HAProxies of their own). Hostile headers are written by
+ * hand straight to the proxy; each must be refused and closed with nothing reaching the origin, and
+ * the proxy must go on serving.
  */
 class ProxyProtocolIT {
 
@@ -457,10 +458,12 @@ class ProxyProtocolIT {
             // Three wrong passwords from 127.0.0.8, through HAProxy (whose connections all come
             // from 127.0.0.1): its address is now limited, even with the right password.
             for (int i = 0; i < 3; i++) {
-                RawResponse guess = exchange(edge.v2, guesser, new byte[0], get("origin.test", "/guess-" + i, "ci:guess-" + i));
+                RawResponse guess = exchange(edge.v2, guesser, new byte[0],
+                        get("origin.test", "/guess-" + i, "ci:guess-" + i));
                 assertThat(guess.status()).isEqualTo(407);
             }
-            RawResponse limited = exchange(edge.v2, guesser, new byte[0], get("origin.test", "/guesser-right", "ci:ci-secret"));
+            RawResponse limited = exchange(edge.v2, guesser, new byte[0],
+                    get("origin.test", "/guesser-right", "ci:ci-secret"));
             assertThat(limited.status()).isEqualTo(429);
             assertThat(limited.header("X-Egress-Proxy-Reason")).isEqualTo("auth_rate_limited");
             // Over v1 too: the limit belongs to the client address, whatever the header's version.
@@ -479,7 +482,8 @@ class ProxyProtocolIT {
             // A hand-written header naming the guesser gets its 429, although the right password
             // was just verified (and cached) for the others.
             byte[] asGuesser = v2Tcp4(guesser, 40201, p.port());
-            RawResponse claimed = exchange(p.address(), balancer, asGuesser, get("origin.test", "/header-guesser", "ci:ci-secret"));
+            RawResponse claimed = exchange(p.address(), balancer, asGuesser,
+                    get("origin.test", "/header-guesser", "ci:ci-secret"));
             assertThat(claimed.status()).isEqualTo(429);
 
             assertThat(p.registry.get(ProxyMetrics.AUTH_FAILURES).tag("reason", "rate_limited").counter().count())

@@ -23,6 +23,7 @@
 #            7 fast-fail with the shipped defaults: cdn02.quay.io blackholed, then back
 #            8 egress-proxy check image / check hosts: all allowed, cdn02 missing, cdn02 blackholed
 #            9 corporate edge: HAProxy (PROXY v2) -> TLS + proxy auth + policy -> CDN via a parent Squid
+#           10 proxy auth on the plain listener: HTTPS_PROXY=http://user:pass@host:port
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,7 +41,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --keep) KEEP=1 ;;
         --no-netns) USE_NETNS=0 ;;
-        -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) [[ -z $JAR ]] || { echo "run.sh: only one JAR argument" >&2; exit 2; }; JAR=$1 ;;
     esac
@@ -59,6 +60,9 @@ SCENARIO_TIMES=()
 pass() { PASS=$((PASS + 1)); printf 'PASS  %s\n' "$*"; }
 fail() { FAIL=$((FAIL + 1)); printf 'FAIL  %s\n' "$*"; }
 skip() { SKIPPED=$((SKIPPED + 1)); printf 'SKIP  %s\n' "$*"; }
+# skip_missing TEXT: a check that cannot run because a program is not installed. SKIP, but FAIL
+# with CI=true (.ci/run exports it), where the install step has just installed every one of them.
+skip_missing() { if [[ ${CI:-} == true ]]; then fail "$* (CI=true: a missing program fails)"; else skip "$*"; fi; }
 note() { printf '      %s\n' "$*"; }
 die_prereq() { printf 'run.sh: %s\n' "$*" >&2; exit 2; }
 
@@ -479,9 +483,9 @@ re() { printf '%s' "$1" | sed 's/[.[\*^$()+?{|]/\\&/g'; } # ERE-quote
 # ---------------------------------------------------------------------------------------------
 # podman: can it run here?
 
-PODMAN_OK=0 PODMAN_WHY=
+PODMAN_OK=0 PODMAN_WHY='' PODMAN_MISSING=0
 if ! PATH=$CLEAN_PATH command -v podman >/dev/null 2>&1; then
-    PODMAN_WHY="podman is not installed (e2e/world.sh deps installs it)"
+    PODMAN_WHY="podman is not installed (e2e/world.sh deps installs it)" PODMAN_MISSING=1
 else
     podman_cmd probe
     if client "${PODMAN[@]}" info --format '{{.Version.Version}} {{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}}' >"$OUT/podman-info.out" 2>&1; then
@@ -491,7 +495,7 @@ else
         PODMAN_WHY="podman info fails here: $(grep -v '^\s*$' "$OUT/podman-info.out" | tail -n 1)"
     fi
 fi
-podman_skip() { skip "$1: $PODMAN_WHY"; }
+podman_skip() { if [[ $PODMAN_MISSING == 1 ]]; then skip_missing "$1: $PODMAN_WHY"; else skip "$1: $PODMAN_WHY"; fi; }
 
 ALLOW_FULL='presets = ["redhat-registry"], hosts = []'
 ALLOW_NO_CDN02='presets = [], hosts = ["registry.redhat.io", "registry.access.redhat.com", "cdn.quay.io", "cdn01.quay.io", "cdn03.quay.io"]'
@@ -666,7 +670,7 @@ scenario 4b "cdn02.quay.io behind an iptables DROP rule (the firewall of the ven
 if [[ -z $NS ]]; then
     skip "4b iptables DROP: no private network namespace, and this suite never touches the machine's own firewall"
 elif ! PATH=$CLEAN_PATH command -v iptables >/dev/null 2>&1; then
-    skip "4b iptables DROP: iptables is not installed (e2e/world.sh deps installs it)"
+    skip_missing "4b iptables DROP: iptables is not installed (e2e/world.sh deps installs it)"
 else
     DROP_PORT=$(free_ports 1)
     if in_ns iptables -w 5 -A INPUT -i lo -p tcp --dport "$DROP_PORT" -j DROP 2>"$OUT/iptables.out"; then
@@ -1034,7 +1038,7 @@ scenario9() {
     for t in squid haproxy htpasswd iptables; do PATH=$CLEAN_PATH command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
     [[ -x $NCSA ]] || missing+=("$NCSA")
     if [[ ${#missing[@]} -gt 0 ]]; then
-        skip "9 corporate edge: not installed: ${missing[*]} (scripts/install-test-deps.sh installs squid, haproxy and apache2-utils)"
+        skip_missing "9 corporate edge: not installed: ${missing[*]} (scripts/install-test-deps.sh installs squid, haproxy and apache2-utils)"
         return 0
     fi
     if [[ -z $NS ]]; then
@@ -1293,8 +1297,92 @@ if [[ -n $SQUID_DIR ]]; then
 fi
 scenario_end
 
+# =============================================================================================
+# 10: proxy authentication on the plain listener (issue 19): HTTPS_PROXY=http://user:pass@host:port,
+# the form CI variables and most proxy settings take. Go clients send the URL's credentials with
+# the first CONNECT, in clear text on this hop (scenario 9 has the TLS listener for that).
+S10_USER=plain-ci S10_PASS=pl4in-s3cret
+scenario 10 "proxy auth on the plain listener: HTTPS_PROXY=http://user:pass@127.0.0.1:port"
+scenario10() {
+    local d=$RUN/s10-setup hash
+    mkdir -p "$d"
+    # SHA-512-crypt by openssl, which the whole suite needs anyway: this scenario needs no other tool.
+    if ! hash=$(openssl passwd -6 -stdin <<<"$S10_PASS" 2>"$d/openssl.log"); then
+        fail "10 openssl passwd -6: $(tail -n 1 "$d/openssl.log")"
+        return 0
+    fi
+    printf '%s:%s\n' "$S10_USER" "$hash" >"$d/users"
+    start_proxy s10-plain-auth "$ALLOW_FULL" "egress-proxy.auth.basic.users-file = \"$d/users\"" || return 0
+    local with_user="http://$S10_USER:$S10_PASS@127.0.0.1:$PROXY_PORT"
+    local wrong="http://$S10_USER:not-the-password@127.0.0.1:$PROXY_PORT"
+    local uq A0 B0 N0 N1
+    uq=$(re "$S10_USER")
 
+    A0=$(log_lines "$ACCESS_LOG")
+    run_client s10-skopeo HTTPS_PROXY="$with_user" "${SKOPEO[@]}" copy "docker://registry.redhat.io/$OI_REF" "dir:$P/oi"
+    check "10 skopeo copy with HTTPS_PROXY=http://$S10_USER:...@ succeeds" exits_zero
+    check "10 skopeo: operator-index digests verified (sha256sum of the files)" \
+        verify_dir "$P/oi" "$WORLD_OPERATOR_INDEX_MANIFEST_DIGEST" "$WORLD_OPERATOR_INDEX_CONFIG_DIGEST" "$WORLD_OPERATOR_INDEX_LAYERS"
+    if [[ $PODMAN_OK == 1 ]]; then
+        podman_cmd s10-ubi
+        run_client s10-podman HTTPS_PROXY="$with_user" "${PODMAN[@]}" pull "registry.access.redhat.com/$UBI_REF"
+        check "10 podman pull with HTTPS_PROXY=http://$S10_USER:...@ succeeds" exits_zero
+        check "10 podman: ubi-minimal digest, ID and layers verified" podman_verify s10-ubi "registry.access.redhat.com/$UBI_REF" \
+            "$WORLD_UBI_DIGEST" "$WORLD_UBI_CONFIG_DIGEST" "$UBI_CONFIG_FILE"
+    else
+        podman_skip "10 podman pull with credentials in HTTPS_PROXY"
+    fi
+    every_tunnel_by_user() { # every line of the pulls: a CONNECT by the user, allowed, 200, to the registries and cdn02
+        local seg bad n lacking='' hosts="registry.redhat.io cdn02.quay.io"
+        [[ $PODMAN_OK == 1 ]] && hosts+=" registry.access.redhat.com"
+        seg=$(tail -n +"$((A0 + 1))" "$ACCESS_LOG")
+        bad=$(grep -vE " user=$uq method=CONNECT target=[^ ]+:443 decision=allowed .* status=200 " <<<"$seg" || true)
+        for n in $hosts; do
+            grep -qE " user=$uq method=CONNECT target=$(re "$n"):443 " <<<"$seg" || lacking+="$n "
+        done
+        echo "evidence: access log: $(grep -m 1 'target=cdn02' <<<"$seg" | cut -c1-240)"
+        echo "evidence: $(wc -l <<<"$seg") lines, each a CONNECT by user=$S10_USER, allowed, status=200"
+        [[ -z $bad ]] || { echo "unexpected: $bad"; return 1; }
+        [[ -z $lacking ]] || { echo "no tunnel by $S10_USER to: $lacking"; return 1; }
+    }
+    eventually "10 access log: every tunnel names user=$S10_USER (registries and CDN hosts), allowed, 200" every_tunnel_by_user
+    check "10 /metrics: egress_proxy_auth_failures_total = 0 (Go sent the URL's credentials with the first CONNECT)" \
+        metric_cmp egress_proxy_auth_failures_total eq 0
+
+    B0=$(log_lines "$ACCESS_LOG")
+    N0=$(log_lines "$WORLD_NGINX_ACCESS_LOG")
+    run_client s10-wrong-skopeo HTTPS_PROXY="$wrong" "${SKOPEO[@]}" copy "docker://registry.redhat.io/$OI_REF" "dir:$P/wrong"
+    check "10 wrong password: skopeo fails (non-zero exit)" exits_nonzero
+    check "10 wrong password: skopeo failed fast (within ${FAST_FAIL_MAX_S} s)" within_ms $((FAST_FAIL_MAX_S * 1000))
+    # Go prints only the reason phrase of a refused CONNECT: the proxy's 407 phrase
+    check "10 wrong password: skopeo names the proxy's 407 (Proxy Authentication Required)" \
+        says "registry.redhat.io/v2/\\\": proxy authentication required"
+    if [[ $PODMAN_OK == 1 ]]; then
+        podman_cmd s10-wrong
+        run_client s10-wrong-podman HTTPS_PROXY="$wrong" "${PODMAN[@]}" pull "registry.access.redhat.com/$UBI_REF"
+        check "10 wrong password: podman fails (non-zero exit)" exits_nonzero
+        check "10 wrong password: podman failed fast (within ${FAST_FAIL_MAX_S} s)" within_ms $((FAST_FAIL_MAX_S * 1000))
+        check "10 wrong password: podman names the proxy's 407 (Proxy Authentication Required)" says "proxy authentication required"
+    else
+        podman_skip "10 podman pull with a wrong password"
+    fi
+    run_client s10-wrong-curl curl -sS --max-time 10 --proxy "$wrong" -o /dev/null -w 'proxy answered %{http_connect}\n' \
+        "https://registry.redhat.io/v2/"
+    check "10 wrong password: curl fails with the proxy's status, 407" says "proxy answered 407" "CONNECT tunnel failed, response 407"
+    N1=$(log_lines "$WORLD_NGINX_ACCESS_LOG")
+    nothing_reached_the_world() {
+        echo "evidence: the world's nginx log grew by $((N1 - N0)) lines during the wrong-password runs"
+        [[ $N1 == "$N0" ]]
+    }
+    check "10 wrong password: nothing reached the registry or the CDN" nothing_reached_the_world
+    eventually "10 access log: the wrong password got 407 with no user, nothing dialled" \
+        log_has "$ACCESS_LOG" "$B0" " user=- method=CONNECT target=registry\.redhat\.io:443 decision=denied reason=auth_required .*status=407 upstream=- error=bad_password "
+    check "10 /metrics: egress_proxy_auth_failures_total{reason=\"bad_password\"} >= 2" \
+        metric_cmp egress_proxy_auth_failures_total ge 2 'reason="bad_password"'
+}
+scenario10
 stop_proxy
+scenario_end
 
 # =============================================================================================
 echo

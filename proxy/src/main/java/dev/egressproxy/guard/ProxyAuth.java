@@ -30,21 +30,23 @@ import java.util.function.Consumer;
  * against the users file of the configuration in force. One instance per server, shared by every
  * connection and thread.
  *
- * <p>The hot path costs a SHA-256 of the header value and a map lookup: a value verified in the
- * last {@code cache-ttl} under the same users file (its {@link UsersFile#generation()}) is taken
- * as it is. Anything else that needs a password hash checked goes to a small pool of its own
- * ({@code verify-threads}, with {@code verify-queue} places), never to an I/O thread, so a burst of
- * wrong passwords costs those threads and nobody's tunnel; a full queue is answered at once
- * ({@link Failure#BUSY}, 503). An unknown user is checked against a real entry of the file, so it
- * costs the same as a wrong password and both get the same answer.
+ * <p>The hot path costs a look at the client address's failures, a SHA-256 of the header value
+ * and a map lookup: a value verified in the last {@code cache-ttl} under the same users file (its
+ * {@link UsersFile#generation()}) is taken as it is. Anything else that needs a password hash
+ * checked goes to a small pool of its own ({@code verify-threads}, with {@code verify-queue}
+ * places), never to an I/O thread, so a burst of wrong passwords costs those threads and nobody's
+ * tunnel; a full queue is answered at once ({@link Failure#BUSY}, 503). An unknown user is checked
+ * against a real entry of the file, so it costs the same as a wrong password and both get the
+ * same answer.
  *
  * <p>Failed guesses ({@code malformed}, {@code unknown_user}, {@code bad_password}) are counted per
- * client address: after {@code max-failures} within {@code failure-window}, the address's further
- * attempts get {@link Failure#RATE_LIMITED} without a check until the window that began with its
- * first failure ends. A request without credentials is not a guess (clients such as Java's send
- * one first to learn the scheme) and never counts. The table of addresses is bounded
- * ({@value #MAX_ADDRESSES}, least recently failed dropped first), and so is the cache
- * ({@value #MAX_CACHED}).
+ * client address (the PROXY protocol header's source when the listener reads one): after
+ * {@code max-failures} within {@code failure-window}, the address's further attempts get
+ * {@link Failure#RATE_LIMITED} without a check, even with credentials in the cache, until the
+ * window that began with its first failure ends. A request without credentials is not a guess
+ * (clients such as Java's send one first to learn the scheme) and never counts. The table of
+ * addresses is bounded ({@value #MAX_ADDRESSES}, least recently failed dropped first), and so is
+ * the cache ({@value #MAX_CACHED}).
  *
  * <p>Owns {@code egress_proxy_auth_failures_total{reason}}.
  */
@@ -150,6 +152,11 @@ public final class ProxyAuth implements AutoCloseable {
         }
         UsersFile users = config.users();
         long now = System.nanoTime();
+        // Before the cache: a limited address must not learn that a guess is right because
+        // someone else's request put those credentials in the cache (a SHA-256 per guess, no limit).
+        if (limited(client, config, now)) {
+            return fail(Failure.RATE_LIMITED, client, config);
+        }
         CacheKey key = new CacheKey(users.generation(), digest(header));
         Cached hit = cache.get(key);
         if (hit != null) {
@@ -157,9 +164,6 @@ public final class ProxyAuth implements AutoCloseable {
                 return Outcome.allowed(hit.user);
             }
             cache.remove(key, hit);
-        }
-        if (limited(client, config, now)) {
-            return fail(Failure.RATE_LIMITED, client, config);
         }
         Credentials credentials = Credentials.parse(header);
         if (credentials == null) {

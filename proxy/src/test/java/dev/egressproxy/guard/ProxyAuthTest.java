@@ -116,6 +116,24 @@ class ProxyAuthTest {
     }
 
     @Test
+    void aLimitedAddressIsRefusedEvenWithCredentialsAnotherClientPutInTheCache() throws Exception {
+        auth = new ProxyAuth(metrics, 1, 8);
+        ProxyConfig.Auth config = config(users(4), 2, Duration.ofMinutes(10));
+        InetAddress guesser = InetAddress.getByName("10.0.0.9");
+        InetAddress other = InetAddress.getByName("10.0.0.10");
+        assertThat(check(config, basic("alice:wonderland"), other).user()).isEqualTo("alice");
+        for (int i = 0; i < 2; i++) {
+            assertThat(check(config, basic("alice:guess" + i), guesser).failure()).isEqualTo(ProxyAuth.Failure.BAD_PASSWORD);
+        }
+        // Had the cache answered first, a limited guesser would learn at a SHA-256 per guess, with no
+        // limit, which credentials are right.
+        assertThat(auth.check(config, basic("alice:wonderland"), guesser, r -> { }, o -> { }))
+                .isEqualTo(new ProxyAuth.Outcome(null, ProxyAuth.Failure.RATE_LIMITED));
+        assertThat(auth.check(config, basic("alice:wonderland"), other, r -> { }, o -> { }))
+                .isEqualTo(new ProxyAuth.Outcome("alice", null));
+    }
+
+    @Test
     void aFullQueueIsAnsweredAtOnce() throws Exception {
         auth = new ProxyAuth(metrics, 1, 1);
         ProxyConfig.Auth config = new ProxyConfig.Auth(users(12), false, 1000, Duration.ofMinutes(1), Duration.ZERO, 1, 1);

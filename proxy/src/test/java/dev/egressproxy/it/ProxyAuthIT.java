@@ -14,6 +14,7 @@ import dev.egressproxy.testing.Origin;
 import dev.egressproxy.testing.Processes;
 import dev.egressproxy.testing.RawClient;
 import dev.egressproxy.testing.RawResponse;
+import dev.egressproxy.testing.Required;
 import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestCerts;
 import dev.egressproxy.testing.TestProxy;
@@ -112,16 +113,22 @@ class ProxyAuthIT {
         assertThat(echo.errors).isEmpty();
     }
 
-    /** A bcrypt line by {@code htpasswd -B} when it is installed, else by the library, as {@code $2y$} either way. */
+    /**
+     * A bcrypt line by {@code htpasswd -B} when it is installed, else by the library, as {@code $2y$}
+     * either way (in CI, where it must be installed, a missing or failing htpasswd fails the test).
+     */
     private static String bcryptLine(String user, String password, int cost) throws Exception {
+        Processes.Result r;
         try {
-            Processes.Result r = Processes.run(List.of("htpasswd", "-nbB", "-C", Integer.toString(cost), user, password),
-                    null, 60);
-            if (r.exitCode() == 0) {
-                return r.output().strip();
-            }
+            r = Processes.run(List.of("htpasswd", "-nbB", "-C", Integer.toString(cost), user, password), null, 60);
         } catch (IOException e) {
-            // not installed: scripts/install-test-deps.sh installs apache2-utils
+            r = null;
+        }
+        if (Required.programOrStandIn(r != null && r.exitCode() == 0, r == null
+                ? "htpasswd is not installed (scripts/install-test-deps.sh installs apache2-utils),"
+                        + " so the bcrypt line comes from the library"
+                : "htpasswd -nbB failed (exit " + r.exitCode() + "): " + r.output().strip())) {
+            return r.output().strip();
         }
         return user + ":" + BCrypt.hashpw(password, BCrypt.gensalt("$2y", cost));
     }

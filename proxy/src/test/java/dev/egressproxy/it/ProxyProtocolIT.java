@@ -4,10 +4,14 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import dev.egressproxy.config.ConfigLoader;
+import dev.egressproxy.metrics.ProxyMetrics;
 import dev.egressproxy.testing.AccessLogCapture;
+import dev.egressproxy.testing.Json;
 import dev.egressproxy.testing.Processes;
 import dev.egressproxy.testing.RawClient;
+import dev.egressproxy.testing.RawResponse;
 import dev.egressproxy.testing.RecordingOrigin;
+import dev.egressproxy.testing.Required;
 import dev.egressproxy.testing.TestProxy;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -20,22 +24,28 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Base64;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.springframework.security.crypto.bcrypt.BCrypt;
 
 /**
  * {@code listen.proxy-protocol} behind a real HAProxy (Debian's {@code haproxy}, mode tcp, one
  * frontend with {@code send-proxy-v2} and one with {@code send-proxy}), started and stopped here
- * on free loopback ports. Clients reach HAProxy from 127.0.0.2, .3 and .6 while HAProxy itself
- * connects from 127.0.0.1, so the address in the header differs from the TCP peer: the access
- * log, {@code clients.allow}, the per-client limit and {@code /denied} must all go by the header.
- * Hostile headers are written by hand straight to the proxy; each must be refused and closed with
- * nothing reaching the origin, and the proxy must go on serving.
+ * on free loopback ports. Clients reach HAProxy from 127.0.0.2, .3, .6, .7, .8 and .9 while HAProxy
+ * itself connects from 127.0.0.1, so the address in the header differs from the TCP peer: the
+ * access log, {@code clients.allow}, the per-client limit, {@code /denied}, the choice among
+ * {@code policies} by {@code clients} and the proxy-authentication failure limit must all go by the
+ * header (those last two on proxies and HAProxies of their own). Hostile headers are written by
+ * hand straight to the proxy; each must be refused and closed with nothing reaching the origin, and
+ * the proxy must go on serving.
  */
 class ProxyProtocolIT {
 
@@ -51,15 +61,12 @@ class ProxyProtocolIT {
     static Path dir;
     static RecordingOrigin origin;
     static TestProxy proxy;
-    static Process haproxy;
+    static Haproxy lb;
     static InetSocketAddress viaV2;
     static InetSocketAddress viaV1;
 
     @BeforeAll
     static void start() throws Exception {
-        Path bin = Path.of("/usr/sbin/haproxy");
-        Assumptions.assumeTrue(Files.isExecutable(bin),
-                "haproxy is not installed (Debian package haproxy; scripts/install-test-deps.sh installs it)");
         allowed = loopback(2);
         notAllowed = loopback(3);
         untrusted = loopback(4);
@@ -73,41 +80,15 @@ class ProxyProtocolIT {
                 allowlist.hosts = ["origin.test"]
                 destinations.connect-to { "origin.test:80" = "127.0.0.1:%d" }
                 """.formatted(origin.port()));
-        int[] ports = Processes.twoFreePorts();
-        viaV2 = new InetSocketAddress("127.0.0.1", ports[0]);
-        viaV1 = new InetSocketAddress("127.0.0.1", ports[1]);
-        Path cfg = dir.resolve("haproxy.cfg");
-        Files.writeString(cfg, """
-                global
-                  maxconn 200
-                defaults
-                  mode tcp
-                  timeout connect 5s
-                  timeout client 30s
-                  timeout server 30s
-                frontend v2
-                  bind 127.0.0.1:%d
-                  default_backend proxy_v2
-                frontend v1
-                  bind 127.0.0.1:%d
-                  default_backend proxy_v1
-                backend proxy_v2
-                  server egress 127.0.0.1:%d send-proxy-v2
-                backend proxy_v1
-                  server egress 127.0.0.1:%d send-proxy
-                """.formatted(ports[0], ports[1], proxy.port(), proxy.port()));
-        haproxy = new ProcessBuilder(bin.toString(), "-f", cfg.toString(), "-db")
-                .redirectErrorStream(true).redirectOutput(dir.resolve("haproxy.log").toFile()).start();
-        await("haproxy listening").atMost(WAIT).until(() -> accepts(viaV2) && accepts(viaV1));
+        lb = Haproxy.start(dir.resolve("haproxy"), proxy.port());
+        viaV2 = lb.v2;
+        viaV1 = lb.v1;
     }
 
     @AfterAll
     static void stop() throws Exception {
-        if (haproxy != null) {
-            haproxy.destroy();
-            if (!haproxy.waitFor(10, TimeUnit.SECONDS)) {
-                haproxy.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-            }
+        if (lb != null) {
+            lb.close();
         }
         if (proxy != null) {
             proxy.close();
@@ -115,6 +96,61 @@ class ProxyProtocolIT {
         if (origin != null) {
             assertThat(origin.errors()).isEmpty();
             origin.close();
+        }
+    }
+
+    /**
+     * A HAProxy in mode tcp in front of the proxy on {@code proxyPort}: a frontend that sends a
+     * PROXY v2 header ({@code send-proxy-v2}) and one that sends v1 ({@code send-proxy}). HAProxy
+     * dials the proxy from 127.0.0.1, whatever address its client came from.
+     */
+    private record Haproxy(Process process, InetSocketAddress v2, InetSocketAddress v1) implements AutoCloseable {
+
+        static Haproxy start(Path dir, int proxyPort) throws Exception {
+            Path bin = Path.of("/usr/sbin/haproxy");
+            Required.program(Files.isExecutable(bin),
+                    "haproxy is not installed (Debian package haproxy; scripts/install-test-deps.sh installs it)");
+            Files.createDirectories(dir);
+            int[] ports = Processes.twoFreePorts();
+            Path cfg = dir.resolve("haproxy.cfg");
+            Files.writeString(cfg, """
+                    global
+                      maxconn 200
+                    defaults
+                      mode tcp
+                      timeout connect 5s
+                      timeout client 30s
+                      timeout server 30s
+                    frontend v2
+                      bind 127.0.0.1:%d
+                      default_backend proxy_v2
+                    frontend v1
+                      bind 127.0.0.1:%d
+                      default_backend proxy_v1
+                    backend proxy_v2
+                      server egress 127.0.0.1:%d send-proxy-v2
+                    backend proxy_v1
+                      server egress 127.0.0.1:%d send-proxy
+                    """.formatted(ports[0], ports[1], proxyPort, proxyPort));
+            Process process = new ProcessBuilder(bin.toString(), "-f", cfg.toString(), "-db")
+                    .redirectErrorStream(true).redirectOutput(dir.resolve("haproxy.log").toFile()).start();
+            Haproxy lb = new Haproxy(process, new InetSocketAddress("127.0.0.1", ports[0]),
+                    new InetSocketAddress("127.0.0.1", ports[1]));
+            try {
+                await("haproxy listening").atMost(WAIT).until(() -> accepts(lb.v2) && accepts(lb.v1));
+            } catch (RuntimeException | Error e) {
+                lb.close();
+                throw e;
+            }
+            return lb;
+        }
+
+        @Override
+        public void close() throws InterruptedException {
+            process.destroy();
+            if (!process.waitFor(10, TimeUnit.SECONDS)) {
+                process.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+            }
         }
     }
 
@@ -263,6 +299,212 @@ class ProxyProtocolIT {
             }
         }
         await().atMost(WAIT).untilAsserted(() -> assertThat(proxy.server.clientGuard().openFrom(limited)).isZero());
+    }
+
+    /** One request with {@code head} (CRLF CRLF included) after {@code prefix}, sent from {@code from} to {@code to}. */
+    private static RawResponse exchange(InetSocketAddress to, InetAddress from, byte[] prefix, String head)
+            throws IOException {
+        try (RawClient c = new RawClient(to, from)) {
+            c.send(concat(prefix, head));
+            return RawResponse.read(c.in(), head.substring(0, head.indexOf(' ')));
+        }
+    }
+
+    private static String get(String host, String path, String credentials) {
+        return "GET http://" + host + path + " HTTP/1.1\r\nHost: " + host + "\r\n"
+                + (credentials == null ? "" : "Proxy-Authorization: Basic "
+                        + Base64.getEncoder().encodeToString(credentials.getBytes(StandardCharsets.UTF_8)) + "\r\n")
+                + "Connection: close\r\n\r\n";
+    }
+
+    /** The last access-log line that contains every one of {@code parts}, once one is written. */
+    private static String logLine(AccessLogCapture log, String... parts) {
+        await("access-log line with " + List.of(parts)).atMost(WAIT)
+                .until(() -> log.lines().stream().anyMatch(l -> Arrays.stream(parts).allMatch(l::contains)));
+        List<String> lines = log.lines().stream().filter(l -> Arrays.stream(parts).allMatch(l::contains)).toList();
+        return lines.get(lines.size() - 1);
+    }
+
+    /** The {@code /denied} entry for {@code destination}. */
+    @SuppressWarnings("unchecked")
+    private static Map<String, Object> deniedEntry(TestProxy p, String destination) throws Exception {
+        List<Object> entries = (List<Object>) Json.at(Json.object(p.admin("/denied").body()), "entries");
+        return entries.stream().map(e -> (Map<String, Object>) e)
+                .filter(e -> destination.equals(e.get("destination"))).findFirst()
+                .orElseThrow(() -> new AssertionError("no /denied entry for " + destination + " in " + entries));
+    }
+
+    @Test
+    void policiesClientsSelectsByTheHeaderAddressNotTheBalancer() throws Exception {
+        InetAddress balancer = InetAddress.getByName("127.0.0.1");
+        InetAddress ciHost = loopback(7);
+        StringBuilder connectTo = new StringBuilder();
+        for (String host : List.of("origin.test", "ci-only.test", "balancer-only.test")) {
+            connectTo.append("  \"").append(host).append(":80\" = \"127.0.0.1:").append(origin.port()).append("\"\n");
+        }
+        // clients.allow is the default (loopback and private ranges): every address here may use the
+        // proxy, and only the policies tell them apart.
+        try (TestProxy p = TestProxy.start("""
+                listen.proxy-protocol = "any"
+                listen.proxy-protocol-from = ["127.0.0.1/32"]
+                allowlist.hosts = ["origin.test"]
+                policies = [
+                  # HAProxy's own address, the TCP peer of every connection in this test: selected
+                  # only if the proxy took the peer for the client.
+                  { name = balancer, clients = ["127.0.0.1/32"], allowlist.hosts = ["balancer-only.test"] }
+                  { name = ci, clients = ["10.20.0.0/16", "127.0.0.7/32"], allowlist.hosts = ["ci-only.test"] }
+                ]
+                destinations.connect-to {
+                %s}
+                """.formatted(connectTo));
+                Haproxy edge = Haproxy.start(dir.resolve("haproxy-policies"), p.port());
+                AccessLogCapture log = new AccessLogCapture()) {
+            InetAddress ci = InetAddress.getByName("10.20.1.5");
+            InetAddress outsider = InetAddress.getByName("10.30.1.5");
+            byte[] fromCi = v2Tcp4(ci, 40100, p.port());
+            byte[] fromOutsider = v2Tcp4(outsider, 40101, p.port());
+
+            // A hand-written v2 header from the balancer claiming 10.20.1.5: policy ci decides.
+            assertThat(exchange(p.address(), balancer, fromCi, get("ci-only.test", "/pp-ci-allowed", null)).status())
+                    .isEqualTo(200);
+            RawResponse refused = exchange(p.address(), balancer, fromCi, get("origin.test", "/pp-ci-refused", null));
+            assertThat(refused.statusLine()).isEqualTo("HTTP/1.1 403 origin.test:80 is not in the egress allowlist");
+            assertThat(refused.header("X-Egress-Proxy-Reason")).isEqualTo("host_not_allowlisted");
+            assertThat(refused.bodyText()).contains("reason host_not_allowlisted, policy ci)")
+                    .contains("to the allowlist of policy \"ci\"");
+            assertThat(exchange(p.address(), balancer, fromCi, get("balancer-only.test", "/pp-ci-balancer", null))
+                    .bodyText()).contains("policy ci)");
+
+            // Claiming 10.30.1.5, which no policy names: the top-level allowlist decides.
+            assertThat(exchange(p.address(), balancer, fromOutsider, get("origin.test", "/pp-default-allowed", null))
+                    .status()).isEqualTo(200);
+            RawResponse outsiderRefused = exchange(p.address(), balancer, fromOutsider,
+                    get("ci-only.test", "/pp-default-refused", null));
+            assertThat(outsiderRefused.status()).isEqualTo(403);
+            assertThat(outsiderRefused.bodyText()).doesNotContain("policy")
+                    .contains("to egress-proxy.allowlist.hosts.");
+
+            // Through HAProxy (v2 and v1), whose connections all come from 127.0.0.1: the client it
+            // saw decides, 127.0.0.7 under ci and 127.0.0.2 under the top-level allowlist.
+            for (InetSocketAddress frontend : List.of(edge.v2, edge.v1)) {
+                String v = frontend == edge.v2 ? "v2" : "v1";
+                assertThat(exchange(frontend, ciHost, new byte[0], get("ci-only.test", "/lb-ci-allowed-" + v, null))
+                        .status()).isEqualTo(200);
+                RawResponse lbRefused = exchange(frontend, ciHost, new byte[0],
+                        get("balancer-only.test", "/lb-ci-refused-" + v, null));
+                assertThat(lbRefused.status()).isEqualTo(403);
+                assertThat(lbRefused.bodyText()).contains("policy ci)");
+                assertThat(exchange(frontend, allowed, new byte[0], get("origin.test", "/lb-default-allowed-" + v, null))
+                        .status()).isEqualTo(200);
+                assertThat(exchange(frontend, allowed, new byte[0], get("ci-only.test", "/lb-default-refused-" + v, null))
+                        .bodyText()).doesNotContain("policy");
+            }
+
+            // What the origin received: exactly the allowed requests.
+            origin.awaitQuiet(WAIT);
+            assertThat(origin.requests()).extracting(RecordingOrigin.Request::target)
+                    .contains("/pp-ci-allowed", "/pp-default-allowed", "/lb-ci-allowed-v2", "/lb-ci-allowed-v1",
+                            "/lb-default-allowed-v2", "/lb-default-allowed-v1")
+                    .doesNotContain("/pp-ci-refused", "/pp-ci-balancer", "/pp-default-refused", "/lb-ci-refused-v2",
+                            "/lb-ci-refused-v1", "/lb-default-refused-v2", "/lb-default-refused-v1");
+
+            // The access log names the header's client and the policy that decided.
+            assertThat(logLine(log, "url=http://ci-only.test/pp-ci-allowed ")).contains(" client=10.20.1.5:40100 ",
+                    " decision=allowed ", " policy=ci status=200 ");
+            assertThat(logLine(log, "url=http://origin.test/pp-ci-refused ")).contains(" client=10.20.1.5:40100 ",
+                    " decision=denied reason=host_not_allowlisted ", " policy=ci status=403 ");
+            assertThat(logLine(log, "url=http://origin.test/pp-default-allowed ")).contains(" client=10.30.1.5:40101 ",
+                    " status=200").doesNotContain("policy=");
+            for (String v : List.of("v2", "v1")) {
+                assertThat(logLine(log, "url=http://ci-only.test/lb-ci-allowed-" + v + " "))
+                        .contains(" client=127.0.0.7:", " policy=ci status=200 ");
+                assertThat(logLine(log, "url=http://balancer-only.test/lb-ci-refused-" + v + " "))
+                        .contains(" client=127.0.0.7:", " policy=ci status=403 ");
+                assertThat(logLine(log, "url=http://origin.test/lb-default-allowed-" + v + " "))
+                        .contains(" client=127.0.0.2:").doesNotContain("policy=");
+            }
+            assertThat(log.lines()).noneSatisfy(l -> assertThat(l).contains("policy=balancer"))
+                    .noneSatisfy(l -> assertThat(l).contains(" client=127.0.0.1:"));
+
+            // /denied and denied_total name policy ci, and the header's address as the last client.
+            Map<String, Object> originDenied = deniedEntry(p, "origin.test:80");
+            assertThat(originDenied).containsEntry("policy", "ci").containsEntry("last_client", "10.20.1.5:40100");
+            Map<String, Object> balancerDenied = deniedEntry(p, "balancer-only.test:80");
+            assertThat(balancerDenied).containsEntry("policy", "ci");
+            assertThat((String) balancerDenied.get("last_client")).startsWith("127.0.0.7:");
+            assertThat(deniedEntry(p, "ci-only.test:80")).containsEntry("policy", "default");
+            assertThat(p.scrapeValue("egress_proxy_denied_total{host=\"balancer-only.test\",policy=\"ci\","
+                    + "reason=\"host_not_allowlisted\"}")).isEqualTo(3.0);
+            assertThat(p.admin("/denied").body()).doesNotContain("\"balancer\"");
+        }
+    }
+
+    @Test
+    void authFailureRateLimitCountsTheHeaderAddressNotTheBalancer() throws Exception {
+        InetAddress balancer = InetAddress.getByName("127.0.0.1");
+        InetAddress guesser = loopback(8);
+        InetAddress colleague = loopback(9);
+        Path users = Files.createDirectories(dir.resolve("auth")).resolve("users");
+        Files.writeString(users, "ci:" + BCrypt.hashpw("ci-secret", BCrypt.gensalt("$2y", 4)) + "\n");
+        try (TestProxy p = TestProxy.start("""
+                listen.proxy-protocol = "any"
+                listen.proxy-protocol-from = ["127.0.0.1/32"]
+                auth.basic { users-file = "%s", max-failures = 3, failure-window = 10m }
+                allowlist.hosts = ["origin.test"]
+                destinations.connect-to { "origin.test:80" = "127.0.0.1:%d" }
+                """.formatted(users, origin.port()));
+                Haproxy edge = Haproxy.start(dir.resolve("haproxy-auth"), p.port());
+                AccessLogCapture log = new AccessLogCapture()) {
+            // Three wrong passwords from 127.0.0.8, through HAProxy (whose connections all come
+            // from 127.0.0.1): its address is now limited, even with the right password.
+            for (int i = 0; i < 3; i++) {
+                RawResponse guess = exchange(edge.v2, guesser, new byte[0],
+                        get("origin.test", "/guess-" + i, "ci:guess-" + i));
+                assertThat(guess.status()).isEqualTo(407);
+            }
+            RawResponse limited = exchange(edge.v2, guesser, new byte[0],
+                    get("origin.test", "/guesser-right", "ci:ci-secret"));
+            assertThat(limited.status()).isEqualTo(429);
+            assertThat(limited.header("X-Egress-Proxy-Reason")).isEqualTo("auth_rate_limited");
+            // Over v1 too: the limit belongs to the client address, whatever the header's version.
+            assertThat(exchange(edge.v1, guesser, new byte[0], get("origin.test", "/guesser-right-v1", "ci:ci-secret"))
+                    .status()).isEqualTo(429);
+
+            // 127.0.0.9 behind the same balancer, and 10.20.1.6 in a hand-written header from the
+            // balancer's own address: neither is limited. A wrong password is a 407, not a 429.
+            assertThat(exchange(edge.v2, colleague, new byte[0], get("origin.test", "/colleague-wrong", "ci:typo"))
+                    .status()).isEqualTo(407);
+            assertThat(exchange(edge.v2, colleague, new byte[0], get("origin.test", "/colleague-right", "ci:ci-secret"))
+                    .status()).isEqualTo(200);
+            byte[] other = v2Tcp4(InetAddress.getByName("10.20.1.6"), 40200, p.port());
+            assertThat(exchange(p.address(), balancer, other, get("origin.test", "/header-right", "ci:ci-secret"))
+                    .status()).isEqualTo(200);
+            // A hand-written header naming the guesser gets its 429, although the right password
+            // was just verified (and cached) for the others.
+            byte[] asGuesser = v2Tcp4(guesser, 40201, p.port());
+            RawResponse claimed = exchange(p.address(), balancer, asGuesser,
+                    get("origin.test", "/header-guesser", "ci:ci-secret"));
+            assertThat(claimed.status()).isEqualTo(429);
+
+            assertThat(p.registry.get(ProxyMetrics.AUTH_FAILURES).tag("reason", "rate_limited").counter().count())
+                    .isEqualTo(3.0);
+            assertThat(p.registry.get(ProxyMetrics.AUTH_FAILURES).tag("reason", "bad_password").counter().count())
+                    .isEqualTo(4.0);
+            origin.awaitQuiet(WAIT);
+            assertThat(origin.requests()).extracting(RecordingOrigin.Request::target)
+                    .contains("/colleague-right", "/header-right")
+                    .doesNotContain("/guess-0", "/guess-1", "/guess-2", "/guesser-right", "/guesser-right-v1",
+                            "/colleague-wrong", "/header-guesser");
+            assertThat(origin.requests()).filteredOn(r -> r.target().equals("/colleague-right")).singleElement()
+                    .satisfies(r -> assertThat(r.has("Proxy-Authorization")).isFalse());
+            assertThat(logLine(log, "url=http://origin.test/guesser-right ")).contains(" client=127.0.0.8:", " user=- ",
+                    " reason=auth_rate_limited ", " status=429 ");
+            assertThat(logLine(log, "url=http://origin.test/colleague-right ")).contains(" client=127.0.0.9:",
+                    " user=ci ", " status=200 ");
+            assertThat(logLine(log, "url=http://origin.test/header-guesser ")).contains(" client=127.0.0.8:40201 ",
+                    " status=429 ");
+            assertThat(log.lines()).noneSatisfy(l -> assertThat(l).contains(" client=127.0.0.1:"));
+        }
     }
 
     @Test

@@ -1,11 +1,11 @@
 package dev.egressproxy.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.egressproxy.metrics.DeniedReport;
 import dev.egressproxy.testing.Processes;
 import dev.egressproxy.testing.RawClient;
+import dev.egressproxy.testing.Required;
 import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TestProxy;
 import java.net.InetAddress;
@@ -73,7 +73,7 @@ class StatusPageIT {
 
     /** Runs {@code test} with headless Chromium; skipped, saying why, where it is not installed. */
     private static void withBrowser(BrowserTest test) throws Exception {
-        assumeTrue(Files.isExecutable(CHROMIUM) && Files.isExecutable(CHROMEDRIVER),
+        Required.program(Files.isExecutable(CHROMIUM) && Files.isExecutable(CHROMEDRIVER),
                 "StatusPageIT needs Debian's chromium and chromium-driver (" + CHROMIUM + ", " + CHROMEDRIVER
                         + "), which scripts/install-test-deps.sh installs; they are absent here, so the browser test is skipped");
         ChromeDriverService service = new ChromeDriverService.Builder()

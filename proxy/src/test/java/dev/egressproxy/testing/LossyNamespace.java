@@ -35,13 +35,14 @@ public final class LossyNamespace implements AutoCloseable {
 
     /**
      * Creates the namespace, dropping {@code lossProbability} (0..1) of the forwarded packets; skips
-     * the calling test when this machine cannot (not root, no {@code ip} or {@code iptables}).
+     * the calling test when this machine cannot (not root, no {@code ip} or {@code iptables}; a
+     * missing program fails it in CI instead: {@link Required}).
      */
     public static LossyNamespace create(double lossProbability) throws Exception {
         Assumptions.assumeTrue(run("id", "-u").output().trim().equals("0"),
                 "needs root to create a network namespace (CI runs as root)");
-        Assumptions.assumeTrue(onPath("ip"), "needs the ip command (Debian: apt-get install iproute2)");
-        Assumptions.assumeTrue(onPath("iptables"), "needs the iptables command (Debian: apt-get install iptables)");
+        Required.program(onPath("ip"), "needs the ip command (Debian: apt-get install iproute2)");
+        Required.program(onPath("iptables"), "needs the iptables command (Debian: apt-get install iptables)");
         LossyNamespace ns = new LossyNamespace((int) (ProcessHandle.current().pid() % 100_000));
         try {
             ns.setUp(lossProbability);

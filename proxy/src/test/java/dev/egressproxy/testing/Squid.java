@@ -14,7 +14,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
-import org.junit.jupiter.api.Assumptions;
 
 /**
  * A real Squid (Debian's {@code squid}) run in the foreground ({@code squid -N}) as a parent proxy
@@ -41,7 +40,7 @@ public final class Squid implements AutoCloseable {
      */
     private Squid(Map<String, String> hosts, String user, String password, List<String> denied)
             throws Exception {
-        Assumptions.assumeTrue(Files.isExecutable(SQUID), "squid is not installed (apt-get install squid)");
+        Required.program(Files.isExecutable(SQUID), "squid is not installed (apt-get install squid)");
         this.dir = Files.createTempDirectory("egress-squid-");
         // Squid drops to the "proxy" user when started as root: it must write its logs here.
         Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxrwxrwx"));
@@ -66,7 +65,7 @@ public final class Squid implements AutoCloseable {
                     .append("http_access deny refused\n");
         }
         if (user != null) {
-            Assumptions.assumeTrue(Files.isExecutable(NCSA), NCSA + " is missing (part of Debian's squid)");
+            Required.program(Files.isExecutable(NCSA), NCSA + " is missing (part of Debian's squid)");
             Processes.Result hash = Processes.run(List.of("openssl", "passwd", "-apr1", "-stdin"), password, 20);
             if (hash.exitCode() != 0) {
                 throw new IllegalStateException("openssl passwd failed: " + hash.output());

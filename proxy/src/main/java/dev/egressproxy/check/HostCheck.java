@@ -192,7 +192,7 @@ public final class HostCheck {
                 new DefaultThreadFactory("check", true));
         try {
             ProxyMetrics metrics = new ProxyMetrics(new SimpleMeterRegistry(), config.metrics().maxHostLabels(), "check");
-            UpstreamConnector connector = new UpstreamConnector(config.limits(), 0, metrics, resolvers,
+            UpstreamConnector connector = new UpstreamConnector(config.limits(), 0, 1, metrics, resolvers,
                     transport.socketChannel(), channels, FdBudget.ofThisProcess(config.limits().maxConnections()));
             RecordingTrust recording = new RecordingTrust(trust.manager());
             SslContext ssl = SslContextBuilder.forClient()

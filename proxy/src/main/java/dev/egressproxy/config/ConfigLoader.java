@@ -226,7 +226,7 @@ public final class ConfigLoader {
         // A read is at most 64 KiB (Netty's receive buffer), so a larger minimum would never splice.
         ProxyConfig.Relay relay = new ProxyConfig.Relay(bool(c, "relay.splice"),
                 bytes(c, "relay.splice-after", 0, Integer.MAX_VALUE), bytes(c, "relay.splice-min-read", 0, 64 * 1024),
-                bytes(c, "relay.notsent-lowat", 0, 64 * 1024 * 1024));
+                bytes(c, "relay.notsent-lowat", 0, 64 * 1024 * 1024), intBetween(c, "relay.upstream-reads-per-event", 1, 64));
         ProxyConfig.Tunnels tunnels = tunnels(c);
         ProxyConfig.Metrics metrics = new ProxyConfig.Metrics(intAtLeast(c, "metrics.max-host-labels", 1),
                 intAtLeast(c, "metrics.denied-report-size", 1));
@@ -853,6 +853,14 @@ public final class ConfigLoader {
                     + " is not a port in 1-65535 (0 picks a free port)");
         }
         return p;
+    }
+
+    private int intBetween(Config c, String path, int min, int max) {
+        int v = intAtLeast(c, path, min);
+        if (v > max) {
+            problems.add(ROOT + "." + path + " (" + where(c.getValue(path).origin()) + "): " + v + " is above the maximum " + max);
+        }
+        return v;
     }
 
     private int intAtLeast(Config c, String path, int min) {

@@ -393,9 +393,10 @@ public record ProxyConfig(
      * {@code egress-proxy.relay}: whether a tunnel direction moves to splice(2) on the epoll
      * transport, after how many bytes, and on a read of at least how many bytes; how many unsent
      * bytes a socket's send queue takes ({@code notsentLowat}, TCP_NOTSENT_LOWAT, 0: the kernel's
-     * default). Sizes in bytes.
+     * default); how many reads an upstream socket gets each time it is ready ({@code
+     * upstreamReadsPerEvent}). Sizes in bytes.
      */
-    public record Relay(boolean splice, long spliceAfter, int spliceMinRead, int notsentLowat) {
+    public record Relay(boolean splice, long spliceAfter, int spliceMinRead, int notsentLowat, int upstreamReadsPerEvent) {
     }
 
     /**

@@ -228,7 +228,8 @@ public final class ProxyServer implements AutoCloseable {
         resolvers = new DnsResolvers(config.dns(), transport.datagramChannel(), transport.socketChannel());
         // What the open-file limit allows, measured with the event loops and resolvers open.
         fds = FdBudget.ofThisProcess(config.limits().maxConnections());
-        UpstreamConnector connector = new UpstreamConnector(config.limits(), config.relay().notsentLowat(), metrics, resolvers,
+        UpstreamConnector connector = new UpstreamConnector(config.limits(), config.relay().notsentLowat(),
+                config.relay().upstreamReadsPerEvent(), metrics, resolvers,
                 transport.socketChannel(), upstreamChannels, fds);
         status.fastFail(connector.fastFail());
         metrics.setConnectionsLimit(fds.maxConnections());

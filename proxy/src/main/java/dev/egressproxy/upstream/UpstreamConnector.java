@@ -13,6 +13,7 @@ import dev.egressproxy.util.Channels;
 import dev.egressproxy.util.EpollInterest;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.PooledByteBufAllocator;
+import io.netty.channel.AdaptiveRecvByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFactory;
 import io.netty.channel.ChannelFuture;
@@ -20,6 +21,7 @@ import io.netty.channel.ChannelHandler;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.ConnectTimeoutException;
 import io.netty.channel.EventLoop;
+import io.netty.channel.RecvByteBufAllocator;
 import io.netty.channel.ReflectiveChannelFactory;
 import io.netty.channel.WriteBufferWaterMark;
 import io.netty.channel.group.ChannelGroup;
@@ -74,6 +76,12 @@ public final class UpstreamConnector {
     /** TCP_NOTSENT_LOWAT of every upstream socket: null where the transport cannot set it or it is 0. */
     private final ChannelOption<Long> notSentLowAt;
     private final long notsentLowat;
+    /**
+     * The reads of up to 64 KiB an upstream socket gets each time it is ready ({@code
+     * relay.upstream-reads-per-event}): the kernel sizes a socket's receive buffer by how much the
+     * proxy takes from it per round trip, so fewer reads at once keep it small towards slow clients.
+     */
+    private final RecvByteBufAllocator reads;
     private final FastFail fastFail = new FastFail();
 
     /**
@@ -81,9 +89,10 @@ public final class UpstreamConnector {
      *     reports them as needing a restart)
      * @param notsentLowat {@code relay.notsent-lowat}: the unsent bytes an upstream socket queues (0:
      *     the kernel's setting)
+     * @param readsPerEvent {@code relay.upstream-reads-per-event}
      * @param fds the open-file budget, which a second connect attempt beside a pending one must fit
      */
-    public UpstreamConnector(ProxyConfig.Limits startLimits, int notsentLowat, ProxyMetrics metrics,
+    public UpstreamConnector(ProxyConfig.Limits startLimits, int notsentLowat, int readsPerEvent, ProxyMetrics metrics,
             DnsResolvers resolvers, Class<? extends SocketChannel> channelClass, ChannelGroup channels, FdBudget fds) {
         this.fds = fds;
         this.metrics = metrics;
@@ -93,6 +102,8 @@ public final class UpstreamConnector {
         this.startLimits = startLimits;
         this.notSentLowAt = Channels.notSentLowAt(channelClass, notsentLowat);
         this.notsentLowat = notsentLowat;
+        // Netty's adaptive sizes (64 B to 64 KiB, from 2 KiB), as every other channel has them.
+        this.reads = new AdaptiveRecvByteBufAllocator().maxMessagesPerRead(readsPerEvent);
         metrics.watchFastFail(fastFail::downHosts);
     }
 
@@ -415,6 +426,7 @@ public final class UpstreamConnector {
                     // The client side's allocator: one pool for both directions of a tunnel, the pool
                     // the allocator metrics report. (Netty 4.2's default is another, adaptive pool.)
                     .option(ChannelOption.ALLOCATOR, PooledByteBufAllocator.DEFAULT)
+                    .option(ChannelOption.RCVBUF_ALLOCATOR, reads)
                     .option(ChannelOption.WRITE_BUFFER_WATER_MARK,
                             new WriteBufferWaterMark(limits.writeBufferLow(), limits.writeBufferHigh()))
                     .handler(handler.get());

@@ -48,7 +48,7 @@ class ConfigLoaderTest {
                 new ProxyConfig.Timeouts(Duration.ofSeconds(10), Duration.ofSeconds(30), Duration.ofMinutes(5),
                         Duration.ofMillis(250)));
         assertThat(config.limits().maxRequestHead()).isEqualTo(32 * 1024);
-        assertThat(config.relay()).isEqualTo(new ProxyConfig.Relay(true, 64 * 1024, 16 * 1024, 512 * 1024));
+        assertThat(config.relay()).isEqualTo(new ProxyConfig.Relay(true, 64 * 1024, 16 * 1024, 512 * 1024, 1));
         assertThat(config.logging().accessFormat()).isEqualTo(ProxyConfig.AccessLogFormat.TEXT);
         assertThat(config.tunnels()).isEqualTo(new ProxyConfig.Tunnels(ProxyConfig.SniCheckMode.REPORT, Set.of(443),
                 Duration.ofSeconds(10)));
@@ -379,6 +379,14 @@ class ConfigLoaderTest {
     void rejectsASpliceMinimumReadNoReadCanReach() throws Exception {
         assertSingleProblem("splice-min-read-too-large.conf", 3, "egress-proxy.relay.splice-min-read",
                 "131072 bytes is outside 0..65536");
+    }
+
+    @Test
+    void rejectsUpstreamReadsPerEventOutsideOneTo64() throws Exception {
+        assertSingleProblem("upstream-reads-zero.conf", 3, "egress-proxy.relay.upstream-reads-per-event",
+                "0 is below the minimum 1");
+        assertSingleProblem("upstream-reads-too-many.conf", 3, "egress-proxy.relay.upstream-reads-per-event",
+                "65 is above the maximum 64");
     }
 
     @Test

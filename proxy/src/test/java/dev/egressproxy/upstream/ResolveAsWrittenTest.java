@@ -72,7 +72,7 @@ class ResolveAsWrittenTest {
         // What DnsNameResolverBuilder takes from a resolv.conf with "search corp.example" and "options ndots:5".
         DnsNameResolverBuilder resolvConf = new DnsNameResolverBuilder().searchDomains(List.of("corp.example")).ndots(5);
         resolvers = new DnsResolvers(config.dns(), NioDatagramChannel.class, NioSocketChannel.class, resolvConf);
-        connector = new UpstreamConnector(config.limits(), config.relay().notsentLowat(), new ProxyMetrics(new SimpleMeterRegistry(), 100, "test"),
+        connector = new UpstreamConnector(config.limits(), config.relay().notsentLowat(), 1, new ProxyMetrics(new SimpleMeterRegistry(), 100, "test"),
                 resolvers, NioSocketChannel.class, new DefaultChannelGroup(GlobalEventExecutor.INSTANCE),
                 FdBudget.ofThisProcess(config.limits().maxConnections()));
     }

@@ -497,6 +497,27 @@ else
 fi
 podman_skip() { if [[ $PODMAN_MISSING == 1 ]]; then skip_missing "$1: $PODMAN_WHY"; else skip "$1: $PODMAN_WHY"; fi; }
 
+# verified_pulls N PROXY_URL HOW SKIP_WHAT: scenario N's skopeo copy of the operator index and
+# podman pull of ubi-minimal with HTTPS_PROXY=PROXY_URL, each checked to succeed ("... HOW
+# succeeds") and its digests verified; without a working podman, its pull is SKIPped ("N podman
+# pull SKIP_WHAT").
+verified_pulls() {
+    local n=$1 proxy=$2 how=$3 skip_what=$4
+    run_client "s$n-skopeo" HTTPS_PROXY="$proxy" "${SKOPEO[@]}" copy "docker://registry.redhat.io/$OI_REF" "dir:$P/oi"
+    check "$n skopeo copy $how succeeds" exits_zero
+    check "$n skopeo: operator-index digests verified (sha256sum of the files)" \
+        verify_dir "$P/oi" "$WORLD_OPERATOR_INDEX_MANIFEST_DIGEST" "$WORLD_OPERATOR_INDEX_CONFIG_DIGEST" "$WORLD_OPERATOR_INDEX_LAYERS"
+    if [[ $PODMAN_OK == 1 ]]; then
+        podman_cmd "s$n-ubi"
+        run_client "s$n-podman" HTTPS_PROXY="$proxy" "${PODMAN[@]}" pull "registry.access.redhat.com/$UBI_REF"
+        check "$n podman pull $how succeeds" exits_zero
+        check "$n podman: ubi-minimal digest, ID and layers verified" podman_verify "s$n-ubi" "registry.access.redhat.com/$UBI_REF" \
+            "$WORLD_UBI_DIGEST" "$WORLD_UBI_CONFIG_DIGEST" "$UBI_CONFIG_FILE"
+    else
+        podman_skip "$n podman pull $skip_what"
+    fi
+}
+
 ALLOW_FULL='presets = ["redhat-registry"], hosts = []'
 ALLOW_NO_CDN02='presets = [], hosts = ["registry.redhat.io", "registry.access.redhat.com", "cdn.quay.io", "cdn01.quay.io", "cdn03.quay.io"]'
 ALLOW_HTTP_ONLY='presets = [], hosts = ['
@@ -1175,19 +1196,7 @@ EOF
     # --- the pulls ---
     local A0
     A0=$(log_lines "$ACCESS_LOG")
-    run_client s9-skopeo HTTPS_PROXY="$edge" "${SKOPEO[@]}" copy "docker://registry.redhat.io/$OI_REF" "dir:$P/oi"
-    check "9 skopeo copy through HAProxy, TLS and proxy auth succeeds" exits_zero
-    check "9 skopeo: operator-index digests verified (sha256sum of the files)" \
-        verify_dir "$P/oi" "$WORLD_OPERATOR_INDEX_MANIFEST_DIGEST" "$WORLD_OPERATOR_INDEX_CONFIG_DIGEST" "$WORLD_OPERATOR_INDEX_LAYERS"
-    if [[ $PODMAN_OK == 1 ]]; then
-        podman_cmd s9-ubi
-        run_client s9-podman HTTPS_PROXY="$edge" "${PODMAN[@]}" pull "registry.access.redhat.com/$UBI_REF"
-        check "9 podman pull through HAProxy, TLS and proxy auth succeeds" exits_zero
-        check "9 podman: ubi-minimal digest, ID and layers verified" podman_verify s9-ubi "registry.access.redhat.com/$UBI_REF" \
-            "$WORLD_UBI_DIGEST" "$WORLD_UBI_CONFIG_DIGEST" "$UBI_CONFIG_FILE"
-    else
-        podman_skip "9 podman pull through the corporate edge"
-    fi
+    verified_pulls 9 "$edge" "through HAProxy, TLS and proxy auth" "through the corporate edge"
     # The checks below read the access log from A0 to its end: they run before the hostile clients
     # below, so it holds the two pulls only (tunnel lines are written when a tunnel closes).
     local uq pq
@@ -1319,19 +1328,7 @@ scenario10() {
     uq=$(re "$S10_USER")
 
     A0=$(log_lines "$ACCESS_LOG")
-    run_client s10-skopeo HTTPS_PROXY="$with_user" "${SKOPEO[@]}" copy "docker://registry.redhat.io/$OI_REF" "dir:$P/oi"
-    check "10 skopeo copy with HTTPS_PROXY=http://$S10_USER:...@ succeeds" exits_zero
-    check "10 skopeo: operator-index digests verified (sha256sum of the files)" \
-        verify_dir "$P/oi" "$WORLD_OPERATOR_INDEX_MANIFEST_DIGEST" "$WORLD_OPERATOR_INDEX_CONFIG_DIGEST" "$WORLD_OPERATOR_INDEX_LAYERS"
-    if [[ $PODMAN_OK == 1 ]]; then
-        podman_cmd s10-ubi
-        run_client s10-podman HTTPS_PROXY="$with_user" "${PODMAN[@]}" pull "registry.access.redhat.com/$UBI_REF"
-        check "10 podman pull with HTTPS_PROXY=http://$S10_USER:...@ succeeds" exits_zero
-        check "10 podman: ubi-minimal digest, ID and layers verified" podman_verify s10-ubi "registry.access.redhat.com/$UBI_REF" \
-            "$WORLD_UBI_DIGEST" "$WORLD_UBI_CONFIG_DIGEST" "$UBI_CONFIG_FILE"
-    else
-        podman_skip "10 podman pull with credentials in HTTPS_PROXY"
-    fi
+    verified_pulls 10 "$with_user" "with HTTPS_PROXY=http://$S10_USER:...@" "with credentials in HTTPS_PROXY"
     every_tunnel_by_user() { # every line of the pulls: a CONNECT by the user, allowed, 200, to the registries and cdn02
         local seg bad n lacking='' hosts="registry.redhat.io cdn02.quay.io"
         [[ $PODMAN_OK == 1 ]] && hosts+=" registry.access.redhat.com"

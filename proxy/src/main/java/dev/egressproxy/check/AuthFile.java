@@ -1,5 +1,6 @@
 package dev.egressproxy.check;
 
+import dev.egressproxy.util.BasicCredentials;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -37,7 +38,7 @@ final class AuthFile {
     record Login(String user, String password) {
         /** The {@code Authorization} value. */
         String basic() {
-            return "Basic " + Base64.getEncoder().encodeToString((user + ":" + password).getBytes(StandardCharsets.UTF_8));
+            return BasicCredentials.header(user, password);
         }
 
         @Override

@@ -1,9 +1,9 @@
 package dev.egressproxy.check;
 
+import dev.egressproxy.util.BasicCredentials;
 import java.net.URI;
 import java.net.URLDecoder;
 import java.nio.charset.StandardCharsets;
-import java.util.Base64;
 import java.util.Locale;
 
 /**
@@ -65,8 +65,7 @@ record ProxyAddress(boolean tls, String host, int port, String user, String pass
 
     /** The {@code Proxy-Authorization} value, or null without a user. */
     String proxyAuthorization() {
-        return user == null ? null
-                : "Basic " + Base64.getEncoder().encodeToString((user + ":" + password).getBytes(StandardCharsets.UTF_8));
+        return user == null ? null : BasicCredentials.header(user, password);
     }
 
     /** The proxy as {@code host:port}, without scheme or credentials. */

@@ -5,13 +5,12 @@ import dev.egressproxy.policy.AllowlistEntry;
 import dev.egressproxy.policy.AllowlistMode;
 import dev.egressproxy.policy.CidrBlock;
 import dev.egressproxy.policy.Target;
+import dev.egressproxy.util.BasicCredentials;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.security.PrivateKey;
 import java.security.cert.X509Certificate;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
-import java.util.Base64;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -164,7 +163,7 @@ public record ProxyConfig(
             if (user == null) {
                 return null;
             }
-            return "Basic " + Base64.getEncoder().encodeToString((user + ":" + password).getBytes(StandardCharsets.UTF_8));
+            return BasicCredentials.header(user, password);
         }
 
         /** Never the password. */

@@ -100,13 +100,14 @@ final class ProxiedHttp {
 
     Response send(String method, URI uri, Map<String, String> headers, int maxBody) throws IOException {
         boolean https = "https".equalsIgnoreCase(uri.getScheme());
-        // URI.getHost() keeps the brackets of an IPv6 literal.
-        String host = uri.getHost().replaceAll("^\\[|\\]$", "");
+        // URI.getHost() keeps the brackets of an IPv6 literal, as the Host header and authority want them.
+        String bracketed = uri.getHost();
+        String host = bracketed.replaceAll("^\\[|\\]$", "");
         int port = uri.getPort() > 0 ? uri.getPort() : https ? 443 : 80;
-        String authority = (host.contains(":") ? "[" + host + "]" : host) + ":" + port;
+        String authority = bracketed + ":" + port;
         Socket socket = connectToProxy();
         try {
-            String hostHeader = port == (https ? 443 : 80) ? (host.contains(":") ? "[" + host + "]" : host) : authority;
+            String hostHeader = port == (https ? 443 : 80) ? bracketed : authority;
             String proxyAuthorization = proxy.proxyAuthorization();
             String target;
             InputStream in;

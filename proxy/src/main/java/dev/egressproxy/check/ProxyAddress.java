@@ -1,5 +1,6 @@
 package dev.egressproxy.check;
 
+import dev.egressproxy.policy.AddressText;
 import dev.egressproxy.util.BasicCredentials;
 import java.net.URI;
 import java.net.URLDecoder;
@@ -70,7 +71,7 @@ record ProxyAddress(boolean tls, String host, int port, String user, String pass
 
     /** The proxy as {@code host:port}, without scheme or credentials. */
     String authority() {
-        return (host.contains(":") ? "[" + host + "]" : host) + ":" + port;
+        return AddressText.withPort(host, port);
     }
 
     /** The URL with the password replaced by {@code ***}: what the reports print. */

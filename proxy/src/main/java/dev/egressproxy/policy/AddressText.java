@@ -87,8 +87,12 @@ public final class AddressText {
 
     /** {@code address:port}, with brackets around an IPv6 address: {@code [2001:db8::1]:443}. */
     public static String withPort(InetAddress address, int port) {
-        String text = of(address);
-        return (text.indexOf(':') >= 0 ? "[" + text + "]" : text) + ":" + port;
+        return withPort(of(address), port);
+    }
+
+    /** {@code host:port}, with brackets around a host that is an IPv6 address written without them. */
+    public static String withPort(String host, int port) {
+        return (host.indexOf(':') >= 0 ? "[" + host + "]" : host) + ":" + port;
     }
 
     /**

@@ -5,6 +5,7 @@ import dev.egressproxy.config.ConfigLoader;
 import dev.egressproxy.config.ProxyConfig;
 import dev.egressproxy.metrics.ProxyMetrics;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.ClosedWatchServiceException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -78,13 +79,8 @@ public final class ConfigReloader implements AutoCloseable {
      * reload (whose presets are unknown), null for all of them.
      */
     private volatile Set<String> presetFiles;
-    /**
-     * The files besides the config and its presets that the configuration in force reads (users
-     * file, TLS files, parent password file), absolute; part of the digest.
-     */
-    private volatile List<Path> readFiles;
-    /** For each directory of {@link #readFiles}, the names in it whose change can change one of them. */
-    private volatile Map<Path, Set<String>> readFileNames;
+    /** The files besides the config and its presets that the configuration in force reads. */
+    private volatile ReadFiles readFiles;
     private final Set<Path> watchedDirs = new HashSet<>();
     /** A check is scheduled (guarded by this). */
     private boolean armed;
@@ -99,17 +95,32 @@ public final class ConfigReloader implements AutoCloseable {
         this.server = server;
         this.metrics = metrics;
         this.presetFiles = presetFiles(server.liveConfig());
-        watchFilesOf(server.liveConfig());
+        this.readFiles = ReadFiles.of(server.liveConfig());
         this.lastDigest = digest();
         server.status().configFile(this.file);
     }
 
     /**
-     * The files {@code config} was read from besides the config file and its presets: they are
-     * watched and digested like it, as a Secret's rotated certificate or password must apply
-     * without a signal.
+     * The files besides the config and its presets that a configuration reads (users file, TLS
+     * files, parent password file), absolute: they are watched and digested like it, as a Secret's
+     * rotated certificate or password must apply without a signal; and for each of their
+     * directories the names in it whose change can change one of them.
      */
-    private static List<Path> readFiles(ProxyConfig config) {
+    private record ReadFiles(List<Path> files, Map<Path, Set<String>> names) {
+
+        static ReadFiles of(ProxyConfig config) {
+            List<Path> files = filesOf(config);
+            Map<Path, Set<String>> names = new HashMap<>();
+            for (Path f : files) {
+                names.computeIfAbsent(f.getParent(), d -> new HashSet<>()).addAll(linkNames(f));
+            }
+            names.replaceAll((d, n) -> Set.copyOf(n));
+            return new ReadFiles(files, Map.copyOf(names));
+        }
+    }
+
+    /** The files {@code config} was read from besides the config file and its presets. */
+    private static List<Path> filesOf(ProxyConfig config) {
         List<Path> files = new ArrayList<>();
         if (config.auth().enabled()) {
             files.add(config.auth().users().path());
@@ -126,21 +137,6 @@ public final class ConfigReloader implements AutoCloseable {
             files.add(config.upstreamProxy().passwordFile());
         }
         return files.stream().map(Path::toAbsolutePath).distinct().toList();
-    }
-
-    /**
-     * Takes the files of {@code config} as the ones to digest and watch (their directories are
-     * registered by {@link #registerReadFileDirs}).
-     */
-    private void watchFilesOf(ProxyConfig config) {
-        List<Path> files = readFiles(config);
-        Map<Path, Set<String>> names = new HashMap<>();
-        for (Path f : files) {
-            names.computeIfAbsent(f.getParent(), d -> new HashSet<>()).addAll(linkNames(f));
-        }
-        names.replaceAll((d, n) -> Set.copyOf(n));
-        readFileNames = Map.copyOf(names);
-        readFiles = files;
     }
 
     /**
@@ -200,7 +196,7 @@ public final class ConfigReloader implements AutoCloseable {
         if (watcher == null) {
             return;
         }
-        for (Path f : readFiles) {
+        for (Path f : readFiles.files()) {
             try {
                 register(f.getParent());
             } catch (IOException e) {
@@ -242,7 +238,7 @@ public final class ConfigReloader implements AutoCloseable {
             return true; // events were lost: look
         }
         String name = event.context().toString();
-        Set<String> read = readFileNames.get((Path) key.watchable());
+        Set<String> read = readFiles.names().get((Path) key.watchable());
         if (read != null && read.contains(name)) {
             return true;
         }
@@ -341,7 +337,7 @@ public final class ConfigReloader implements AutoCloseable {
         List<String> restart = server.apply(next);
         // The digest taken above covered the previous files: if these differ, the next relevant
         // event reloads once more (harmless) rather than missing a change made during the load.
-        watchFilesOf(next);
+        readFiles = ReadFiles.of(next);
         registerReadFileDirs();
         metrics.configReload(true);
         server.status().reloadApplied(trigger, restart);
@@ -364,8 +360,8 @@ public final class ConfigReloader implements AutoCloseable {
         try {
             MessageDigest md = MessageDigest.getInstance("SHA-256");
             md.update(readOrEmpty(file));
-            for (Path f : readFiles) {
-                md.update(f.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            for (Path f : readFiles.files()) {
+                md.update(f.toString().getBytes(StandardCharsets.UTF_8));
                 md.update(readOrEmpty(f));
             }
             Path presets = file.getParent().resolve("presets");

@@ -291,11 +291,7 @@ class TlsListenerIT {
         Files.copy(proxyCert.cert(), cert, StandardCopyOption.REPLACE_EXISTING);
         Files.copy(proxyCert.key(), key, StandardCopyOption.REPLACE_EXISTING);
         Path file = dir.resolve("rotation.conf");
-        Files.writeString(file, "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0\n"
-                + "  tls { certificate = \"" + cert + "\", private-key = \"" + key + "\" } }\n"
-                + " admin.enabled = false\n transport = \"" + System.getProperty("egress.test.transport", "auto") + "\"\n"
-                + " allowlist.hosts = [\"plain.test:8080\"]\n"
-                + " destinations.connect-to { \"plain.test:8080\" = \"127.0.0.1:" + plainOrigin.port() + "\" }\n}\n");
+        Files.writeString(file, fileConfig(cert, key, "plain.test:8080", plainOrigin.port()));
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         ProxyServer server = new ProxyServer(ConfigLoader.load(file, Map.of()), registry, "test").start();
         try (ConfigReloader reloader = new ConfigReloader(file, Map.of(), server, server.metrics());
@@ -406,6 +402,18 @@ class TlsListenerIT {
         Files.move(tmp, secret.resolve("..data"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
     }
 
+    /**
+     * A config file's text for a proxy whose TLS listener reads {@code cert} and {@code key} and
+     * which allows only {@code authority}, pinned to {@code originPort} on loopback.
+     */
+    private static String fileConfig(Path cert, Path key, String authority, int originPort) {
+        return "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0\n"
+                + "  tls { certificate = \"" + cert + "\", private-key = \"" + key + "\" } }\n"
+                + " admin.enabled = false\n transport = \"" + System.getProperty("egress.test.transport", "auto") + "\"\n"
+                + " allowlist.hosts = [\"" + authority + "\"]\n"
+                + " destinations.connect-to { \"" + authority + "\" = \"127.0.0.1:" + originPort + "\" }\n}\n";
+    }
+
     /** A proxy whose TLS listener reads {@code cert} and {@code key}, from a config file of its own, watched. */
     private record WatchedProxy(ProxyServer server, PrometheusMeterRegistry registry, ConfigReloader reloader)
             implements AutoCloseable {
@@ -413,11 +421,7 @@ class TlsListenerIT {
         static WatchedProxy start(String name, Path cert, Path key) throws Exception {
             Path conf = Files.createDirectories(dir.resolve(name + "-conf"));
             Path file = conf.resolve("egress-proxy.conf");
-            Files.writeString(file, "egress-proxy {\n listen { host = \"127.0.0.1\", port = 0\n"
-                    + "  tls { certificate = \"" + cert + "\", private-key = \"" + key + "\" } }\n"
-                    + " admin.enabled = false\n transport = \"" + System.getProperty("egress.test.transport", "auto") + "\"\n"
-                    + " allowlist.hosts = [\"echo.test:7000\"]\n"
-                    + " destinations.connect-to { \"echo.test:7000\" = \"127.0.0.1:" + echo.port() + "\" }\n}\n");
+            Files.writeString(file, fileConfig(cert, key, "echo.test:7000", echo.port()));
             PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
             ProxyServer server = new ProxyServer(ConfigLoader.load(file, Map.of()), registry, "test").start();
             try {

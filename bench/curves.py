@@ -20,7 +20,7 @@ CURVES = ("cold", "switch")
 
 def parse(path):
     """{'result': {metric: value}, 'windows': {start_s: (unit, per_s, p99|None)}, 'spans': {name: (...)}}."""
-    out = {"result": {}, "windows": {}, "spans": {}}
+    out = {"result": {}, "windows": {}, "spans": {}, "core": {}}
     with open(path) as f:
         for line in f:
             w = line.split()
@@ -32,6 +32,8 @@ def parse(path):
                 out["windows"][float(w[1])] = (w[2], float(w[4]), None if w[5] == "-" else float(w[5]))
             elif w[0] == "SPAN":
                 out["spans"][w[1]] = (float(w[2]), float(w[3]), w[4], float(w[6]), None if w[7] == "-" else float(w[7]))
+            elif w[0] == "SPANCORE":
+                out["core"][w[1]] = float(w[3])
     return out
 
 
@@ -99,6 +101,11 @@ class Curves:
         return rs[0][0], rs[0][1], rs[0][2], median([s[3] for s in rs]), median([s[4] for s in rs])
 
 
+    def core(self, curve, proxy, name):
+        """The load core's microseconds per unit in a span, median over the runs; None if not measured."""
+        return median([r["core"].get(name) for r in self.data[(curve, proxy)]])
+
+
 def window_table(c, curve):
     with_load = curve == "switch"
     head = ["t_s"] + (["load"] if with_load else [])
@@ -118,15 +125,19 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
-def target(label, value, against, bound, at_least, unit):
-    """One target line: MET/MISSED with the ratio reached and the bound, or n/a."""
+def target(label, value, against, bound, at_least, unit, load_us=None):
+    """One target line: MET/MISSED with the ratio reached and the bound, or n/a. With load_us (the
+    load core's microseconds per tunnel through this proxy in the span), also the most that core
+    allows against Squid: once it is full, 1e6 / load_us tunnels a second, whatever the proxy does."""
     r = ratio(value, against)
     if r is None:
         print("  n/a    " + label + "  (not measured for both)")
         return
     ok = r >= bound if at_least else r <= bound
-    print("  {:<6} {}  ({:.2f}x, bound {} {:g}x: {} against {}{})".format(
-        "MET" if ok else "MISSED", label, r, ">=" if at_least else "<=", bound, fmt(value), fmt(against), unit))
+    allows = ratio(None if not load_us else 1e6 / load_us, against)
+    print("  {:<6} {}  ({:.2f}x, bound {} {:g}x: {} against {}{}{})".format(
+        "MET" if ok else "MISSED", label, r, ">=" if at_least else "<=", bound, fmt(value), fmt(against), unit,
+        "" if allows is None else "; the load core allows at most {:.2f}x".format(allows)))
 
 
 def spans_and_targets(c):
@@ -167,9 +178,12 @@ def spans_and_targets(c):
                e, s, 1.0, True, "/s")
         e, s, _ = both("switch", "tunnels_first", 4)
         target("(c) setup p99 in those seconds <= 2x Squid's", e, s, 2.0, False, " ms")
+        # The load core's bound only where the rate is steady: in the first seconds its fixed costs
+        # (the workers' timers, its own collector) spread over few tunnels and inflate the cost per
+        # tunnel; there the direct column, window by window, shows what the harness allows.
         e, s, sp = both("cold", "steady", 3)
         when = "" if sp is None else " ({:g}-{:g} s of the cold-start curve)".format(sp[0], sp[1])
-        target("(d) steady tunnels/s" + when + " >= 1.5x Squid's", e, s, 1.5, True, "/s")
+        target("(d) steady tunnels/s" + when + " >= 1.5x Squid's", e, s, 1.5, True, "/s", c.core("cold", v, "steady"))
 
 
 def plot(c, png, seconds, window, switch):

@@ -14,6 +14,7 @@
 #                [--proxies LIST] [--jar PATH] [--no-netns] [--variant NAME:VAR=VALUE...]
 #   bench/run.sh --curves [--curve-seconds S] [--curves-out DIR] [--runs N] [--proxies LIST]
 #                [--jar PATH] [--no-netns] [--variant NAME:VAR=VALUE...]
+#   bench/run.sh --with-curves [table options] [--curve-seconds S] [--curve-runs N] [--curves-out DIR]
 #
 # --quick   smoke version for CI: egress-proxy and direct only, ~1 s per scenario, 200 idle tunnels;
 #           asserts nothing about speed, fails if a scenario fails.
@@ -57,6 +58,10 @@
 #          --runs N (default 1 here; the median per window), --proxies as for the table (default:
 #          egress, each --variant, squid, tinyproxy; direct is the harness's reference). Not in CI;
 #          docs/performance.md, "Cold start and change of load".
+# --with-curves  the table, then the curves, in one run: the same proxies (less egress-auth and
+#          egress-tls, which the curves do not drive) and variants; --curve-runs N (default 1) curves
+#          per proxy, --curve-seconds and --curves-out as for --curves. What issue 21 asks for: the
+#          start-up, the steady table and the two curves from one run (docs/performance.md).
 # Needs: java 17, taskset (util-linux), squid and tinyproxy (apt-get install -y squid tinyproxy)
 # unless --quick, htpasswd (apt-get install -y apache2-utils) and openssl for egress-auth and egress-tls, gnuplot for --soak and --curves (apt-get install -y gnuplot-nox), and the built jar
 # (mvn -B -q package -DskipTests). The proxies run a private copy of the jar (in the run's temporary
@@ -80,6 +85,8 @@ soak_out=""
 proxies_opt=""
 scenarios_opt=startup,connect-rate,rr,bulk,http,idle
 curves=0
+with_curves=0
+curve_runs=1
 curve_seconds=60
 curves_out=""
 while [[ $# -gt 0 ]]; do
@@ -105,6 +112,10 @@ while [[ $# -gt 0 ]]; do
       soak_mix="$2"; shift ;;
     --soak-out) soak_out="$2"; shift ;;
     --curves) curves=1 ;;
+    --with-curves) with_curves=1 ;;
+    --curve-runs)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "bench: --curve-runs takes a count, got '${2:-}'" >&2; exit 64; }
+      curve_runs="$2"; shift ;;
     --curve-seconds)
       if ! [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || (( $2 % 2 != 0 || $2 < 4 )); then
         echo "bench: --curve-seconds takes an even number of seconds, at least 4; got '${2:-}'" >&2
@@ -120,6 +131,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "usage: bench/run.sh [--quick] [--runs N] [--jar PATH] [--no-netns] [--profile] [--variant NAME:VAR=VALUE...] [--scenarios LIST] [--proxies LIST]" >&2
        echo "       bench/run.sh --soak [--soak-minutes M] [--soak-tunnels N] [--soak-mix I:S:B] [--soak-out DIR] [--proxies LIST] [--jar PATH] [--variant ...]" >&2
        echo "       bench/run.sh --curves [--curve-seconds S] [--curves-out DIR] [--runs N] [--proxies LIST] [--jar PATH] [--variant ...]" >&2
+       echo "       bench/run.sh --with-curves [table options] [--curve-seconds S] [--curve-runs N] [--curves-out DIR]" >&2
        exit 64 ;;
   esac
   shift
@@ -135,8 +147,12 @@ if [[ $profile -eq 1 ]]; then
   need perf "apt-get install -y linux-perf"
   need strace "apt-get install -y strace"
 fi
-if (( curves && (soak || quick) )); then
-  echo "bench: --curves is a run of its own; it does not go with --soak or --quick" >&2
+if (( curves && (soak || quick || with_curves) )); then
+  echo "bench: --curves is a run of its own; it does not go with --soak, --quick or --with-curves" >&2
+  exit 64
+fi
+if (( with_curves && (soak || quick) )); then
+  echo "bench: --with-curves is the full table and the curves; it does not go with --soak or --quick" >&2
   exit 64
 fi
 soak_proxies=()
@@ -183,7 +199,7 @@ else
     if [[ ( -z "$proxies_opt" && $curves -eq 0 ) || ",$proxies_opt," == *",egress-auth,"* ]]; then need htpasswd "apt-get install -y apache2-utils"; fi
     if [[ ( -z "$proxies_opt" && $curves -eq 0 ) || ",$proxies_opt," == *",egress-tls,"* ]]; then need openssl "apt-get install -y openssl"; fi
   fi
-  if [[ $curves -eq 1 ]]; then need gnuplot "apt-get install -y gnuplot-nox"; fi
+  if (( curves || with_curves )); then need gnuplot "apt-get install -y gnuplot-nox"; fi
 fi
 # Whether scenario $1 is among --scenarios.
 want() { [[ ",$scenarios_opt," == *",$1,"* ]]; }
@@ -548,7 +564,7 @@ run_curves() {
   curves_out="${curves_out:-/tmp/egress-curves-$(date -u +%Y%m%d-%H%M%S)}"
   mkdir -p "$curves_out"
   local started=$SECONDS
-  for run in $(seq 1 "$runs"); do
+  for run in $(seq 1 "$curve_runs"); do
     for proxy in "${curve_proxies[@]}"; do
       t="$(target "$proxy")"
       cmd=()
@@ -557,7 +573,7 @@ run_curves() {
         cmd=("$work/curve-$proxy.log" -- $(proxy_cmd "$proxy"))
       fi
       for curve in cold switch; do
-        echo "== curves, run $run/$runs: $proxy, $curve" >&2
+        echo "== curves, run $run/$curve_runs: $proxy, $curve" >&2
         local plan=$cold_plan spans=$cold_spans
         if [[ $curve == switch ]]; then plan=$switch_plan spans=$switch_spans; fi
         if ! loadgen curve "$t" "$plan" "$window" "$spans" "$warm" "${cmd[@]}" \
@@ -573,13 +589,13 @@ run_curves() {
     done
   done
   echo
-  echo "egress-proxy curves: $runs run(s), $curve_seconds s per curve in ${window} s windows, proxy on CPU $PROXY_CPU, load on CPU $LOAD_CPU; the load generator warmed ${warm} s per phase before each start"
+  echo "egress-proxy curves: $curve_runs run(s), $curve_seconds s per curve in ${window} s windows, proxy on CPU $PROXY_CPU, load on CPU $LOAD_CPU; the load generator warmed ${warm} s per phase before each start"
   echo "network: $netns"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(java -version 2>&1 | head -1)"
   echo "egress-proxy: deploy/bin/egress-proxy, EGRESS_PROXY_HEAP=$EGRESS_PROXY_HEAP (-Xms=-Xmx), EGRESS_PROXY_GC=$EGRESS_PROXY_GC, EGRESS_PROXY_DIRECT_MEMORY=$EGRESS_PROXY_DIRECT_MEMORY, CDS archive; wall time $((SECONDS - started)) s"
   for v in "${variants[@]}"; do echo "variant egress-${v%%:*}: ${v#*:}"; done
   python3 "$here/curves.py" --png "$curves_out/curves.png" --proxies "$(IFS=,; echo "${curve_proxies[*]}")" \
-    --runs "$runs" --seconds "$curve_seconds" --window "$window" --switch "$switch_s" "$curves_out" || status=1
+    --runs "$curve_runs" --seconds "$curve_seconds" --window "$window" --switch "$switch_s" "$curves_out" || status=1
   echo "results: $curves_out (curves.png, each curve's load-generator output)"
   return "$status"
 }
@@ -589,7 +605,7 @@ if [[ $curves -eq 1 ]]; then
   else
     curve_proxies=(egress "${extra[@]}" squid tinyproxy)
   fi
-  if [[ $runs_given -eq 0 ]]; then runs=1; fi
+  if [[ $runs_given -eq 1 ]]; then curve_runs=$runs; fi
   status=0
   run_curves || status=$?
   exit "$status"
@@ -665,4 +681,13 @@ python3 "$here/table.py" "$results" "$quick" "$work/variants.txt"
 if [[ $profile -eq 1 ]]; then
   echo
   cat "$work"/profile-*.txt
+fi
+if [[ $with_curves -eq 1 ]]; then
+  # The same run goes on with the curves of the same proxies (egress-auth and egress-tls excepted).
+  curve_proxies=()
+  for p in "${proxies[@]}"; do
+    case "$p" in egress-auth | egress-tls) ;; *) curve_proxies+=("$p") ;; esac
+  done
+  echo
+  run_curves
 fi

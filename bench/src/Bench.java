@@ -303,7 +303,7 @@ public final class Bench {
         private final long[][] before = ticks();
 
         /** Busy and total ticks of each CPU (cpu0, cpu1, ...); busy leaves out idle and iowait. */
-        private static long[][] ticks() {
+        static long[][] ticks() {
             List<long[]> cpus = new ArrayList<>();
             try {
                 for (String line : Files.readAllLines(Path.of("/proc/stat"))) {
@@ -344,6 +344,61 @@ public final class Bench {
             }
             double busy = (double) (after[i][0] - before[i][0]) / (after[i][1] - before[i][1]);
             result(scenario, core + "_core_us_per_" + unit, busy * secs * 1e6 / units);
+        }
+    }
+
+    /**
+     * The load core's busy ticks sampled every 50 ms through a curve, so that a span can say what
+     * that core spent per unit of work in it (the bound it sets on any proxy's rate, as
+     * {@link CoreTime} does for the table). Nothing is sampled without BENCH_LOAD_CPU.
+     */
+    static final class CoreSamples {
+        private final List<long[]> samples = java.util.Collections.synchronizedList(new ArrayList<>());
+        private final int cpu;
+        private volatile boolean stopped;
+
+        CoreSamples() {
+            String c = System.getenv("BENCH_LOAD_CPU");
+            cpu = c == null ? -1 : Integer.parseInt(c);
+            if (cpu < 0) {
+                return;
+            }
+            Thread t = new Thread(() -> {
+                while (!stopped) {
+                    long[][] now = CoreTime.ticks();
+                    if (cpu < now.length) {
+                        samples.add(new long[] {System.nanoTime(), now[cpu][0], now[cpu][1]});
+                    }
+                    java.util.concurrent.locks.LockSupport.parkNanos(50_000_000L);
+                }
+            }, "core-samples");
+            t.setDaemon(true);
+            t.start();
+        }
+
+        void stop() {
+            stopped = true;
+        }
+
+        /** Microseconds the load core was busy between the samples nearest inside [from, to], per unit; NaN if unknown. */
+        double usPer(long from, long to, double units) {
+            long[] a = null;
+            long[] b = null;
+            synchronized (samples) {
+                for (long[] x : samples) {
+                    if (a == null && x[0] >= from) {
+                        a = x;
+                    }
+                    if (x[0] <= to) {
+                        b = x;
+                    }
+                }
+            }
+            if (a == null || b == null || b[0] <= a[0] || b[2] == a[2] || units <= 0) {
+                return Double.NaN;
+            }
+            double busy = (double) (b[1] - a[1]) / (b[2] - a[2]);
+            return busy * (b[0] - a[0]) / 1e3 / (units * (b[0] - a[0]) / (double) (to - from));
         }
     }
 
@@ -1147,7 +1202,9 @@ public final class Bench {
      * taken in it, by the time each ended; "-" for a window without one. SPANS is
      * {@code NAME:FROM:TO[,...]} (seconds from the origin, within one phase) or "-": each printed as
      * {@code SPAN <name> <from_s> <to_s> <unit> <count> <per_s> <p99_ms>}, the p99 over all of the
-     * span's latencies.
+     * span's latencies, followed (with BENCH_LOAD_CPU) by {@code SPANCORE <name> load_core_us_per_unit
+     * <us>}: what the load generator's core spent per tunnel or request in the span, from which
+     * {@code 1e6 / us} is the most that core allows per second through this proxy.
      */
     static void curve(String[] args) throws Exception {
         Target t = Target.parse(args[1]);
@@ -1194,6 +1251,7 @@ public final class Bench {
                 origin = System.nanoTime();
             }
 
+            CoreSamples core = new CoreSamples();
             List<PhaseRun> phases = new ArrayList<>();
             List<Thread> threads = new ArrayList<>();
             long at = origin;
@@ -1217,6 +1275,7 @@ public final class Bench {
             for (Thread th : threads) {
                 th.join();
             }
+            core.stop();
             for (PhaseRun run : phases) {
                 if (run.failure != null) {
                     throw new IllegalStateException(run.phase.kind + " failed: " + run.failure
@@ -1244,6 +1303,10 @@ public final class Bench {
                     double[] c = run.count(from, to);
                     System.out.printf(Locale.ROOT, "SPAN %s %s %s %s %d %.1f %s%n", f[0], f[1], f[2], run.phase.unit(),
                             (long) c[0], c[0] / ((to - from) / 1e9), Double.isNaN(c[1]) ? "-" : String.format(Locale.ROOT, "%.3f", c[1]));
+                    double us = core.usPer(from, to, c[0]);
+                    if (!Double.isNaN(us)) {
+                        System.out.printf(Locale.ROOT, "SPANCORE %s load_core_us_per_unit %.1f%n", f[0], us);
+                    }
                 }
             }
         } finally {

@@ -100,7 +100,6 @@ class Curves:
             return None
         return rs[0][0], rs[0][1], rs[0][2], median([s[3] for s in rs]), median([s[4] for s in rs])
 
-
     def core(self, curve, proxy, name):
         """The load core's microseconds per unit in a span, median over the runs; None if not measured."""
         return median([r["core"].get(name) for r in self.data[(curve, proxy)]])

@@ -397,8 +397,9 @@ public final class Bench {
             if (a == null || b == null || b[0] <= a[0] || b[2] == a[2] || units <= 0) {
                 return Double.NaN;
             }
+            // The core's busy share between the samples, taken for the whole span the units were counted in.
             double busy = (double) (b[1] - a[1]) / (b[2] - a[2]);
-            return busy * (b[0] - a[0]) / 1e3 / (units * (b[0] - a[0]) / (double) (to - from));
+            return busy * (to - from) / 1e3 / units;
         }
     }
 

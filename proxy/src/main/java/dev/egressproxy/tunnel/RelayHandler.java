@@ -5,9 +5,10 @@ import dev.egressproxy.guard.MemoryBudget;
 import dev.egressproxy.handler.ProxyClosingEvent;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelDuplexHandler;
 import io.netty.channel.ChannelHandlerContext;
-import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.socket.ChannelInputShutdownEvent;
+import io.netty.channel.socket.DuplexChannel;
 import io.netty.util.ReferenceCountUtil;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -43,9 +44,12 @@ import org.slf4j.LoggerFactory;
  * {@link SpliceRelay}, which keeps the same backpressure, half-close and byte counts without the
  * bytes passing through the proxy's memory ({@link Tunnel#maybeSplice}).
  *
+ * <p>Reading stops for good when this side's input has ended: a request to read (turning auto-read
+ * on calls one) is not passed on then ({@link #read}).
+ *
  * <p>Owns {@code bytes_total} (through the tunnel) and no other metric.
  */
-final class RelayHandler extends ChannelInboundHandlerAdapter implements MemoryBudget.Resumable {
+final class RelayHandler extends ChannelDuplexHandler implements MemoryBudget.Resumable {
 
     private static final Logger log = LoggerFactory.getLogger(RelayHandler.class);
 
@@ -146,6 +150,23 @@ final class RelayHandler extends ChannelInboundHandlerAdapter implements MemoryB
             return;
         }
         ctx.fireUserEventTriggered(evt);
+    }
+
+    /**
+     * Passes a request to read on unless this side's input has ended. Netty's splice turns auto-read
+     * back on on the source of a chunk once the chunk has left the pipe, even when the source's
+     * input has ended meanwhile; a socket whose input has ended and whose output the proxy has shut
+     * down is out of Netty's epoll set by then, so the read's epoll_ctl failed (ENOENT) and Netty
+     * closed the socket, with whatever it still held unread, and the tunnel ended upstream_error
+     * (docs/architecture.md, "Netty bugs we work around", 4). An ended input has nothing more to
+     * read through Netty: what its receive buffer still holds {@link SpliceRelay#inputEnded} reads.
+     */
+    @Override
+    public void read(ChannelHandlerContext ctx) {
+        if (ctx.channel() instanceof DuplexChannel d && d.isInputShutdown()) {
+            return;
+        }
+        ctx.read();
     }
 
     @Override

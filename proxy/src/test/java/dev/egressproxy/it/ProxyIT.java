@@ -7,11 +7,13 @@ import dev.egressproxy.testing.AccessLogCapture;
 import dev.egressproxy.testing.Origin;
 import dev.egressproxy.testing.RawClient;
 import dev.egressproxy.testing.TcpServer;
+import dev.egressproxy.testing.TcpTable;
 import dev.egressproxy.testing.TestCerts;
 import dev.egressproxy.testing.TestProxy;
 import io.netty.buffer.PooledByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelOption;
+import io.netty.channel.socket.DuplexChannel;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -68,6 +70,11 @@ class ProxyIT {
     static TcpServer echo;
     static TcpServer source;
     static TcpServer reply;
+    /**
+     * Reads the request to the client's FIN, answers with as many bytes of the pattern as the
+     * request says (a decimal number), and closes.
+     */
+    static TcpServer sizedReply;
     static TcpServer blackhole;
     /** Another dead address for slow.test: blackhole.test's timeout would put a shared one in fast-fail. */
     static TcpServer slowBlackhole;
@@ -92,6 +99,11 @@ class ProxyIT {
         echo = TcpServer.echo();
         source = TcpServer.source(SOURCE_BYTES);
         reply = TcpServer.sourceAfterEndOfRequest(SOURCE_BYTES);
+        sizedReply = TcpServer.of((s, server) -> {
+            long size = Long.parseLong(new String(s.getInputStream().readAllBytes(), StandardCharsets.US_ASCII));
+            TcpServer.sendPattern(s, server, size);
+            s.close();
+        });
         blackhole = TcpServer.blackhole();
         slowBlackhole = TcpServer.blackhole();
         try (ServerSocket s = new ServerSocket(0)) {
@@ -99,7 +111,8 @@ class ProxyIT {
         }
         proxy = TestProxy.start(TestProxy.relaySettings(relay) + """
                 allowlist.hosts = ["registry.redhat.io", "cdn02.quay.io", "echo.test:7000", "source.test:7001",
-                                   "refused.test:7002", "blackhole.test:7003", "slow.test:7004", "reply.test:7005"]
+                                   "refused.test:7002", "blackhole.test:7003", "slow.test:7004", "reply.test:7005",
+                                   "sized.test:7006"]
                 timeouts.connect = 1s
                 destinations.connect-to {
                   "registry.redhat.io:443" = "127.0.0.1:%d"
@@ -112,15 +125,17 @@ class ProxyIT {
                   "blackhole.test:7003" = "127.0.0.1:%d"
                   "slow.test:7004" = "127.0.0.1:%d"
                   "reply.test:7005" = "127.0.0.1:%d"
+                  "sized.test:7006" = "127.0.0.1:%d"
                 }
                 """.formatted(registryTls.port(), registryHttp.port(), cdnTls.port(), cdnHttp.port(), echo.port(),
-                source.port(), closedPort, blackhole.port(), slowBlackhole.port(), reply.port()));
+                source.port(), closedPort, blackhole.port(), slowBlackhole.port(), reply.port(), sizedReply.port()));
     }
 
     @AfterParameterizedClassInvocation
     static void stop() throws Exception {
         proxy.close();
-        for (AutoCloseable c : List.<AutoCloseable>of(registryTls, registryHttp, cdnTls, cdnHttp, echo, source, reply, blackhole, slowBlackhole)) {
+        for (AutoCloseable c : List.<AutoCloseable>of(registryTls, registryHttp, cdnTls, cdnHttp, echo, source, reply, sizedReply, blackhole,
+                slowBlackhole)) {
             c.close();
         }
         assertThat(echo.errors).isEmpty();
@@ -441,6 +456,58 @@ class ProxyIT {
             // Read only once the proxy has had to wait for the client (or the tunnel has gone).
             await().atMost(Duration.ofSeconds(20)).until(() -> upstreamPaused(reply) || upstreamsTo(reply).findAny().isEmpty());
             assertThat(readPatternToEnd(raw.in())).isEqualTo(SOURCE_BYTES);
+        }
+    }
+
+    @Test
+    void originThatEndsWhileTheClientIsBehindAfterTheClientsFinStillDeliversAllOfIt() throws Exception {
+        // The client's FIN goes to the origin first, then the origin's whole answer and its FIN
+        // reach the proxy while it still waits on the client. Spliced, Netty's pending chunk turned
+        // reading of the origin's socket back on once the client took it, after the socket had left
+        // the epoll set (input ended, output shut): epoll_ctl failed, Netty closed the socket with
+        // the rest of the answer unread, and the tunnel ended upstream_error. That takes the
+        // origin's FIN to arrive after the proxy has started to wait on the client, with more of
+        // the answer left than the proxy queues towards the client: as the kernel's buffers grow
+        // and shrink, some sizes of answer do that and others do not, so several are tried.
+        try (AccessLogCapture log = new AccessLogCapture()) {
+            for (int kib : new int[] {640, 768, 896, 1024, 1152, 1280, 1536, 2048}) {
+                long size = kib * 1024L;
+                int port = downloadAfterTheOriginsEnd(size);
+                String from = "client=127.0.0.1:" + port + " ";
+                String line = await().atMost(Duration.ofSeconds(10)).until(
+                        () -> log.lines().stream().filter(l -> l.contains(from)).findFirst().orElse(null),
+                        l -> l != null);
+                assertThat(line).as("answer of %d KiB", kib)
+                        .contains(" bytes_up=" + String.valueOf(size).length() + " bytes_down=" + size + " ")
+                        .endsWith(" end=client_closed");
+            }
+        }
+    }
+
+    /**
+     * Opens a tunnel to {@link #sizedReply}, asks for {@code size} bytes and half-closes, and reads
+     * the answer only once the proxy holds all of it (or as much as the buffers on the way take);
+     * returns the client's port.
+     */
+    private static int downloadAfterTheOriginsEnd(long size) throws Exception {
+        try (RawClient raw = tunnelWithSmallReceiveBuffer("CONNECT sized.test:7006 HTTP/1.1\r\n\r\n" + size)) {
+            raw.socket.shutdownOutput();
+            // Read only once the proxy has seen the origin's FIN (or the tunnel has gone), or, where
+            // the buffers on the way hold less than the answer, once the origin's FIN waits behind
+            // bytes the proxy does not take (its socket's send queue stays put).
+            long[] queue = {-1, 0};
+            await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(100)).until(() -> {
+                List<Channel> up = upstreamsTo(sizedReply).toList();
+                if (up.stream().allMatch(ch -> ((DuplexChannel) ch).isInputShutdown())) {
+                    return true;
+                }
+                long now = TcpTable.sendQueue(sizedReply.port(), ((InetSocketAddress) up.get(0).localAddress()).getPort());
+                queue[1] = now == queue[0] ? queue[1] + 1 : 0;
+                queue[0] = now;
+                return now > 0 && queue[1] >= 5 && upstreamPaused(sizedReply);
+            });
+            assertThat(readPatternToEnd(raw.in())).isEqualTo(size);
+            return raw.socket.getLocalPort();
         }
     }
 

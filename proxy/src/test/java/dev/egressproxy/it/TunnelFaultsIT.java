@@ -6,13 +6,12 @@ import static org.awaitility.Awaitility.await;
 import dev.egressproxy.testing.AccessLogCapture;
 import dev.egressproxy.testing.RawClient;
 import dev.egressproxy.testing.TcpServer;
+import dev.egressproxy.testing.TcpTable;
 import dev.egressproxy.testing.TestProxy;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.Socket;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -317,28 +316,12 @@ class TunnelFaultsIT {
             assertThat(readPattern(c.in(), 0, 65536)).isEqualTo(65536);
             long[] last = {-1, 0};
             return await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(200)).until(() -> {
-                long now = sendQueue(through.port(), c.socket.getLocalPort());
+                long now = TcpTable.sendQueue(through.port(), c.socket.getLocalPort());
                 last[1] = now == last[0] ? last[1] + 1 : 0;
                 last[0] = now;
                 return now;
             }, now -> last[1] >= 5 && now > 0);
         }
-    }
-
-    /** tx_queue of the TCP socket from {@code localPort} to {@code remotePort} on loopback. */
-    private static long sendQueue(int localPort, int remotePort) throws IOException {
-        String local = String.format(":%04X ", localPort);
-        String remote = String.format(":%04X ", remotePort);
-        // Netty's native sockets are IPv6 ones that also speak IPv4 (tcp6, ::ffff:127.0.0.1).
-        for (String table : new String[] {"/proc/net/tcp", "/proc/net/tcp6"}) {
-            for (String line : Files.readAllLines(Path.of(table))) {
-                String[] f = line.trim().split("\\s+");
-                if (f.length > 4 && (f[1] + " ").endsWith(local) && (f[2] + " ").endsWith(remote)) {
-                    return Long.parseLong(f[4].substring(0, f[4].indexOf(':')), 16);
-                }
-            }
-        }
-        throw new AssertionError("no socket from port " + localPort + " to " + remotePort + " in /proc/net/tcp{,6}");
     }
 
     @Test

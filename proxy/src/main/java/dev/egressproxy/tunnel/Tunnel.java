@@ -221,7 +221,12 @@ final class Tunnel {
             // queued before the close with that exception first: it, not this, names the end.
             return;
         }
-        ended(TunnelEnd.failed(side == client, cause));
+        TunnelEnd failure = TunnelEnd.failed(side == client, cause);
+        if (failure.isError() && !closed && end == null) {
+            // A reset says what happened; another error says it in error=.
+            record.error(TunnelEnd.errorCode(cause));
+        }
+        ended(failure);
         close();
     }
 

@@ -1,6 +1,9 @@
 package dev.egressproxy.tunnel;
 
 import java.nio.channels.ClosedChannelException;
+import java.util.Locale;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 /**
  * How a tunnel ended: the access log's {@code end} field. A tunnel ends when it closes, and the
@@ -67,6 +70,57 @@ public enum TunnelEnd {
             return reset ? CLIENT_RESET : CLIENT_ERROR;
         }
         return reset ? UPSTREAM_RESET : UPSTREAM_ERROR;
+    }
+
+    /** Whether this is {@link #CLIENT_ERROR} or {@link #UPSTREAM_ERROR}: a failure the log names ({@link #errorCode}). */
+    boolean isError() {
+        return this == CLIENT_ERROR || this == UPSTREAM_ERROR;
+    }
+
+    /** The longest {@link #errorCode}. */
+    static final int ERROR_CODE_MAX = 40;
+    /** Netty's native errors: {@code "recvAddress(..) failed with error(-110): Connection timed out"}. */
+    private static final Pattern NETTY_ERRNO = Pattern.compile("\\(\\.\\.\\) failed(?: with error\\(-?\\d+\\))?: ?(.*)");
+
+    /**
+     * The access log's {@code error=} for an end that is an error: the kernel's words for it as
+     * the transports report them, Netty's {@code "recvAddress(..) failed with error(-110):
+     * Connection timed out"} or NIO's {@code "Connection timed out"} both {@code
+     * connection_timed_out}, taken from the innermost cause that has a message (what follows
+     * Netty's {@code "failed ...: "}, up to a colon that would start an address); without any
+     * message, the innermost cause's type
+     * ({@code FileNotFoundException}, Netty's ENOENT, is {@code file_not_found_exception}). Lower case,
+     * words joined by {@code _}, at most {@value #ERROR_CODE_MAX} characters.
+     */
+    static String errorCode(Throwable cause) {
+        Throwable innermost = cause;
+        String text = null;
+        for (Throwable t = cause; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            innermost = t;
+            String m = t.getMessage();
+            // A wrapper's message that only repeats its cause (UncheckedIOException's) says nothing.
+            if (m != null && !m.isBlank() && (t.getCause() == null || !m.equals(t.getCause().toString()))) {
+                text = m;
+            }
+        }
+        if (text == null) {
+            text = innermost.getClass().getSimpleName()
+                    .replaceAll("([a-z0-9])([A-Z])", "$1 $2").replaceAll("([A-Z])([A-Z][a-z])", "$1 $2");
+        } else {
+            Matcher netty = NETTY_ERRNO.matcher(text);
+            if (netty.find()) {
+                text = netty.group(1);
+            }
+            int colon = text.indexOf(':');
+            if (colon > 0) {
+                text = text.substring(0, colon);
+            }
+        }
+        String code = text.toLowerCase(Locale.ROOT).replaceAll("[^a-z0-9]+", "_").replaceAll("^_+|_+$", "");
+        if (code.length() > ERROR_CODE_MAX) {
+            code = code.substring(0, ERROR_CODE_MAX).replaceAll("_+$", "");
+        }
+        return code.isEmpty() ? "io_error" : code;
     }
 
     /**

@@ -4,15 +4,19 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import dev.egressproxy.testing.AccessLogCapture;
+import dev.egressproxy.testing.Processes;
 import dev.egressproxy.testing.RawClient;
+import dev.egressproxy.testing.Required;
 import dev.egressproxy.testing.TcpServer;
 import dev.egressproxy.testing.TcpTable;
 import dev.egressproxy.testing.TestProxy;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
@@ -342,6 +346,34 @@ class TunnelFaultsIT {
             await().atMost(Duration.ofSeconds(5)).until(
                     () -> idleProxy.scrapeValue("egress_proxy_memory_held_bytes") < 16 * 1024);
             assertThat(idleProxy.scrapeValue("egress_proxy_tunnels_active")).isZero();
+        }
+    }
+
+    @Test
+    void upstreamSocketAbortedByTheKernelEndsTheTunnelNamingTheError() throws Exception {
+        // Neither a reset nor a clean end: the kernel aborts the proxy's socket to the origin (ss -K,
+        // as an administrator can), and the next read on it fails with ECONNABORTED. The client is
+        // closed at once and the log names the error in the kernel's words.
+        Required.program(Processes.onPath("ss"), "ss is missing (Debian package iproute2)");
+        try (RawClient c = tunnel(proxy, 'S')) {
+            c.out().write(new byte[] {1, 2, 3});
+            c.out().flush();
+            InetSocketAddress up = await().atMost(Duration.ofSeconds(10)).until(() -> proxy.server.upstreamChannels().stream()
+                    .map(ch -> (InetSocketAddress) ch.localAddress())
+                    .filter(a -> a != null).findFirst().orElse(null), a -> a != null);
+            String killed = Processes.run(List.of("ss", "-K", "-t", "sport", "=", ":" + up.getPort(), "and", "dport", "=",
+                    ":" + origin.port()), null, 10).output();
+            Assumptions.assumeTrue(killed.contains(":" + up.getPort()),
+                    "ss -K cannot close sockets here (needs CAP_NET_ADMIN and a kernel with INET_DIAG_DESTROY): " + killed);
+            long killedAt = System.nanoTime();
+
+            assertThat(c.in().read()).as("the client's end of stream").isEqualTo(-1);
+            assertThat(System.nanoTime() - killedAt).isLessThan(PROMPTLY_NANOS);
+            String from = "client=127.0.0.1:" + c.socket.getLocalPort() + " ";
+            String line = await().atMost(Duration.ofSeconds(10)).until(
+                    () -> log.lines().stream().filter(l -> l.contains(from)).findFirst().orElse(null), l -> l != null);
+            assertThat(line).contains(" error=software_caused_connection_abort ").contains(" bytes_up=4 ")
+                    .endsWith(" end=upstream_error");
         }
     }
 

@@ -41,8 +41,8 @@ public final class LossyNamespace implements AutoCloseable {
     public static LossyNamespace create(double lossProbability) throws Exception {
         Assumptions.assumeTrue(run("id", "-u").output().trim().equals("0"),
                 "needs root to create a network namespace (CI runs as root)");
-        Required.program(onPath("ip"), "needs the ip command (Debian: apt-get install iproute2)");
-        Required.program(onPath("iptables"), "needs the iptables command (Debian: apt-get install iptables)");
+        Required.program(Processes.onPath("ip"), "needs the ip command (Debian: apt-get install iproute2)");
+        Required.program(Processes.onPath("iptables"), "needs the iptables command (Debian: apt-get install iptables)");
         LossyNamespace ns = new LossyNamespace((int) (ProcessHandle.current().pid() % 100_000));
         try {
             ns.setUp(lossProbability);
@@ -106,10 +106,6 @@ public final class LossyNamespace implements AutoCloseable {
             created = false;
         }
         run("ip", "link", "del", hostVeth);
-    }
-
-    private static boolean onPath(String command) throws Exception {
-        return run("sh", "-c", "command -v " + command).exitCode() == 0;
     }
 
     private static Processes.Result run(String... command) throws Exception {

@@ -41,6 +41,11 @@ public final class Processes {
         return new Result(p.exitValue(), new String(out, StandardCharsets.UTF_8));
     }
 
+    /** Whether {@code command} is a program on the PATH. */
+    public static boolean onPath(String command) throws Exception {
+        return run(List.of("sh", "-c", "command -v " + command), null, 30).exitCode() == 0;
+    }
+
     /** The repository root (the parent of the proxy module). */
     public static Path projectRoot() {
         String root = System.getProperty("egress.project.root");

@@ -33,6 +33,35 @@ class TunnelEndTest {
         assertThat(TunnelEnd.failed(false, cause)).isEqualTo(reset ? TunnelEnd.UPSTREAM_RESET : TunnelEnd.UPSTREAM_ERROR);
     }
 
+    static Stream<Arguments> errors() {
+        java.io.UncheckedIOException epollCtl = new java.io.UncheckedIOException(
+                new IOException("epoll_ctl(..) failed with error(-2): No such file or directory"));
+        ClosedChannelException afterTimeout = new ClosedChannelException();
+        afterTimeout.initCause(new IOException("readAddress(..) failed: Connection timed out"));
+        return Stream.of(
+                Arguments.of(new IOException("recvAddress(..) failed with error(-110): Connection timed out"),
+                        "connection_timed_out"),
+                Arguments.of(new IOException("io_uring read(..) failed with error(-103): Software caused connection abort"),
+                        "software_caused_connection_abort"),
+                Arguments.of(new IOException("connect(..) failed with error(-113):No route to host"), "no_route_to_host"),
+                Arguments.of(new IOException("recvAddress(..) failed: Connection timed out"), "connection_timed_out"),
+                Arguments.of(new java.net.SocketException("Connection timed out"), "connection_timed_out"),
+                Arguments.of(new java.net.NoRouteToHostException("No route to host: /10.1.2.3:443"), "no_route_to_host"),
+                Arguments.of(epollCtl, "no_such_file_or_directory"),
+                Arguments.of(afterTimeout, "connection_timed_out"),
+                Arguments.of(new java.io.UncheckedIOException(new java.io.FileNotFoundException()), "file_not_found_exception"),
+                Arguments.of(new java.nio.channels.NotYetConnectedException(), "not_yet_connected_exception"),
+                Arguments.of(new IOException("  "), "io_exception"),
+                Arguments.of(new IOException("x".repeat(100) + " y"), "x".repeat(TunnelEnd.ERROR_CODE_MAX)),
+                Arguments.of(new IOException("***"), "io_error"));
+    }
+
+    @ParameterizedTest(name = "{1}")
+    @MethodSource("errors")
+    void anErrorIsNamedInTheKernelsWordsOrByItsType(Throwable cause, String code) {
+        assertThat(TunnelEnd.errorCode(cause)).isEqualTo(code).matches("[a-z0-9_]{1,40}");
+    }
+
     @Test
     void aClosedChannelSaysWhyOnlyWhenItCarriesACause() {
         ClosedChannelException bare = new ClosedChannelException();

@@ -98,7 +98,7 @@ final class ClassDataTraining {
                     expect(exchange(proxy, "CONNECT denied.example.org:443 HTTP/1.1\r\nHost: denied.example.org:443\r\n\r\n"),
                             "HTTP/1.1 403", "denied.example.org");
                     for (String path : new String[] {"/metrics", "/denied", "/readyz", "/healthz"}) {
-                        expect(exchange(admin, "GET " + path + " HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"),
+                        expect(exchange(admin, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
                                 "HTTP/1.1 200", "");
                     }
                 }

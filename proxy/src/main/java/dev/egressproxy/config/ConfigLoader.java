@@ -38,6 +38,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import java.util.regex.Pattern;
 
 /**
  * Loads the configuration once and turns it into an immutable {@link ProxyConfig}. The only class
@@ -60,7 +61,7 @@ public final class ConfigLoader {
 
     /** The keys of {@link #ENV_KEYS} whose value is a list, given as comma-separated items. */
     private static final Set<String> LIST_KEYS = Set.of("allowlist.presets", "allowlist.hosts",
-            "destinations.allow-private", "clients.allow", "admin.clients.allow", "listen.proxy-protocol-from",
+            "destinations.allow-private", "clients.allow", "admin.clients.allow", "admin.hosts", "listen.proxy-protocol-from",
             "upstream-proxy.bypass");
 
     private final List<String> problems = new ArrayList<>();
@@ -79,6 +80,7 @@ public final class ConfigLoader {
         m.put("EGRESS_PROXY_ADMIN_HOST", "admin.host");
         m.put("EGRESS_PROXY_ADMIN_PORT", "admin.port");
         m.put("EGRESS_PROXY_ADMIN_CLIENTS_ALLOW", "admin.clients.allow");
+        m.put("EGRESS_PROXY_ADMIN_HOSTS", "admin.hosts");
         m.put("EGRESS_PROXY_PRESETS", "allowlist.presets");
         m.put("EGRESS_PROXY_ALLOW_HOSTS", "allowlist.hosts");
         m.put("EGRESS_PROXY_ALLOWLIST_MODE", "allowlist.mode");
@@ -179,7 +181,7 @@ public final class ConfigLoader {
                 proxyProtocol(c), listenTls(c));
         // An empty admin.clients.allow is allowed: it leaves only the probe paths open.
         ProxyConfig.Admin admin = new ProxyConfig.Admin(bool(c, "admin.enabled"), nonEmpty(c, "admin.host"),
-                port(c, "admin.port", true), cidrs(c, "admin.clients.allow"));
+                port(c, "admin.port", true), cidrs(c, "admin.clients.allow"), adminHosts(c, "admin.hosts"));
         ProxyConfig.Allowlist allowlist = allowlist(c.getConfig("allowlist"), "allowlist",
                 mode(c.getString("allowlist.mode"), ROOT + ".allowlist.mode (" + where(c.getValue("allowlist.mode").origin()) + ")"));
         List<ProxyConfig.Policy> policies = policies(c, allowlist.mode());
@@ -357,6 +359,32 @@ public final class ConfigLoader {
 
     /** A list of allowlist patterns where "*" alone stands for every destination. */
     private record HostPatterns(boolean all, List<AllowlistEntry> entries) {
+    }
+
+    /** A DNS name (labels of letters, digits, '-' and '_'), maybe with a trailing dot. */
+    private static final Pattern DNS_NAME = Pattern.compile("[a-z0-9_-]+(\\.[a-z0-9_-]+)*\\.?");
+
+    /**
+     * {@code admin.hosts}: names ({@code "metrics.example.internal"}), {@code "*."} and a name,
+     * or {@code "*"}; lower case, without a trailing dot.
+     */
+    private List<String> adminHosts(Config c, String path) {
+        ConfigList list = c.getList(path);
+        List<String> out = new ArrayList<>();
+        for (int i = 0; i < list.size(); i++) {
+            ConfigValue v = list.get(i);
+            String where = ROOT + "." + path + "[" + i + "] (" + where(v.origin()) + ")";
+            String name = v.valueType() == ConfigValueType.STRING
+                    ? ((String) v.unwrapped()).trim().toLowerCase(Locale.ROOT) : null;
+            String bare = name != null && name.startsWith("*.") ? name.substring(2) : name;
+            if (name == null || !(name.equals("*") || DNS_NAME.matcher(bare).matches())) {
+                problems.add(where + ": expected a host name such as \"metrics.example.internal\", "
+                        + "\"*.example.internal\" (any name under it) or \"*\" (any name)");
+            } else {
+                out.add(name.endsWith(".") ? name.substring(0, name.length() - 1) : name);
+            }
+        }
+        return out;
     }
 
     private HostPatterns hostPatterns(Config c, String path) {

@@ -315,12 +315,14 @@ public record ProxyConfig(
     }
 
     /**
-     * {@code egress-proxy.admin}: the metrics and health listener, and who may read it beyond the
-     * probe paths ({@code clients.allow}).
+     * {@code egress-proxy.admin}: the metrics and health listener, who may read it beyond the
+     * probe paths ({@code clients.allow}) and the names it answers to besides its addresses
+     * ({@code hosts}, lower case, without a trailing dot).
      */
-    public record Admin(boolean enabled, String host, int port, List<CidrBlock> clientsAllow) {
+    public record Admin(boolean enabled, String host, int port, List<CidrBlock> clientsAllow, List<String> hosts) {
         public Admin {
             clientsAllow = List.copyOf(clientsAllow);
+            hosts = List.copyOf(hosts);
         }
 
         /** Whether {@code other} binds the same listener (a difference there needs a restart). */

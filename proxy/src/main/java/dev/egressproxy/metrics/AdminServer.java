@@ -63,7 +63,9 @@ import org.slf4j.LoggerFactory;
  * from the node's address, which is outside the private ranges on some clouds, and the two answers
  * carry nothing but "alive" and "ready"); every other path answers only addresses in
  * {@code admin.clients.allow} (read per request, so a reload applies to the next request) and 403
- * others, counted as {@code egress_proxy_admin_rejected_total} and logged at most every ten seconds.
+ * others, counted as {@code egress_proxy_admin_rejected_total} and logged at most every ten seconds;
+ * and only under a {@code Host} that is one of the listener's names ({@link AdminHosts}, {@code
+ * admin.hosts}), else 403, counted as {@code egress_proxy_admin_host_rejected_total}.
  *
  * <p>Threads: the listener and its connections run on an event loop of their own (one thread,
  * {@code egress-admin}), never on the I/O loops that relay tunnels, and {@code /metrics} is rendered
@@ -78,6 +80,10 @@ public final class AdminServer implements AutoCloseable {
     private static final String REFUSED = "egress-proxy admin: your address may not read this path; only /healthz"
             + " and /readyz answer every address (egress-proxy.admin.clients.allow)\n";
     private static final String REFUSED_REASON = "admin_client_not_allowed";
+    private static final String HOST_REFUSED = "egress-proxy admin: this listener does not answer to the name in your"
+            + " Host header (a defence against DNS rebinding); use its IP address, or add the name to"
+            + " egress-proxy.admin.hosts\n";
+    private static final String HOST_REFUSED_REASON = "admin_host_not_allowed";
     /**
      * The status page may run its own script and style and fetch from this listener, nothing else:
      * no inline script (a host name that slipped into the markup could not run), no other origin,
@@ -91,6 +97,9 @@ public final class AdminServer implements AutoCloseable {
 
     private final ProxyConfig.Admin config;
     private final Supplier<List<CidrBlock>> allow;
+    private final Supplier<List<String>> hosts;
+    /** This machine's host name, which the listener always answers to (null when unknown). */
+    private final String machine = AdminHosts.machineName();
     private final PrometheusMeterRegistry registry;
     private final DeniedReport report;
     private final StatusReport status;
@@ -100,23 +109,26 @@ public final class AdminServer implements AutoCloseable {
     private final IoHandlerFactory ioHandlerFactory;
     private final Class<? extends ServerSocketChannel> channelClass;
     private final LogThrottle refusalLog = new LogThrottle(10, TimeUnit.SECONDS);
+    private final LogThrottle hostRefusalLog = new LogThrottle(10, TimeUnit.SECONDS);
     private EventLoopGroup group;
     private ExecutorService render;
     private Channel channel;
 
     /**
-     * {@code allow} is asked on every request to a path other than the probes ({@code
-     * admin.clients.allow} of the configuration in force). {@code beforeScrape} is asked before every
-     * {@code /metrics} answer, which waits (off the event loop) until the stage it returns completes:
-     * the JVM meters that Main binds after start-up. The event loop is built with {@code
-     * ioHandlerFactory}, the proxy's transport, and the listener is a {@code channelClass}.
+     * {@code allow} and {@code hosts} are asked on every request to a path other than the probes
+     * ({@code admin.clients.allow} and {@code admin.hosts} of the configuration in force).
+     * {@code beforeScrape} is asked before every {@code /metrics} answer, which waits (off the event
+     * loop) until the stage it returns completes: the JVM meters that Main binds after start-up.
+     * The event loop is built with {@code ioHandlerFactory}, the proxy's transport, and the
+     * listener is a {@code channelClass}.
      */
-    public AdminServer(ProxyConfig.Admin config, Supplier<List<CidrBlock>> allow, PrometheusMeterRegistry registry,
-            DeniedReport report, StatusReport status, ProxyMetrics metrics, BooleanSupplier ready,
-            Supplier<? extends CompletionStage<?>> beforeScrape, IoHandlerFactory ioHandlerFactory,
-            Class<? extends ServerSocketChannel> channelClass) {
+    public AdminServer(ProxyConfig.Admin config, Supplier<List<CidrBlock>> allow, Supplier<List<String>> hosts,
+            PrometheusMeterRegistry registry, DeniedReport report, StatusReport status, ProxyMetrics metrics,
+            BooleanSupplier ready, Supplier<? extends CompletionStage<?>> beforeScrape,
+            IoHandlerFactory ioHandlerFactory, Class<? extends ServerSocketChannel> channelClass) {
         this.config = config;
         this.allow = allow;
+        this.hosts = hosts;
         this.registry = registry;
         this.report = report;
         this.status = status;
@@ -185,6 +197,20 @@ public final class AdminServer implements AutoCloseable {
         }
     }
 
+    /** Counts a refusal for the Host header, and logs it as {@link #refused} does. */
+    private void hostRefused(InetAddress client, String host) {
+        metrics.adminHostRejected();
+        LogThrottle.Due due = hostRefusalLog.event();
+        if (due != null) {
+            String shown = host.length() > 64 ? host.substring(0, 64) + "..." : host;
+            log.warn("admin listener refused {} request(s) in the last {} s for a Host none of its names "
+                    + "(IP addresses, localhost, {}, egress-proxy.admin.hosts) (403); the latest: Host {} from {}; "
+                    + "a name the monitoring uses belongs in egress-proxy.admin.hosts", due.events(), due.seconds(),
+                    machine == null ? "this machine's name" : machine,
+                    shown.replaceAll("[^\\x21-\\x7e]", "?"), client.getHostAddress());
+        }
+    }
+
     /** Routes admin requests. Stateless, so one instance serves every admin connection. */
     @Sharable
     private final class AdminHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
@@ -204,6 +230,14 @@ public final class AdminServer implements AutoCloseable {
                 refused(client, req.method(), path);
                 FullHttpResponse res = text(HttpResponseStatus.FORBIDDEN, REFUSED);
                 res.headers().set(ErrorResponses.REASON_HEADER, REFUSED_REASON);
+                respond(ctx, res, false, head);
+                return;
+            }
+            String host = req.headers().get(HttpHeaderNames.HOST);
+            if (!isProbe(path) && !AdminHosts.accepts(host, hosts.get(), machine)) {
+                hostRefused(client, host);
+                FullHttpResponse res = text(HttpResponseStatus.FORBIDDEN, HOST_REFUSED);
+                res.headers().set(ErrorResponses.REASON_HEADER, HOST_REFUSED_REASON);
                 respond(ctx, res, false, head);
                 return;
             }

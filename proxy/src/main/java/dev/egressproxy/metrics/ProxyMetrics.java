@@ -88,6 +88,8 @@ public final class ProxyMetrics {
      * address is outside {@code admin.clients.allow}.
      */
     public static final String ADMIN_REJECTED = "egress.proxy.admin.rejected";
+    /** {@code egress_proxy_admin_host_rejected_total}: admin requests refused (403) for a Host outside admin.hosts. */
+    public static final String ADMIN_HOST_REJECTED = "egress.proxy.admin.host.rejected";
     /** {@code egress_proxy_memory_budget_bytes}: direct memory relays may hold before they pause. */
     public static final String MEMORY_BUDGET = "egress.proxy.memory.budget";
     /** {@code egress_proxy_memory_held_bytes}: direct memory held in buffers at the last sample. */
@@ -192,6 +194,7 @@ public final class ProxyMetrics {
     private final Counter reloadSuccess;
     private final Counter reloadFailure;
     private final Counter adminRejected;
+    private final Counter adminHostRejected;
     private final Map<String, Counter> authFailures = new ConcurrentHashMap<>();
 
     public ProxyMetrics(MeterRegistry registry, int maxHostLabels, String version) {
@@ -273,6 +276,9 @@ public final class ProxyMetrics {
                 .tag("result", "failure").register(registry);
         adminRejected = Counter.builder(ADMIN_REJECTED)
                 .description("Admin requests refused (403) because the client address is outside admin.clients.allow")
+                .register(registry);
+        adminHostRejected = Counter.builder(ADMIN_HOST_REJECTED)
+                .description("Admin requests refused (403) because their Host is none of the listener's names (admin.hosts)")
                 .register(registry);
         for (ProxyAuth.Failure failure : ProxyAuth.Failure.values()) {
             authFailures.put(failure.label(), Counter.builder(AUTH_FAILURES)
@@ -494,6 +500,11 @@ public final class ProxyMetrics {
     /** Counts an admin request refused for its client address. */
     public void adminRejected() {
         adminRejected.increment();
+    }
+
+    /** Counts an admin request refused for its Host header (admin.hosts). */
+    public void adminHostRejected() {
+        adminHostRejected.increment();
     }
 
     public void bytesToUpstream(long n) {

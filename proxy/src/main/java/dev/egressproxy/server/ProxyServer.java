@@ -279,7 +279,8 @@ public final class ProxyServer implements AutoCloseable {
         // the proxy listener is bound.
         if (config.admin().enabled()) {
             // On its own event loop, not the I/O loops: a scrape must not delay a relay.
-            admin = new AdminServer(config.admin(), () -> live.get().config().admin().clientsAllow(), registry, deniedReport,
+            admin = new AdminServer(config.admin(), () -> live.get().config().admin().clientsAllow(),
+                    () -> live.get().config().admin().hosts(), registry, deniedReport,
                     status, metrics, () -> ready, beforeScrape, transport.ioHandlerFactory(), transport.serverChannel());
             admin.start();
         }

@@ -41,7 +41,7 @@ class ConfigLoaderTest {
         ProxyConfig config = ConfigLoader.load(null, Map.of());
 
         assertThat(config.listen()).isEqualTo(new ProxyConfig.Listen("0.0.0.0", 3128));
-        assertThat(config.admin()).isEqualTo(new ProxyConfig.Admin(true, "0.0.0.0", 9128, config.clients().allow()));
+        assertThat(config.admin()).isEqualTo(new ProxyConfig.Admin(true, "0.0.0.0", 9128, config.clients().allow(), List.of()));
         assertThat(config.allowlist().presets()).containsExactly("redhat-registry");
         assertThat(texts(config)).containsExactlyElementsOf(REDHAT_REGISTRY_HOSTS);
         assertThat(config.timeouts()).isEqualTo(
@@ -462,6 +462,31 @@ class ConfigLoaderTest {
 
         assertThat(config.admin().clientsAllow()).extracting(CidrBlock::text)
                 .containsExactly("192.0.2.0/24", "127.0.0.1/32");
+    }
+
+    @Test
+    void adminHostsAreNamesWildcardsOrAStarInLowerCaseWithoutTheTrailingDot() throws Exception {
+        ProxyConfig config = ConfigLoader.fromString("""
+                egress-proxy {
+                  allowlist.hosts = ["registry.redhat.io"]
+                  admin.hosts = ["Metrics.Example.Internal.", "*.scrape.example.internal", "*", "prom_1"]
+                }
+                """);
+        assertThat(config.admin().hosts())
+                .containsExactly("metrics.example.internal", "*.scrape.example.internal", "*", "prom_1");
+        assertThat(ConfigLoader.fromString("egress-proxy.allowlist.hosts = [\"registry.redhat.io\"]").admin().hosts()).isEmpty();
+        assertThat(ConfigLoader.load(write("egress-proxy.conf", "egress-proxy.allowlist.hosts = [\"registry.redhat.io\"]\n"),
+                Map.of("EGRESS_PROXY_ADMIN_HOSTS", "a.example, *.b.example")).admin().hosts())
+                .containsExactly("a.example", "*.b.example");
+
+        ConfigException e = catchThrowableOfType(ConfigException.class, () -> ConfigLoader.fromString("""
+                egress-proxy {
+                  allowlist.hosts = ["registry.redhat.io"]
+                  admin.hosts = ["ok.example", "evil example", "http://x.example", "*.", "a..b", 42, "", "*x.example"]
+                }
+                """));
+        assertThat(e.problems()).hasSize(7).allSatisfy(p -> assertThat(p)
+                .startsWith("egress-proxy.admin.hosts[").contains("expected a host name such as"));
     }
 
     @Test

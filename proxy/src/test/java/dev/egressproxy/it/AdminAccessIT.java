@@ -30,7 +30,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Who may read the admin listener ({@code admin.clients.allow}: 403 for others, counted and logged
- * at most every ten seconds, while {@code /healthz} and {@code /readyz} answer everyone), and that
+ * at most every ten seconds, while {@code /healthz} and {@code /readyz} answer everyone), under
+ * which names ({@code admin.hosts}, against DNS rebinding), and that
  * a scrape runs off the I/O threads: a render that does not finish delays neither a tunnel on the
  * proxy's only I/O thread nor a probe. Clients connect from 127.0.0.1 and from 127.0.0.2 (any
  * 127/8 address is loopback on Linux) to tell an allowed address from a refused one.
@@ -52,11 +53,16 @@ class AdminAccessIT {
     private record Answer(int status, String reason, String body) {
     }
 
-    /** GETs {@code path} from the admin port with a socket bound to {@code from}. */
+    /** GETs {@code path} from the admin port with a socket bound to {@code from}, as 127.0.0.1:port. */
     private static Answer get(TestProxy proxy, InetAddress from, String path) throws Exception {
+        return get(proxy, from, path, "127.0.0.1:" + proxy.server.adminAddress().getPort());
+    }
+
+    /** GETs {@code path} with {@code host} as the Host header (none when null). */
+    private static Answer get(TestProxy proxy, InetAddress from, String path, String host) throws Exception {
         try (RawClient c = new RawClient(new InetSocketAddress("127.0.0.1", proxy.server.adminAddress().getPort()), from)) {
             c.socket.setSoTimeout(10_000);
-            c.send("GET " + path + " HTTP/1.1\r\nHost: admin\r\n\r\n");
+            c.send("GET " + path + " HTTP/1.1\r\n" + (host == null ? "" : "Host: " + host + "\r\n") + "\r\n");
             RawClient.Head head = c.readHead();
             String body = new String(c.readExactly(Integer.parseInt(head.header("content-length"))), StandardCharsets.UTF_8);
             return new Answer(head.status(), head.header("x-egress-proxy-reason"), body);
@@ -173,6 +179,67 @@ class AdminAccessIT {
             assertThat(restart).doesNotContain("egress-proxy.admin");
             assertThat(get(proxy, REFUSED, "/metrics").status()).isEqualTo(200);
             assertThat(get(proxy, ALLOWED, "/metrics").status()).isEqualTo(403);
+        }
+    }
+
+    @Test
+    void aHostNoneOfTheListenersNamesGets403ButTheProbesAndIsCountedAndLoggedWithTheHost() throws Exception {
+        // DNS rebinding: a page from evil.example re-points its name at the admin address; the
+        // browser's address is allowed, its Host is the attacker's name.
+        try (AdminLog log = new AdminLog();
+                TestProxy proxy = TestProxy.start("""
+                        allowlist.hosts = ["registry.redhat.io"]
+                        admin.hosts = ["metrics.example.internal", "*.scrape.example.internal"]
+                        """)) {
+            int port = proxy.server.adminAddress().getPort();
+            for (String host : List.of("evil.example:" + port, "evil.example", "example.internal", "127.0.0.1.evil.example",
+                    "scrape.example.internal", "metrics.example.internal.evil.example")) {
+                for (String path : List.of("/metrics", "/denied", "/status", "/")) {
+                    Answer refused = get(proxy, ALLOWED, path, host);
+                    assertThat(refused.status()).as("%s %s", host, path).isEqualTo(403);
+                    assertThat(refused.reason()).isEqualTo("admin_host_not_allowed");
+                    assertThat(refused.body()).contains("egress-proxy.admin.hosts")
+                            .doesNotContain("egress_proxy_", "registry.redhat.io", "evil");
+                }
+                assertThat(get(proxy, ALLOWED, "/healthz", host)).isEqualTo(new Answer(200, null, "ok\n"));
+                assertThat(get(proxy, ALLOWED, "/readyz", host)).isEqualTo(new Answer(200, null, "ready\n"));
+            }
+            for (String host : java.util.Arrays.asList("127.0.0.1:" + port, "127.0.0.2", "[::1]:" + port, "localhost:" + port,
+                    "LOCALHOST", "metrics.example.internal:" + port, "Metrics.Example.Internal.", "a.scrape.example.internal",
+                    "b.a.scrape.example.internal:" + port, null)) {
+                assertThat(get(proxy, ALLOWED, "/metrics", host).status()).as(String.valueOf(host)).isEqualTo(200);
+            }
+            String machine = java.nio.file.Files.readString(java.nio.file.Path.of("/proc/sys/kernel/hostname")).trim();
+            assertThat(get(proxy, ALLOWED, "/denied", machine + ":" + port).status()).as(machine).isEqualTo(200);
+
+            assertThat(proxy.scrapeValue("egress_proxy_admin_host_rejected_total")).isEqualTo(24.0);
+            assertThat(proxy.scrapeValue("egress_proxy_admin_rejected_total")).isEqualTo(0.0);
+            List<String> warnings = log.events.stream().filter(e -> e.getLevel() == Level.WARN)
+                    .map(ILoggingEvent::getFormattedMessage).toList();
+            assertThat(warnings).singleElement().asString()
+                    .contains("refused 1 request(s)", "egress-proxy.admin.hosts", "Host evil.example:" + port + " from 127.0.0.2");
+        }
+    }
+
+    @Test
+    void aStarInAdminHostsAnswersAnyNameAndAReloadAppliesToTheNextRequest() throws Exception {
+        try (TestProxy proxy = TestProxy.start("""
+                allowlist.hosts = ["registry.redhat.io"]
+                admin.hosts = ["*"]
+                """)) {
+            assertThat(get(proxy, ALLOWED, "/metrics", "anything.example").status()).isEqualTo(200);
+
+            List<String> restart = proxy.server.apply(ConfigLoader.fromString("""
+                    egress-proxy {
+                      listen { host = "127.0.0.1", port = 0 }
+                      admin { host = "127.0.0.1", port = 0, hosts = ["other.example"] }
+                      allowlist.hosts = ["registry.redhat.io"]
+                    }
+                    """));
+
+            assertThat(restart).doesNotContain("egress-proxy.admin");
+            assertThat(get(proxy, ALLOWED, "/metrics", "anything.example").status()).isEqualTo(403);
+            assertThat(get(proxy, ALLOWED, "/metrics", "other.example").status()).isEqualTo(200);
         }
     }
 

@@ -71,8 +71,11 @@ class StatusPageIT {
         void run(WebDriver driver, WebDriverWait wait) throws Exception;
     }
 
-    /** Runs {@code test} with headless Chromium; skipped, saying why, where it is not installed. */
-    private static void withBrowser(BrowserTest test) throws Exception {
+    /**
+     * Runs {@code test} with headless Chromium, given {@code arguments} besides the usual ones;
+     * skipped, saying why, where it is not installed.
+     */
+    private static void withBrowser(BrowserTest test, String... arguments) throws Exception {
         Required.program(Files.isExecutable(CHROMIUM) && Files.isExecutable(CHROMEDRIVER),
                 "StatusPageIT needs Debian's chromium and chromium-driver (" + CHROMIUM + ", " + CHROMEDRIVER
                         + "), which scripts/install-test-deps.sh installs; they are absent here, so the browser test is skipped");
@@ -84,6 +87,7 @@ class StatusPageIT {
         options.setBinary(CHROMIUM.toFile());
         options.addArguments("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400",
                 "--no-first-run", "--disable-extensions");
+        options.addArguments(arguments);
         WebDriver driver = new ChromeDriver(service, options);
         try {
             test.run(driver, new WebDriverWait(driver, Duration.ofSeconds(30)));
@@ -172,6 +176,34 @@ class StatusPageIT {
             assertThat(driver.findElement(By.id("copy-result")).getText()).isEqualTo("Copied.");
 
             screenshot(driver, "status-page.png");
+        }
+    }
+
+    @Test
+    void aPageServedUnderAnotherNameReboundToTheAdminAddressCannotReadIt() throws Exception {
+        // DNS rebinding as the browser sees it: rebound.example resolves to the admin address
+        // (Chromium's host resolver rules stand in for the attacker's DNS server), so a page loaded
+        // from it may fetch the admin port as its own origin. The listener refuses the name.
+        withBrowser(this::reboundName, "--host-resolver-rules=MAP rebound.example 127.0.0.1");
+    }
+
+    private void reboundName(WebDriver driver, WebDriverWait wait) throws Exception {
+        try (TestProxy proxy = TestProxy.start("allowlist.hosts = [\"registry.redhat.io\"]")) {
+            int port = proxy.server.adminAddress().getPort();
+            driver.get("http://rebound.example:" + port + "/healthz");
+            assertThat(driver.findElement(By.tagName("body")).getText()).isEqualTo("ok");
+            String script = "const done = arguments[arguments.length - 1];"
+                    + "Promise.all(['/denied', '/metrics', '/status'].map(p => fetch(p).then(r => r.text()"
+                    + ".then(t => r.status + ' ' + t.substring(0, 60))))).then(a => done(a.join('|')), e => done('error ' + e));";
+            Object rebound = ((org.openqa.selenium.JavascriptExecutor) driver).executeAsyncScript(script);
+            assertThat(String.valueOf(rebound).split("\\|")).hasSize(3)
+                    .allSatisfy(r -> assertThat(r).startsWith("403 egress-proxy admin: this listener does not answer"));
+
+            driver.get(proxy.adminUrl("/healthz"));
+            Object direct = ((org.openqa.selenium.JavascriptExecutor) driver).executeAsyncScript(script);
+            assertThat(String.valueOf(direct).split("\\|")).hasSize(3).allSatisfy(r -> assertThat(r).startsWith("200 "));
+            // The three fetches, and whatever the browser asked for on its own (its /favicon.ico).
+            assertThat(proxy.scrapeValue("egress_proxy_admin_host_rejected_total")).isGreaterThanOrEqualTo(3.0);
         }
     }
 

@@ -68,9 +68,12 @@ public final class ConfigLoader {
     /** The {@code check-samples} of the presets in use (the shipped quay-cdn names its CDN hosts). */
     private final Set<String> presetSamples = new LinkedHashSet<>();
     private final Path presetDir;
+    /** The files the config file included (HOCON {@code include}), for {@link ProxyConfig.Reload}. */
+    private final List<Path> includes;
 
-    private ConfigLoader(Path presetDir) {
+    private ConfigLoader(Path presetDir, List<Path> includes) {
         this.presetDir = presetDir;
+        this.includes = includes;
     }
 
     private static Map<String, String> envKeys() {
@@ -114,12 +117,14 @@ public final class ConfigLoader {
     public static ProxyConfig load(Path file, Map<String, String> env) throws ConfigException {
         Config fileConfig = ConfigFactory.empty();
         Path presetDir = null;
+        IncludeRecorder includes = new IncludeRecorder(null);
         if (file != null) {
             if (!Files.isRegularFile(file)) {
                 throw new ConfigException(List.of("config file " + file + " does not exist or is not a file"));
             }
             try {
-                fileConfig = ConfigFactory.parseFile(file.toFile(), ConfigParseOptions.defaults().setAllowMissing(false));
+                fileConfig = ConfigFactory.parseFile(file.toFile(),
+                        ConfigParseOptions.defaults().setAllowMissing(false).prependIncluder(includes));
             } catch (com.typesafe.config.ConfigException e) {
                 throw new ConfigException(List.of(e.getMessage()));
             }
@@ -127,7 +132,7 @@ public final class ConfigLoader {
         }
         Config shipped = ConfigFactory.parseResources(ConfigLoader.class, "/" + SHIPPED_DEFAULT);
         Config layered = envOverlay(env).withFallback(fileConfig).withFallback(shipped);
-        return new ConfigLoader(presetDir).build(layered);
+        return new ConfigLoader(presetDir, includes.files()).build(layered);
     }
 
     /** Loads HOCON text over {@code reference.conf} only (no shipped defaults, no environment). */
@@ -138,7 +143,7 @@ public final class ConfigLoader {
         } catch (com.typesafe.config.ConfigException e) {
             throw new ConfigException(List.of(e.getMessage()));
         }
-        return new ConfigLoader(null).build(parsed);
+        return new ConfigLoader(null, List.of()).build(parsed);
     }
 
     private static Config envOverlay(Map<String, String> env) {
@@ -274,7 +279,7 @@ public final class ConfigLoader {
         return new ProxyConfig(transport, ioThreads, listen, admin, clients, allowlist, destinations, dns, timeouts, limits, relay, tunnels,
                 metrics,
                 new ProxyConfig.Logging(accessFormat, appFormat.equals("json")), shutdown,
-                new ProxyConfig.Reload(watch), upstream, check, policies, auth, upstreamProxy);
+                new ProxyConfig.Reload(watch, includes), upstream, check, policies, auth, upstreamProxy);
     }
 
     /**

@@ -98,8 +98,14 @@ public record ProxyConfig(
     public record Shutdown(Duration grace) {
     }
 
-    /** {@code egress-proxy.reload}: whether the config file is watched. */
-    public record Reload(boolean watch) {
+    /**
+     * {@code egress-proxy.reload}: whether the config file is watched; and the files it pulled in
+     * with HOCON {@code include} (absolute, those that existed), which are watched with it.
+     */
+    public record Reload(boolean watch, List<Path> includes) {
+        public Reload {
+            includes = List.copyOf(includes);
+        }
     }
 
     /** This configuration with {@code upstream} in place of its own. */

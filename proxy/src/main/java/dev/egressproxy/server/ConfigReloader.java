@@ -34,8 +34,9 @@ import org.slf4j.LoggerFactory;
 /**
  * Reloads the configuration file when it changes (a watch on its directory, on
  * {@code presets/} beside it and on the directories of the other files the configuration reads:
- * {@code auth.basic.users-file}, the {@code listen.tls} certificate, private key and client CA, and
- * {@code upstream-proxy.password-file}) or on request (SIGHUP). A new config that does not validate
+ * {@code auth.basic.users-file}, the {@code listen.tls} certificate, private key and client CA,
+ * {@code upstream-proxy.password-file} and the files the config file includes) or on request
+ * (SIGHUP). A new config that does not validate
  * (a half-written certificate, a key that is not the certificate's) is refused and the running one
  * stays in force, its TLS context included; either way the outcome is logged, counted in
  * {@code config_reloads_total{result}} and recorded for {@code /status} (with the refusal's
@@ -119,7 +120,10 @@ public final class ConfigReloader implements AutoCloseable {
         }
     }
 
-    /** The files {@code config} was read from besides the config file and its presets. */
+    /**
+     * The files {@code config} was read from besides the config file and its presets: those its
+     * settings name, and those the config file included.
+     */
     private static List<Path> filesOf(ProxyConfig config) {
         List<Path> files = new ArrayList<>();
         if (config.auth().enabled()) {
@@ -136,6 +140,7 @@ public final class ConfigReloader implements AutoCloseable {
         if (config.upstreamProxy().passwordFile() != null) {
             files.add(config.upstreamProxy().passwordFile());
         }
+        files.addAll(config.reload().includes());
         return files.stream().map(Path::toAbsolutePath).distinct().toList();
     }
 

@@ -225,6 +225,59 @@ class ReloadIT {
         }
     }
 
+    /**
+     * Files pulled in with HOCON {@code include}, nested ones too and one in another directory, are
+     * watched with the config: editing one is applied without a signal; an include that a reload
+     * adds is watched from then on.
+     */
+    @Test
+    void includedFilesAreWatchedWithTheConfig() throws Exception {
+        Path file = dir.resolve("egress-proxy.conf");
+        Path elsewhere = Files.createDirectory(dir.resolve("teams"));
+        try (TcpServer echo = TcpServer.echo()) {
+            String main = config(echo.port(), "\"kept.test:7000\"")
+                    .replace("allowlist { presets = [], hosts = [\"kept.test:7000\"] }",
+                            "allowlist { presets = [], include \"allowlist.conf\" }");
+            Files.writeString(file, main);
+            Files.writeString(dir.resolve("allowlist.conf"), "hosts = [\"kept.test:7000\"]\ninclude \"teams/extra\"\n");
+            Files.writeString(elsewhere.resolve("extra.conf"), "hosts += \"old.test:7000\"\n");
+            PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+            ProxyServer server = new ProxyServer(ConfigLoader.load(file, Map.of()), registry, "test").start();
+            try (ConfigReloader reloader = new ConfigReloader(file, Map.of(), server, server.metrics()).watch()) {
+                assertThat(server.liveConfig().reload().includes())
+                        .containsExactly(dir.resolve("allowlist.conf"), elsewhere.resolve("extra.conf"));
+                assertThat(connectStatus(server, "old.test:7000")).isEqualTo(200);
+                assertThat(connectStatus(server, "new.test:7000")).isEqualTo(403);
+
+                // The nested include, in a directory of its own, renamed over as a tool would.
+                Path tmp = elsewhere.resolve("extra.conf.tmp");
+                Files.writeString(tmp, "hosts += \"new.test:7000\"\n");
+                Files.move(tmp, elsewhere.resolve("extra.conf"), StandardCopyOption.ATOMIC_MOVE,
+                        StandardCopyOption.REPLACE_EXISTING);
+                await().atMost(Duration.ofSeconds(5)).until(() -> connectStatus(server, "new.test:7000") == 200);
+                assertThat(connectStatus(server, "old.test:7000")).isEqualTo(403);
+
+                // The first include, written in place, drops its nested include and names one of its own.
+                Files.writeString(dir.resolve("more.conf"), "hosts += \"old.test:7000\"\n");
+                Files.writeString(dir.resolve("allowlist.conf"), "hosts = [\"kept.test:7000\"]\ninclude \"more.conf\"\n");
+                await().atMost(Duration.ofSeconds(5)).until(() -> connectStatus(server, "old.test:7000") == 200);
+                assertThat(connectStatus(server, "new.test:7000")).isEqualTo(403);
+                assertThat(server.liveConfig().reload().includes())
+                        .containsExactly(dir.resolve("allowlist.conf"), dir.resolve("more.conf"));
+
+                // Added by the reload, watched from then on.
+                Files.writeString(dir.resolve("more.conf"), "hosts += \"new.test:7000\"\n");
+                await().atMost(Duration.ofSeconds(5)).until(() -> connectStatus(server, "new.test:7000") == 200);
+                assertThat(connectStatus(server, "old.test:7000")).isEqualTo(403);
+                assertThat(reloads(registry, "success")).isEqualTo(3.0);
+                assertThat(reloads(registry, "failure")).isZero();
+            } finally {
+                server.close();
+                registry.close();
+            }
+        }
+    }
+
     /** Runs a file write every 50 ms on its own thread until closed; a failed write fails the test. */
     private static final class Writer implements AutoCloseable {
         interface Write {

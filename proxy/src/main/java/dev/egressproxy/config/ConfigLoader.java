@@ -61,8 +61,8 @@ public final class ConfigLoader {
 
     /** The keys of {@link #ENV_KEYS} whose value is a list, given as comma-separated items. */
     private static final Set<String> LIST_KEYS = Set.of("allowlist.presets", "allowlist.hosts",
-            "destinations.allow-private", "clients.allow", "admin.clients.allow", "admin.hosts", "listen.proxy-protocol-from",
-            "upstream-proxy.bypass");
+            "destinations.allow-private", "clients.allow", "admin.clients.allow", "admin.hosts",
+            "listen.proxy-protocol-from", "upstream-proxy.bypass");
 
     private final List<String> problems = new ArrayList<>();
     /** The {@code check-samples} of the presets in use (the shipped quay-cdn names its CDN hosts). */

@@ -72,7 +72,7 @@ public enum TunnelEnd {
         return reset ? UPSTREAM_RESET : UPSTREAM_ERROR;
     }
 
-    /** Whether this is {@link #CLIENT_ERROR} or {@link #UPSTREAM_ERROR}: a failure the log names ({@link #errorCode}). */
+    /** Whether this is {@link #CLIENT_ERROR} or {@link #UPSTREAM_ERROR}, which the log names ({@link #errorCode}). */
     boolean isError() {
         return this == CLIENT_ERROR || this == UPSTREAM_ERROR;
     }
@@ -88,9 +88,9 @@ public enum TunnelEnd {
      * Connection timed out"} or NIO's {@code "Connection timed out"} both {@code
      * connection_timed_out}, taken from the innermost cause that has a message (what follows
      * Netty's {@code "failed ...: "}, up to a colon that would start an address); without any
-     * message, the innermost cause's type
-     * ({@code FileNotFoundException}, Netty's ENOENT, is {@code file_not_found_exception}). Lower case,
-     * words joined by {@code _}, at most {@value #ERROR_CODE_MAX} characters.
+     * message, the innermost cause's type ({@code FileNotFoundException}, Netty's ENOENT, is
+     * {@code file_not_found_exception}). Lower case, words joined by {@code _}, at most
+     * {@value #ERROR_CODE_MAX} characters.
      */
     static String errorCode(Throwable cause) {
         Throwable innermost = cause;

@@ -205,12 +205,14 @@ final class Tunnel {
 
     /**
      * Records {@code cause} as the tunnel's end unless one was recorded already (the first wins)
-     * or the tunnel is closing; the close follows from the caller.
+     * or the tunnel is closing; the close follows from the caller. Returns whether it was recorded.
      */
-    void ended(TunnelEnd cause) {
-        if (!closed && end == null) {
-            end = cause;
+    boolean ended(TunnelEnd cause) {
+        if (closed || end != null) {
+            return false;
         }
+        end = cause;
+        return true;
     }
 
     /** {@code side} failed ({@code cause}: a reset or another error): the tunnel ends. */
@@ -222,11 +224,10 @@ final class Tunnel {
             return;
         }
         TunnelEnd failure = TunnelEnd.failed(side == client, cause);
-        if (failure.isError() && !closed && end == null) {
+        if (ended(failure) && failure.isError()) {
             // A reset says what happened; another error says it in error=.
             record.error(TunnelEnd.errorCode(cause));
         }
-        ended(failure);
         close();
     }
 

@@ -228,17 +228,13 @@ public final class AdminServer implements AutoCloseable {
             InetAddress client = ((InetSocketAddress) ctx.channel().remoteAddress()).getAddress();
             if (!isProbe(path) && !CidrBlock.anyContains(allow.get(), client)) {
                 refused(client, req.method(), path);
-                FullHttpResponse res = text(HttpResponseStatus.FORBIDDEN, REFUSED);
-                res.headers().set(ErrorResponses.REASON_HEADER, REFUSED_REASON);
-                respond(ctx, res, false, head);
+                forbidden(ctx, REFUSED, REFUSED_REASON, head);
                 return;
             }
             String host = req.headers().get(HttpHeaderNames.HOST);
             if (!isProbe(path) && !AdminHosts.accepts(host, hosts.get(), machine)) {
                 hostRefused(client, host);
-                FullHttpResponse res = text(HttpResponseStatus.FORBIDDEN, HOST_REFUSED);
-                res.headers().set(ErrorResponses.REASON_HEADER, HOST_REFUSED_REASON);
-                respond(ctx, res, false, head);
+                forbidden(ctx, HOST_REFUSED, HOST_REFUSED_REASON, head);
                 return;
             }
             if (!HttpMethod.GET.equals(req.method()) && !head) {
@@ -327,6 +323,13 @@ public final class AdminServer implements AutoCloseable {
             res.headers().set(HttpHeaderNames.CACHE_CONTROL, "no-store")
                     .set("X-Content-Type-Options", "nosniff");
             return res;
+        }
+
+        /** A 403 with {@code reason} in X-Egress-Proxy-Reason; the connection closes after it. */
+        private void forbidden(ChannelHandlerContext ctx, String text, String reason, boolean head) {
+            FullHttpResponse res = text(HttpResponseStatus.FORBIDDEN, text);
+            res.headers().set(ErrorResponses.REASON_HEADER, reason);
+            respond(ctx, res, false, head);
         }
 
         private FullHttpResponse text(HttpResponseStatus status, String text) {

@@ -38,7 +38,6 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
-import java.util.regex.Pattern;
 
 /**
  * Loads the configuration once and turns it into an immutable {@link ProxyConfig}. The only class
@@ -366,12 +365,9 @@ public final class ConfigLoader {
     private record HostPatterns(boolean all, List<AllowlistEntry> entries) {
     }
 
-    /** A DNS name (labels of letters, digits, '-' and '_'), maybe with a trailing dot. */
-    private static final Pattern DNS_NAME = Pattern.compile("[a-z0-9_-]+(\\.[a-z0-9_-]+)*\\.?");
-
     /**
      * {@code admin.hosts}: names ({@code "metrics.example.internal"}), {@code "*."} and a name,
-     * or {@code "*"}; lower case, without a trailing dot.
+     * or {@code "*"}; normalised as destination host names are (lower case, without a trailing dot).
      */
     private List<String> adminHosts(Config c, String path) {
         ConfigList list = c.getList(path);
@@ -379,14 +375,14 @@ public final class ConfigLoader {
         for (int i = 0; i < list.size(); i++) {
             ConfigValue v = list.get(i);
             String where = ROOT + "." + path + "[" + i + "] (" + where(v.origin()) + ")";
-            String name = v.valueType() == ConfigValueType.STRING
-                    ? ((String) v.unwrapped()).trim().toLowerCase(Locale.ROOT) : null;
-            String bare = name != null && name.startsWith("*.") ? name.substring(2) : name;
-            if (name == null || !(name.equals("*") || DNS_NAME.matcher(bare).matches())) {
+            String name = v.valueType() == ConfigValueType.STRING ? ((String) v.unwrapped()).trim() : "";
+            String wildcard = name.startsWith("*.") ? "*." : "";
+            try {
+                out.add(name.equals("*") ? name
+                        : wildcard + AuthorityParser.normaliseHostName(name.substring(wildcard.length())));
+            } catch (MalformedTargetException e) {
                 problems.add(where + ": expected a host name such as \"metrics.example.internal\", "
                         + "\"*.example.internal\" (any name under it) or \"*\" (any name)");
-            } else {
-                out.add(name.endsWith(".") ? name.substring(0, name.length() - 1) : name);
             }
         }
         return out;

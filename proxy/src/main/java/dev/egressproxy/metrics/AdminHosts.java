@@ -1,12 +1,14 @@
 package dev.egressproxy.metrics;
 
+import dev.egressproxy.policy.AuthorityParser;
+import dev.egressproxy.policy.MalformedTargetException;
+import dev.egressproxy.policy.Target;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
-import java.util.regex.Pattern;
 
 /**
  * The names the admin listener answers to ({@code admin.hosts}): the defence against DNS rebinding.
@@ -19,9 +21,6 @@ import java.util.regex.Pattern;
  * it, or {@code *} for any name at all (the check off).
  */
 public final class AdminHosts {
-
-    private static final Pattern IPV4 = Pattern.compile("\\d{1,3}(\\.\\d{1,3}){3}");
-    private static final Pattern IPV6 = Pattern.compile("\\[[0-9a-f:.]+](:\\d*)?");
 
     private AdminHosts() {
     }
@@ -41,33 +40,26 @@ public final class AdminHosts {
 
     /**
      * Whether a request with the {@code Host} header {@code host} (null when it has none) is
-     * answered, with {@code names} the entries of {@code admin.hosts} and {@code machine} this
-     * machine's name (or null).
+     * answered, with {@code names} the entries of {@code admin.hosts} (lower case, without a
+     * trailing dot, as the configuration holds them) and {@code machine} this machine's name (or
+     * null). The header is read by the parser the proxy reads destinations with: a malformed one
+     * is no name of the listener's.
      */
     public static boolean accepts(String host, List<String> names, String machine) {
         if (host == null || host.isBlank()) {
             return true;
         }
-        String h = host.trim().toLowerCase(Locale.ROOT);
-        if (h.startsWith("[")) {
-            // An IPv6 literal, with or without a port.
-            return IPV6.matcher(h).matches();
-        }
-        int colon = h.lastIndexOf(':');
-        if (colon >= 0) {
-            h = h.substring(0, colon);
-        }
-        if (h.endsWith(".")) {
-            h = h.substring(0, h.length() - 1);
-        }
-        if (h.isEmpty()) {
+        Target t;
+        try {
+            t = AuthorityParser.parseAuthority(host.trim(), 80);
+        } catch (MalformedTargetException e) {
             return false;
         }
-        if (IPV4.matcher(h).matches() || h.equals("localhost") || h.equals(machine)) {
+        String h = t.host();
+        if (t.isIpLiteral() || h.equals("localhost") || h.equals(machine)) {
             return true;
         }
-        for (String entry : names) {
-            String e = entry.toLowerCase(Locale.ROOT);
+        for (String e : names) {
             if (e.equals("*") || e.equals(h) || (e.startsWith("*.") && h.endsWith(e.substring(1)))) {
                 return true;
             }

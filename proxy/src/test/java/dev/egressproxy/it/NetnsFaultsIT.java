@@ -1,7 +1,6 @@
 package dev.egressproxy.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.awaitility.Awaitility.await;
 
 import dev.egressproxy.testing.AccessLogCapture;
 import dev.egressproxy.testing.DelayLine;
@@ -16,7 +15,6 @@ import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.security.MessageDigest;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -230,11 +228,7 @@ class NetnsFaultsIT {
                 // The seed crossed the delay line one way and the first byte back the other.
                 assertThat(t.firstByteNanos()).isGreaterThanOrEqualTo(TimeUnit.MILLISECONDS.toNanos(100));
 
-                String from = "client=127.0.0.1:" + t.clientPort() + " ";
-                String line = await().atMost(Duration.ofSeconds(10)).until(
-                        () -> log.lines().stream().filter(l -> l.contains(from)).findFirst().orElse(null),
-                        l -> l != null);
-                assertThat(line).contains(" bytes_up=" + (8 + SIZE) + " bytes_down=" + (SIZE + 32) + " ")
+                assertThat(log.lineOf(t.clientPort())).contains(" bytes_up=" + (8 + SIZE) + " bytes_down=" + (SIZE + 32) + " ")
                         .containsPattern(" end=(client_closed|upstream_closed)$");
             }
         } finally {

@@ -473,11 +473,7 @@ class ProxyIT {
             for (int kib : new int[] {640, 768, 896, 1024, 1152, 1280, 1536, 2048}) {
                 long size = kib * 1024L;
                 int port = downloadAfterTheOriginsEnd(size);
-                String from = "client=127.0.0.1:" + port + " ";
-                String line = await().atMost(Duration.ofSeconds(10)).until(
-                        () -> log.lines().stream().filter(l -> l.contains(from)).findFirst().orElse(null),
-                        l -> l != null);
-                assertThat(line).as("answer of %d KiB", kib)
+                assertThat(log.lineOf(port)).as("answer of %d KiB", kib)
                         .contains(" bytes_up=" + String.valueOf(size).length() + " bytes_down=" + size + " ")
                         .endsWith(" end=client_closed");
             }

@@ -172,9 +172,7 @@ class TunnelFaultsIT {
 
     /** The access-log line of the tunnel from the client's local port: {bytes_up, bytes_down} and its end. */
     private Matcher lineOf(Socket client) {
-        String from = "client=127.0.0.1:" + client.getLocalPort() + " ";
-        String line = await().atMost(Duration.ofSeconds(10)).until(
-                () -> log.lines().stream().filter(l -> l.contains(from)).findFirst().orElse(null), l -> l != null);
+        String line = log.lineOf(client.getLocalPort());
         Matcher m = COUNTS.matcher(line);
         assertThat(m.find()).as(line).isTrue();
         return m;
@@ -368,10 +366,7 @@ class TunnelFaultsIT {
 
             assertThat(c.in().read()).as("the client's end of stream").isEqualTo(-1);
             assertThat(System.nanoTime() - killedAt).isLessThan(PROMPTLY_NANOS);
-            String from = "client=127.0.0.1:" + c.socket.getLocalPort() + " ";
-            String line = await().atMost(Duration.ofSeconds(10)).until(
-                    () -> log.lines().stream().filter(l -> l.contains(from)).findFirst().orElse(null), l -> l != null);
-            assertThat(line).contains(" error=software_caused_connection_abort ").contains(" bytes_up=1 ")
+            assertThat(log.lineOf(c.socket.getLocalPort())).contains(" error=software_caused_connection_abort ").contains(" bytes_up=1 ")
                     .endsWith(" end=upstream_error");
         }
     }
